@@ -1,0 +1,163 @@
+/**
+ * Typed errors with stable codes that survive a thread hop: an actor sends
+ * `{ code, message, leader }` (a `WireError`) and `fromWire` rebuilds the class.
+ */
+import type { WireError } from './messages.js';
+
+export type RaftErrorCode =
+  | 'NOT_LEADER'
+  | 'TIMEOUT'
+  | 'UNKNOWN_NODE'
+  | 'NODE_STOPPED'
+  | 'NODE_EXISTS'
+  | 'CONFIG_INVALID'
+  | 'CONFIG_CHANGE_UNSUPPORTED'
+  | 'LEADERSHIP_LOST'
+  | 'ACTOR_RESTARTED'
+  | 'STATE_MACHINE_ERROR'
+  | 'INVALID_COMMAND'
+  | 'STORAGE_ERROR';
+
+export class RaftError extends Error {
+  readonly isRaftError = true;
+  constructor(
+    readonly code: RaftErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+  override get name(): string {
+    return this.constructor.name;
+  }
+  toWire(): WireError {
+    return { code: this.code, message: this.message, leader: null };
+  }
+}
+
+/** The peer asked is not the leader; `leader` is the last one it knew of (or null). */
+export class NotLeaderError extends RaftError {
+  constructor(
+    readonly leader: string | null,
+    message = leader ? `not the leader; try ${leader}` : 'not the leader, and no leader is known',
+  ) {
+    super('NOT_LEADER', message);
+  }
+  override toWire(): WireError {
+    return { code: this.code, message: this.message, leader: this.leader };
+  }
+}
+
+/** No answer within `ms`. For an op the outcome is unknown: it may still be applied. */
+export class TimeoutError extends RaftError {
+  constructor(
+    readonly ms: number,
+    message = `no answer within ${ms} ms`,
+  ) {
+    super('TIMEOUT', message);
+  }
+}
+
+export class UnknownNodeError extends RaftError {
+  constructor(readonly nodeId: string) {
+    super('UNKNOWN_NODE', `no node '${nodeId}' has been started in this process`);
+  }
+}
+
+export class NodeStoppedError extends RaftError {
+  constructor(readonly nodeId: string, message = `node '${nodeId}' is stopped`) {
+    super('NODE_STOPPED', message);
+  }
+}
+
+export class NodeExistsError extends RaftError {
+  constructor(readonly nodeId: string) {
+    super('NODE_EXISTS', `node '${nodeId}' is already running in this process`);
+  }
+}
+
+/** A setConfig that cannot be a configuration: empty, duplicates, unknown peers. */
+export class ConfigError extends RaftError {
+  constructor(message: string) {
+    super('CONFIG_INVALID', message);
+  }
+}
+
+/** Membership changes on a running cluster (joint consensus, §6) are not in this release. */
+export class ConfigChangeUnsupportedError extends RaftError {
+  constructor(message: string) {
+    super('CONFIG_CHANGE_UNSUPPORTED', message);
+  }
+}
+
+/**
+ * The leader that accepted the op lost its leadership before the op's entry was applied,
+ * and the entry was overwritten. The outcome is unknown: a later leader may still commit
+ * the original entry (Figure 8), so retrying may apply the command twice.
+ */
+export class LeadershipLostError extends RaftError {
+  constructor(message = 'leadership lost before the op was applied; its outcome is unknown') {
+    super('LEADERSHIP_LOST', message);
+  }
+}
+
+/** The actor holding the op crashed and was restarted; the op's outcome is unknown. */
+export class ActorRestartedError extends RaftError {
+  constructor(message = 'the consensus actor restarted while the op was in flight; its outcome is unknown') {
+    super('ACTOR_RESTARTED', message);
+  }
+}
+
+/** The state machine threw while applying a committed command (on every peer alike). */
+export class StateMachineError extends RaftError {
+  constructor(message: string) {
+    super('STATE_MACHINE_ERROR', message);
+  }
+}
+
+/** A command the state machine does not accept (wrong shape); thrown by `apply`. */
+export class InvalidCommandError extends RaftError {
+  constructor(message: string) {
+    super('INVALID_COMMAND', message);
+  }
+}
+
+export class StorageError extends RaftError {
+  constructor(message: string) {
+    super('STORAGE_ERROR', message);
+  }
+}
+
+export function isRaftError(e: unknown): e is RaftError {
+  return typeof e === 'object' && e !== null && (e as { isRaftError?: unknown }).isRaftError === true;
+}
+
+/** Any thrown value as a WireError; non-Raft errors keep their message. */
+export function toWire(e: unknown, fallbackCode: RaftErrorCode = 'STATE_MACHINE_ERROR'): WireError {
+  if (isRaftError(e)) return e.toWire();
+  const message = e instanceof Error ? e.message : String(e);
+  return { code: fallbackCode, message, leader: null };
+}
+
+/** Rebuild the typed error a WireError stands for. */
+export function fromWire(w: WireError): RaftError {
+  switch (w.code as RaftErrorCode) {
+    case 'NOT_LEADER':
+      return new NotLeaderError(w.leader, w.message);
+    case 'TIMEOUT':
+      return new TimeoutError(0, w.message);
+    case 'LEADERSHIP_LOST':
+      return new LeadershipLostError(w.message);
+    case 'ACTOR_RESTARTED':
+      return new ActorRestartedError(w.message);
+    case 'INVALID_COMMAND':
+      return new InvalidCommandError(w.message);
+    case 'CONFIG_INVALID':
+      return new ConfigError(w.message);
+    case 'CONFIG_CHANGE_UNSUPPORTED':
+      return new ConfigChangeUnsupportedError(w.message);
+    case 'STORAGE_ERROR':
+      return new StorageError(w.message);
+    default:
+      return new StateMachineError(w.message);
+  }
+}

@@ -1,0 +1,352 @@
+/**
+ * Every protocol of actor-raft as a discriminated union, and the one msgpackr codec.
+ *
+ * Protocols:
+ *  - log entries (`Entry`), stored by the log actor and carried by AppendEntries;
+ *  - peer RPCs between consensus actors (`PeerMessage`, Figure 2 of the paper);
+ *  - the log protocol between a consensus actor and its log actor (`LogRequest` / `LogReply`);
+ *  - the client protocol between the API (main thread) and a consensus actor
+ *    (`ClientRequest` / `ClientReply`).
+ *
+ * Control calls (status, setConfig, stop, wiring) travel over comlink and are typed in
+ * `src/control.ts`; nothing on the op path or between peers uses anything but this codec.
+ */
+import { Packr, Unpackr } from 'msgpackr';
+
+// ---------------------------------------------------------------------------------------------
+// Log entries
+
+/** A no-op appended by every new leader at the start of its term (§8, commits earlier terms). */
+export interface NoopEntry {
+  type: 'noop';
+  index: number;
+  term: number;
+}
+/** A client command; `data` is the command packed with this codec, opaque to consensus. */
+export interface CommandEntry {
+  type: 'command';
+  index: number;
+  term: number;
+  data: Uint8Array;
+}
+/** A cluster configuration: the voting peers (§6). A peer uses the latest one in its log. */
+export interface ConfigEntry {
+  type: 'config';
+  index: number;
+  term: number;
+  peers: string[];
+}
+export type Entry = NoopEntry | CommandEntry | ConfigEntry;
+
+// ---------------------------------------------------------------------------------------------
+// Peer RPCs (Figure 2)
+
+export interface RequestVote {
+  type: 'requestVote';
+  term: number;
+  from: string;
+  to: string;
+  lastLogIndex: number;
+  lastLogTerm: number;
+}
+export interface RequestVoteReply {
+  type: 'requestVoteReply';
+  term: number;
+  from: string;
+  to: string;
+  granted: boolean;
+}
+export interface AppendEntries {
+  type: 'appendEntries';
+  term: number;
+  from: string;
+  to: string;
+  prevLogIndex: number;
+  prevLogTerm: number;
+  entries: Entry[];
+  leaderCommit: number;
+}
+/**
+ * Beyond the paper (docs/DEVIATIONS.md): a success carries `matchIndex` (prevLogIndex +
+ * entries.length) so pipelined replies need no request id; a rejection carries
+ * `rejectedIndex` (the prevLogIndex it refused, to spot stale rejections) and the §5.3
+ * fast back-off hint `conflictIndex`/`conflictTerm` (conflictTerm 0: the log is too short).
+ */
+export interface AppendEntriesReply {
+  type: 'appendEntriesReply';
+  term: number;
+  from: string;
+  to: string;
+  success: boolean;
+  matchIndex: number;
+  rejectedIndex: number;
+  conflictIndex: number;
+  conflictTerm: number;
+}
+export type PeerMessage = RequestVote | RequestVoteReply | AppendEntries | AppendEntriesReply;
+
+// ---------------------------------------------------------------------------------------------
+// Log protocol: consensus actor <-> its log actor
+
+/**
+ * One durable write: the hard state (§5.1 currentTerm, votedFor), then an optional suffix
+ * truncation (§5.3 conflicting entries), then appended entries, in one LMDB transaction.
+ * The log actor answers `persisted` with the same `seq` once it is flushed to disk; seqs are
+ * acknowledged in order.
+ */
+export interface PersistRequest {
+  type: 'persist';
+  seq: number;
+  term: number;
+  votedFor: string | null;
+  /** Delete every entry with index >= truncateFrom before appending; 0 means no truncation. */
+  truncateFrom: number;
+  entries: Entry[];
+}
+/** Read entries [from, to] (inclusive) for recovery. */
+export interface ReadRequest {
+  type: 'read';
+  id: number;
+  from: number;
+  to: number;
+}
+export type LogRequest = PersistRequest | ReadRequest;
+
+/** Sent once when the log actor has opened its store: what recovery starts from. */
+export interface LogReady {
+  type: 'logReady';
+  term: number;
+  votedFor: string | null;
+  firstIndex: number;
+  lastIndex: number;
+  lastTerm: number;
+}
+export interface Persisted {
+  type: 'persisted';
+  seq: number;
+}
+export interface ReadResult {
+  type: 'readResult';
+  id: number;
+  entries: Entry[];
+}
+/** The log actor could not carry out a request; it crashes itself right after sending it. */
+export interface LogFailure {
+  type: 'logFailure';
+  message: string;
+}
+export type LogReply = LogReady | Persisted | ReadResult | LogFailure;
+
+// ---------------------------------------------------------------------------------------------
+// Client protocol: API (main thread) <-> consensus actor
+
+export interface OpRequest {
+  id: number;
+  /** The command packed with this codec (see `encodeCommand`). */
+  command: Uint8Array;
+}
+/** Every op submitted in one event-loop turn travels as one message. */
+export interface ClientOps {
+  type: 'ops';
+  ops: OpRequest[];
+}
+export type ClientRequest = ClientOps;
+
+/** An error as it crosses a thread: rebuilt into a typed class by `src/errors.ts`. */
+export interface WireError {
+  code: string;
+  message: string;
+  /** For NOT_LEADER: the peer believed to lead, if any. */
+  leader: string | null;
+}
+export interface OpOutcome {
+  id: number;
+  ok: boolean;
+  /** The state machine's result when ok. */
+  result: unknown;
+  error: WireError | null;
+}
+/** Every outcome produced in one step of the consensus actor travels as one message. */
+export interface ClientResults {
+  type: 'results';
+  results: OpOutcome[];
+}
+export type ClientReply = ClientResults;
+
+export type AnyMessage = PeerMessage | LogRequest | LogReply | ClientRequest | ClientReply;
+
+// ---------------------------------------------------------------------------------------------
+// The codec
+
+/**
+ * Record structures agreed on both sides in advance (msgpackr "records"): each is the key
+ * order of one message shape above. Objects whose keys match one of these are written as a
+ * record id plus values; anything else is still encoded, with its structure inline.
+ * Never reorder or remove an item: that changes the wire format.
+ */
+const SHARED_STRUCTURES: readonly (readonly string[])[] = [
+  ['type', 'index', 'term'],
+  ['type', 'index', 'term', 'data'],
+  ['type', 'index', 'term', 'peers'],
+  ['type', 'term', 'from', 'to', 'lastLogIndex', 'lastLogTerm'],
+  ['type', 'term', 'from', 'to', 'granted'],
+  ['type', 'term', 'from', 'to', 'prevLogIndex', 'prevLogTerm', 'entries', 'leaderCommit'],
+  ['type', 'term', 'from', 'to', 'success', 'matchIndex', 'rejectedIndex', 'conflictIndex', 'conflictTerm'],
+  ['type', 'seq', 'term', 'votedFor', 'truncateFrom', 'entries'],
+  ['type', 'id', 'from', 'to'],
+  ['type', 'term', 'votedFor', 'firstIndex', 'lastIndex', 'lastTerm'],
+  ['type', 'seq'],
+  ['type', 'id', 'entries'],
+  ['type', 'message'],
+  ['id', 'command'],
+  ['type', 'ops'],
+  ['code', 'message', 'leader'],
+  ['id', 'ok', 'result', 'error'],
+  ['type', 'results'],
+];
+
+function codecOptions() {
+  // A fresh copy each time: msgpackr annotates the array it is given.
+  const structures = SHARED_STRUCTURES.map((s) => [...s]);
+  return { structures, maxSharedStructures: structures.length, useRecords: true, moreTypes: false };
+}
+
+/** Raised when bytes are not a message of this codec (garbage, truncated, wrong shape). */
+export class DecodeError extends Error {
+  override readonly name = 'DecodeError';
+}
+
+/**
+ * The one codec. `encode` returns an exact-size Uint8Array that owns its ArrayBuffer, so the
+ * buffer can be transferred: msgpackr's `pack` returns a view into a reused arena, and
+ * transferring or retaining that view would corrupt the next message.
+ */
+export class Codec {
+  private readonly packr = new Packr(codecOptions());
+  private readonly unpackr = new Unpackr(codecOptions());
+
+  encode(value: unknown): Uint8Array {
+    const view = this.packr.pack(value);
+    const owned = new Uint8Array(view.length);
+    owned.set(view);
+    return owned;
+  }
+
+  decode(bytes: Uint8Array): unknown {
+    try {
+      return this.unpackr.unpack(bytes);
+    } catch (err) {
+      throw new DecodeError(`undecodable message (${bytes.length} bytes): ${(err as Error).message}`);
+    }
+  }
+}
+
+/** One codec per thread (msgpackr instances are not shared across threads). */
+export const codec = new Codec();
+
+/**
+ * Pack a user command for the log. Throws TypeError for values msgpack cannot carry
+ * (functions, symbols), so bad input stops at the API.
+ */
+export function encodeCommand(command: unknown): Uint8Array {
+  assertPackable(command, 'command');
+  return codec.encode(command);
+}
+
+export function decodeCommand(data: Uint8Array): unknown {
+  return codec.decode(data);
+}
+
+function assertPackable(value: unknown, path: string, depth = 0): void {
+  if (depth > 64) throw new TypeError(`${path} is nested too deeply (or cyclic)`);
+  const t = typeof value;
+  if (t === 'function' || t === 'symbol') throw new TypeError(`${path} is a ${t}, which msgpack cannot carry`);
+  if (t === 'bigint') return;
+  if (value === null || t !== 'object') return;
+  if (ArrayBuffer.isView(value) || value instanceof Date) return;
+  if (value instanceof Map) {
+    for (const [k, v] of value) {
+      assertPackable(k, `${path} key`, depth + 1);
+      assertPackable(v, `${path}.${String(k)}`, depth + 1);
+    }
+    return;
+  }
+  for (const [k, v] of Object.entries(value as object)) assertPackable(v, `${path}.${k}`, depth + 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shape checks for bytes that arrive from ports: a decoded value is trusted only after these.
+
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isStr = (v: unknown): v is string => typeof v === 'string';
+
+export function isEntry(v: unknown): v is Entry {
+  if (typeof v !== 'object' || v === null) return false;
+  const e = v as Record<string, unknown>;
+  if (!isNum(e.index) || !isNum(e.term)) return false;
+  switch (e.type) {
+    case 'noop':
+      return true;
+    case 'command':
+      return e.data instanceof Uint8Array;
+    case 'config':
+      return Array.isArray(e.peers) && e.peers.every(isStr);
+    default:
+      return false;
+  }
+}
+
+export function isPeerMessage(v: unknown): v is PeerMessage {
+  if (typeof v !== 'object' || v === null) return false;
+  const m = v as Record<string, unknown>;
+  if (!isNum(m.term) || !isStr(m.from) || !isStr(m.to)) return false;
+  switch (m.type) {
+    case 'requestVote':
+      return isNum(m.lastLogIndex) && isNum(m.lastLogTerm);
+    case 'requestVoteReply':
+      return typeof m.granted === 'boolean';
+    case 'appendEntries':
+      return (
+        isNum(m.prevLogIndex) &&
+        isNum(m.prevLogTerm) &&
+        isNum(m.leaderCommit) &&
+        Array.isArray(m.entries) &&
+        m.entries.every(isEntry)
+      );
+    case 'appendEntriesReply':
+      return (
+        typeof m.success === 'boolean' &&
+        isNum(m.matchIndex) &&
+        isNum(m.rejectedIndex) &&
+        isNum(m.conflictIndex) &&
+        isNum(m.conflictTerm)
+      );
+    default:
+      return false;
+  }
+}
+
+export function isClientRequest(v: unknown): v is ClientRequest {
+  if (typeof v !== 'object' || v === null) return false;
+  const m = v as Record<string, unknown>;
+  return (
+    m.type === 'ops' &&
+    Array.isArray(m.ops) &&
+    m.ops.every(
+      (o) =>
+        typeof o === 'object' &&
+        o !== null &&
+        isNum((o as OpRequest).id) &&
+        (o as OpRequest).command instanceof Uint8Array,
+    )
+  );
+}
+
+/** Post an encoded message on a port, transferring its (owned) buffer. */
+export function postEncoded(
+  port: { postMessage(value: unknown, transfer: ArrayBuffer[]): void },
+  message: AnyMessage,
+): void {
+  const bytes = codec.encode(message);
+  port.postMessage(bytes, [bytes.buffer as ArrayBuffer]);
+}
