@@ -1,0 +1,5 @@
+export { createCore, isBlank, status, step, validateCoreOptions } from './step.js';
+export type { CoreInit } from './step.js';
+export { RaftLog } from './raft-log.js';
+export { DEFAULT_CORE_OPTIONS } from './types.js';
+export type { ClientErrorCode, CoreOptions, CoreState, Effect, Input, PendingWrite, Progress, Role, Status, StepResult } from './types.js';

@@ -1,0 +1,649 @@
+/**
+ * The consensus core: `step(state, input) → { state, effects }`.
+ *
+ * Deterministic and free of I/O: no clock (time is `tick` inputs), no disk (writes are
+ * `persist` effects, acknowledged by `persisted` inputs), no ports (messages are `send`
+ * effects), no unseeded randomness (election timeouts come from a PRNG seed in the state).
+ *
+ * `step` takes ownership of `state`: it updates it in place and returns it, so a caller
+ * must use the returned state and drop the old reference. (Copying the log on every step
+ * would make the core useless for throughput; determinism is what the simulator needs.)
+ *
+ * Structure (after etcd/raft and rafter): `onMessage` settles terms once (§5.1), then
+ * dispatches to the handler of the current role; only the `become*` functions change the
+ * role. Messages whose meaning presumes durable state (votes granted, AppendEntries
+ * answers) wait in `pendingWrites` until the log actor acknowledges the write (§5.2, §5.3;
+ * thesis §3.8).
+ */
+import { committedIndex, isVoter, stableConfig, voteResult, voters, type Config } from '../config.js';
+import type {
+  AppendEntries,
+  AppendEntriesReply,
+  Entry,
+  OpRequest,
+  PeerMessage,
+  RequestVote,
+  RequestVoteReply,
+} from '../messages.js';
+import { RaftLog } from './raft-log.js';
+import { nextRandom } from './rng.js';
+import type { CoreOptions, CoreState, Effect, Input, Role, Status, StepResult } from './types.js';
+import { DEFAULT_CORE_OPTIONS } from './types.js';
+
+// ---------------------------------------------------------------------------------------------
+// Construction and recovery
+
+export interface CoreInit {
+  id: string;
+  /** Seed for election-timeout randomness. */
+  seed: number;
+  options?: Partial<CoreOptions>;
+  /** Recovered from the log store (a fresh peer passes nothing). */
+  term?: number;
+  votedFor?: string | null;
+  entries?: readonly Entry[];
+}
+
+export function validateCoreOptions(o: CoreOptions): CoreOptions {
+  const positive = (name: keyof CoreOptions) => {
+    if (!Number.isSafeInteger(o[name]) || o[name] < 1) {
+      throw new RangeError(`options.${name} must be a positive integer, got ${String(o[name])}`);
+    }
+  };
+  positive('heartbeatTicks');
+  positive('electionTicks');
+  positive('maxEntriesPerAppend');
+  positive('maxInflightAppends');
+  if (o.electionTicks <= o.heartbeatTicks) {
+    throw new RangeError('options.electionTicks must be greater than options.heartbeatTicks');
+  }
+  return o;
+}
+
+/** A core for a peer starting (or restarting from what its log store recovered). */
+export function createCore(init: CoreInit): CoreState {
+  const options = validateCoreOptions({ ...DEFAULT_CORE_OPTIONS, ...init.options });
+  const log = new RaftLog(init.entries ?? []);
+  const state: CoreState = {
+    id: init.id,
+    options,
+    role: 'follower',
+    currentTerm: init.term ?? 0,
+    votedFor: init.votedFor ?? null,
+    log,
+    config: null,
+    leader: null,
+    // §5.3 volatile state starts at 0 after a restart; the leader tells us the commit index.
+    commitIndex: 0,
+    lastApplied: 0,
+    electionElapsed: 0,
+    electionTimeout: options.electionTicks,
+    heartbeatElapsed: 0,
+    votes: new Map(),
+    progress: new Map(),
+    persistSeq: 0,
+    persistedSeq: 0,
+    // Everything recovered from the store is durable.
+    durableIndex: log.lastIndex,
+    pendingWrites: [],
+    waiting: new Map(),
+    rngSeed: init.seed | 0,
+  };
+  refreshConfig(state);
+  resetElectionTimer(state);
+  return state;
+}
+
+export function status(s: CoreState): Status {
+  return {
+    id: s.id,
+    role: s.role,
+    term: s.currentTerm,
+    leader: s.leader,
+    commitIndex: s.commitIndex,
+    lastApplied: s.lastApplied,
+    peers: s.config ? voters(s.config) : [],
+  };
+}
+
+/** True while the peer has no configuration and no log: it may be bootstrapped. */
+export function isBlank(s: CoreState): boolean {
+  return s.config === null && s.log.lastIndex === 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The step function
+
+/**
+ * Everything one step wants written and sent, gathered so that all writes of the step
+ * become one persist effect and messages that need them durable wait for that write.
+ */
+interface StepContext {
+  effects: Effect[];
+  hardStateDirty: boolean;
+  truncateFrom: number;
+  appended: Entry[];
+  /** Sent only once this step's write (or the latest pending one) is durable. */
+  afterDurable: PeerMessage[];
+  selfVoteTerm: number;
+  roleBefore: Role;
+  termBefore: number;
+  leaderBefore: string | null;
+}
+
+export function step(state: CoreState, input: Input): StepResult {
+  const ctx: StepContext = {
+    effects: [],
+    hardStateDirty: false,
+    truncateFrom: 0,
+    appended: [],
+    afterDurable: [],
+    selfVoteTerm: 0,
+    roleBefore: state.role,
+    termBefore: state.currentTerm,
+    leaderBefore: state.leader,
+  };
+  switch (input.type) {
+    case 'tick':
+      onTick(state, ctx);
+      break;
+    case 'message':
+      onMessage(state, ctx, input.message);
+      break;
+    case 'propose':
+      onPropose(state, ctx, input.requests);
+      break;
+    case 'persisted':
+      onPersisted(state, ctx, input.seq);
+      break;
+    case 'bootstrap':
+      onBootstrap(state, ctx, input.peers);
+      break;
+    default:
+      assertNever(input);
+  }
+  finish(state, ctx);
+  return { state, effects: ctx.effects };
+}
+
+function assertNever(x: never): never {
+  throw new Error(`unhandled input ${JSON.stringify(x)}`);
+}
+
+/** Turn the step's gathered writes into one persist effect, and release what may go now. */
+function finish(s: CoreState, ctx: StepContext): void {
+  const effects = ctx.effects;
+  if (ctx.hardStateDirty || ctx.truncateFrom > 0 || ctx.appended.length > 0) {
+    const seq = ++s.persistSeq;
+    effects.unshift({
+      type: 'persist',
+      write: {
+        type: 'persist',
+        seq,
+        term: s.currentTerm,
+        votedFor: s.votedFor,
+        truncateFrom: ctx.truncateFrom,
+        entries: ctx.appended,
+      },
+    });
+    s.pendingWrites.push({
+      seq,
+      lastIndex: s.log.lastIndex,
+      messages: ctx.afterDurable,
+      selfVoteTerm: ctx.selfVoteTerm,
+    });
+  } else if (ctx.afterDurable.length > 0) {
+    const last = s.pendingWrites[s.pendingWrites.length - 1];
+    if (last) last.messages.push(...ctx.afterDurable);
+    else for (const message of ctx.afterDurable) effects.push({ type: 'send', message });
+  }
+  if (s.role !== ctx.roleBefore || s.currentTerm !== ctx.termBefore || s.leader !== ctx.leaderBefore) {
+    effects.push({ type: 'roleChanged', role: s.role, term: s.currentTerm, leader: s.leader });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time
+
+function onTick(s: CoreState, ctx: StepContext): void {
+  if (s.role === 'leader') {
+    if (++s.heartbeatElapsed >= s.options.heartbeatTicks) {
+      s.heartbeatElapsed = 0;
+      for (const peer of s.progress.keys()) sendAppend(s, ctx, peer, true);
+    }
+    return;
+  }
+  // §5.2: a follower or candidate that hears nothing for an election timeout campaigns.
+  if (++s.electionElapsed >= s.electionTimeout) {
+    if (s.config !== null && isVoter(s.config, s.id)) campaign(s, ctx);
+    else resetElectionTimer(s);
+  }
+}
+
+function resetElectionTimer(s: CoreState): void {
+  const r = nextRandom(s.rngSeed);
+  s.rngSeed = r.seed;
+  s.electionElapsed = 0;
+  // §5.2 randomized election timeouts, in [electionTicks, 2 * electionTicks).
+  s.electionTimeout = s.options.electionTicks + Math.floor(r.value * s.options.electionTicks);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Role changes: the only writers of `role`
+
+function becomeFollower(s: CoreState, ctx: StepContext, term: number, leader: string | null): void {
+  if (term > s.currentTerm) {
+    s.currentTerm = term;
+    s.votedFor = null;
+    ctx.hardStateDirty = true;
+  }
+  s.role = 'follower';
+  s.leader = leader;
+  s.votes.clear();
+  s.progress.clear();
+  resetElectionTimer(s);
+}
+
+/** §5.2: increment the term, vote for self, ask every other voter. */
+function campaign(s: CoreState, ctx: StepContext): void {
+  if (s.role === 'leader') throw new Error('illegal transition: leader -> candidate');
+  const config = s.config!;
+  s.role = 'candidate';
+  s.currentTerm += 1;
+  s.votedFor = s.id;
+  s.leader = null;
+  ctx.hardStateDirty = true;
+  s.votes.clear();
+  s.progress.clear();
+  resetElectionTimer(s);
+  // Our own vote counts once the vote is durable (see onPersisted).
+  ctx.selfVoteTerm = s.currentTerm;
+  for (const peer of voters(config)) {
+    if (peer === s.id) continue;
+    ctx.effects.push({
+      type: 'send',
+      message: {
+        type: 'requestVote',
+        term: s.currentTerm,
+        from: s.id,
+        to: peer,
+        lastLogIndex: s.log.lastIndex,
+        lastLogTerm: s.log.lastTerm,
+      },
+    });
+  }
+}
+
+function becomeLeader(s: CoreState, ctx: StepContext): void {
+  if (s.role !== 'candidate') throw new Error(`illegal transition: ${s.role} -> leader`);
+  s.role = 'leader';
+  s.leader = s.id;
+  s.votes.clear();
+  s.heartbeatElapsed = 0;
+  const next = s.log.lastIndex + 1;
+  s.progress.clear();
+  for (const peer of voters(s.config!)) {
+    if (peer === s.id) continue;
+    s.progress.set(peer, { nextIndex: next, matchIndex: 0, mode: 'probe', probeSent: false, inflight: [] });
+  }
+  // §8: a no-op of the new term, so entries of earlier terms get committed (§5.4.2).
+  appendEntry(s, ctx, { type: 'noop', index: next, term: s.currentTerm });
+  for (const peer of s.progress.keys()) sendAppend(s, ctx, peer, true);
+  maybeCommit(s, ctx);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+
+function onMessage(s: CoreState, ctx: StepContext, m: PeerMessage): void {
+  if (m.to !== s.id || m.from === s.id || !wellFormed(m)) return;
+  // §5.1: a higher term makes us a follower of that term; a lower one marks a stale sender.
+  if (m.term > s.currentTerm) {
+    becomeFollower(s, ctx, m.term, m.type === 'appendEntries' ? m.from : null);
+  } else if (m.term < s.currentTerm) {
+    // Answer stale RPCs so the sender learns the new term; ignore stale replies.
+    if (m.type === 'requestVote') replyVote(s, ctx, m, false);
+    else if (m.type === 'appendEntries') replyAppend(s, ctx, m, false, 0);
+    return;
+  }
+  HANDLERS[s.role](s, ctx, m);
+}
+
+/** Entries of an AppendEntries must continue prevLogIndex without gaps; drop anything else. */
+function wellFormed(m: PeerMessage): boolean {
+  if (m.type !== 'appendEntries') return true;
+  for (let k = 0; k < m.entries.length; k++) {
+    const e = m.entries[k]!;
+    if (e.index !== m.prevLogIndex + 1 + k || e.term > m.term) return false;
+  }
+  return m.prevLogTerm <= m.term;
+}
+
+type Handler = (s: CoreState, ctx: StepContext, m: PeerMessage) => void;
+
+const HANDLERS: Record<Role, Handler> = {
+  follower(s, ctx, m) {
+    switch (m.type) {
+      case 'requestVote':
+        return handleRequestVote(s, ctx, m);
+      case 'appendEntries':
+        // A current leader is heard: remember it and stay a follower (§5.2).
+        if (s.leader !== m.from) s.leader = m.from;
+        s.electionElapsed = 0;
+        return handleAppendEntries(s, ctx, m);
+      case 'requestVoteReply':
+      case 'appendEntriesReply':
+        return; // answers to a campaign or leadership of ours that has ended
+    }
+  },
+  candidate(s, ctx, m) {
+    switch (m.type) {
+      case 'requestVote':
+        return handleRequestVote(s, ctx, m); // refused: we voted for ourselves this term
+      case 'appendEntries':
+        // §5.2: another peer won this term's election.
+        becomeFollower(s, ctx, m.term, m.from);
+        return handleAppendEntries(s, ctx, m);
+      case 'requestVoteReply':
+        s.votes.set(m.from, m.granted);
+        return countVotes(s, ctx);
+      case 'appendEntriesReply':
+        return;
+    }
+  },
+  leader(s, ctx, m) {
+    switch (m.type) {
+      case 'requestVote':
+        return handleRequestVote(s, ctx, m); // refused: we voted for ourselves this term
+      case 'appendEntries':
+        // Election Safety makes a second leader in our term impossible; ignore it loudly
+        // in tests by never answering.
+        return;
+      case 'requestVoteReply':
+        return;
+      case 'appendEntriesReply':
+        return handleAppendReply(s, ctx, m);
+    }
+  },
+};
+
+function handleRequestVote(s: CoreState, ctx: StepContext, m: RequestVote): void {
+  // §5.2 one vote per term, first come first served; §5.4.1 election restriction.
+  const canVote = s.votedFor === null || s.votedFor === m.from;
+  const grant = canVote && s.role === 'follower' && s.log.isUpToDate(m.lastLogTerm, m.lastLogIndex);
+  if (grant) {
+    if (s.votedFor !== m.from) {
+      s.votedFor = m.from;
+      ctx.hardStateDirty = true;
+    }
+    resetElectionTimer(s);
+  }
+  replyVote(s, ctx, m, grant);
+}
+
+function replyVote(s: CoreState, ctx: StepContext, m: RequestVote, granted: boolean): void {
+  const reply: RequestVoteReply = { type: 'requestVoteReply', term: s.currentTerm, from: s.id, to: m.from, granted };
+  // A granted vote must be durable before it is announced (§5.2, Figure 2 "persistent state").
+  ctx.afterDurable.push(reply);
+}
+
+function countVotes(s: CoreState, ctx: StepContext): void {
+  const result = voteResult(s.config!, s.votes);
+  if (result === 'won') becomeLeader(s, ctx);
+  else if (result === 'lost') becomeFollower(s, ctx, s.currentTerm, null);
+}
+
+/** §5.3 AppendEntries receiver, for a message of our current term from its leader. */
+function handleAppendEntries(s: CoreState, ctx: StepContext, m: AppendEntries): void {
+  const log = s.log;
+  // Consistency check: our log must contain an entry at prevLogIndex with prevLogTerm.
+  if (m.prevLogIndex > log.lastIndex) {
+    return replyAppend(s, ctx, m, false, 0, log.lastIndex + 1, 0);
+  }
+  const termAtPrev = log.term(m.prevLogIndex)!;
+  if (termAtPrev !== m.prevLogTerm) {
+    // Fast back-off hint: the conflicting term and where it starts in our log.
+    return replyAppend(s, ctx, m, false, 0, log.firstIndexOfTerm(m.prevLogIndex), termAtPrev);
+  }
+  // Append any new entries; an existing entry that conflicts (same index, different term)
+  // is deleted with everything after it. Entries we already have are skipped, so a stale
+  // or duplicated AppendEntries never truncates.
+  let i = 0;
+  for (; i < m.entries.length; i++) {
+    const e = m.entries[i]!;
+    const existing = log.term(e.index);
+    if (existing === undefined) break;
+    if (existing !== e.term) {
+      if (e.index <= s.commitIndex) {
+        throw new Error(`safety violation: leader ${m.from} conflicts with committed entry ${e.index}`);
+      }
+      truncateLog(s, ctx, e.index);
+      break;
+    }
+  }
+  for (; i < m.entries.length; i++) appendEntry(s, ctx, m.entries[i]!);
+  const matchIndex = m.prevLogIndex + m.entries.length;
+  // Figure 2: commitIndex = min(leaderCommit, index of last new entry).
+  const commit = Math.min(m.leaderCommit, matchIndex);
+  if (commit > s.commitIndex) {
+    s.commitIndex = commit;
+    applyCommitted(s, ctx);
+  }
+  replyAppend(s, ctx, m, true, matchIndex);
+}
+
+function replyAppend(
+  s: CoreState,
+  ctx: StepContext,
+  m: AppendEntries,
+  success: boolean,
+  matchIndex: number,
+  conflictIndex = 0,
+  conflictTerm = 0,
+): void {
+  const reply: AppendEntriesReply = {
+    type: 'appendEntriesReply',
+    term: s.currentTerm,
+    from: s.id,
+    to: m.from,
+    success,
+    matchIndex,
+    rejectedIndex: success ? 0 : m.prevLogIndex,
+    conflictIndex,
+    conflictTerm,
+  };
+  // A success claims the entries are stored: only once they are durable (§5.3, thesis §3.8).
+  ctx.afterDurable.push(reply);
+}
+
+/** Leader: a follower answered an AppendEntries of our term. */
+function handleAppendReply(s: CoreState, ctx: StepContext, m: AppendEntriesReply): void {
+  const pr = s.progress.get(m.from);
+  if (!pr) return;
+  if (m.success) {
+    if (m.matchIndex > pr.matchIndex) pr.matchIndex = m.matchIndex;
+    if (pr.nextIndex <= pr.matchIndex) pr.nextIndex = pr.matchIndex + 1;
+    if (pr.mode === 'probe') {
+      pr.mode = 'replicate';
+      pr.inflight = [];
+    } else {
+      while (pr.inflight.length > 0 && pr.inflight[0]! <= m.matchIndex) pr.inflight.shift();
+    }
+    pr.probeSent = false;
+    maybeCommit(s, ctx);
+    replicate(s, ctx, m.from);
+    return;
+  }
+  // Rejected. A rejection of an index we know matches, or of an older probe, is stale.
+  if (m.rejectedIndex <= pr.matchIndex) return;
+  if (pr.mode === 'probe' && m.rejectedIndex !== pr.nextIndex - 1) return;
+  // §5.3 fast back-off: skip the follower's whole conflicting term at once.
+  let next = m.conflictIndex;
+  if (m.conflictTerm > 0) {
+    const ours = s.log.lastIndexOfTerm(m.conflictTerm, m.rejectedIndex);
+    if (ours > 0) next = ours + 1;
+  }
+  pr.nextIndex = Math.max(pr.matchIndex + 1, Math.min(next, m.rejectedIndex));
+  pr.mode = 'probe';
+  pr.inflight = [];
+  pr.probeSent = false;
+  sendAppend(s, ctx, m.from, true);
+}
+
+/** Send one AppendEntries to `peer` if its progress allows; true if entries were sent. */
+function sendAppend(s: CoreState, ctx: StepContext, peer: string, heartbeat: boolean): boolean {
+  const pr = s.progress.get(peer)!;
+  const log = s.log;
+  const windowOpen = pr.mode === 'probe' ? heartbeat || !pr.probeSent : pr.inflight.length < s.options.maxInflightAppends;
+  const hasEntries = pr.nextIndex <= log.lastIndex;
+  if (!(windowOpen && hasEntries) && !heartbeat) return false;
+  const entries =
+    windowOpen && hasEntries
+      ? log.slice(pr.nextIndex, pr.nextIndex + s.options.maxEntriesPerAppend - 1)
+      : [];
+  const prevLogIndex = pr.nextIndex - 1;
+  ctx.effects.push({
+    type: 'send',
+    message: {
+      type: 'appendEntries',
+      term: s.currentTerm,
+      from: s.id,
+      to: peer,
+      prevLogIndex,
+      prevLogTerm: log.term(prevLogIndex)!,
+      entries,
+      leaderCommit: s.commitIndex,
+    },
+  });
+  if (pr.mode === 'probe') {
+    pr.probeSent = true;
+    return false;
+  }
+  if (entries.length === 0) return false;
+  const last = entries[entries.length - 1]!.index;
+  pr.nextIndex = last + 1;
+  pr.inflight.push(last);
+  return true;
+}
+
+/** Leader: pipeline whatever the follower's window allows. */
+function replicate(s: CoreState, ctx: StepContext, peer: string): void {
+  while (sendAppend(s, ctx, peer, false)) {
+    /* keep filling the window */
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client requests
+
+function onPropose(s: CoreState, ctx: StepContext, requests: OpRequest[]): void {
+  if (requests.length === 0) return;
+  if (s.role !== 'leader') {
+    ctx.effects.push({ type: 'clientError', ids: requests.map((r) => r.id), code: 'NOT_LEADER', leader: s.leader });
+    return;
+  }
+  for (const r of requests) {
+    const index = s.log.lastIndex + 1;
+    appendEntry(s, ctx, { type: 'command', index, term: s.currentTerm, data: r.command });
+    s.waiting.set(index, { term: s.currentTerm, id: r.id });
+  }
+  // §10.2.1 of the thesis: replicate while our own write is in flight.
+  for (const peer of s.progress.keys()) replicate(s, ctx, peer);
+  maybeCommit(s, ctx);
+}
+
+function onBootstrap(s: CoreState, ctx: StepContext, peers: string[]): void {
+  if (!isBlank(s)) throw new Error('bootstrap of a peer that already has a log');
+  // The configuration entry gets a term of its own that we claim by voting for ourselves
+  // in it, so no other leader can write a different entry at index 1 in that term.
+  s.currentTerm += 1;
+  s.votedFor = s.id;
+  ctx.hardStateDirty = true;
+  appendEntry(s, ctx, { type: 'config', index: 1, term: s.currentTerm, peers: [...peers] });
+  if (isVoter(s.config!, s.id)) campaign(s, ctx);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log, durability, commitment, application
+
+function appendEntry(s: CoreState, ctx: StepContext, e: Entry): void {
+  s.log.push(e);
+  ctx.appended.push(e);
+  if (e.type === 'config') s.config = stableConfig(e.peers);
+}
+
+function truncateLog(s: CoreState, ctx: StepContext, from: number): void {
+  s.log.truncateFrom(from);
+  // The disk keeps the old suffix until this step's write lands: what matches is below `from`.
+  if (s.durableIndex >= from) s.durableIndex = from - 1;
+  for (const w of s.pendingWrites) if (w.lastIndex >= from) w.lastIndex = from - 1;
+  // Entries appended earlier in this same step are gone too.
+  ctx.appended = ctx.appended.filter((e) => e.index < from);
+  ctx.truncateFrom = ctx.truncateFrom === 0 ? from : Math.min(ctx.truncateFrom, from);
+  refreshConfig(s);
+  // Requests waiting on overwritten entries: their outcome is now unknown (Figure 8).
+  const lost: number[] = [];
+  for (const [index, w] of s.waiting) {
+    if (index >= from) {
+      lost.push(w.id);
+      s.waiting.delete(index);
+    }
+  }
+  if (lost.length > 0) ctx.effects.push({ type: 'clientError', ids: lost, code: 'LEADERSHIP_LOST', leader: null });
+}
+
+function refreshConfig(s: CoreState): void {
+  const e = s.log.lastConfig();
+  s.config = e && e.type === 'config' ? stableConfig(e.peers) : null;
+}
+
+function onPersisted(s: CoreState, ctx: StepContext, seq: number): void {
+  if (seq <= s.persistedSeq) return;
+  s.persistedSeq = seq;
+  while (s.pendingWrites.length > 0 && s.pendingWrites[0]!.seq <= seq) {
+    const w = s.pendingWrites.shift()!;
+    s.durableIndex = w.lastIndex;
+    for (const message of w.messages) ctx.effects.push({ type: 'send', message });
+    if (w.selfVoteTerm === s.currentTerm && s.role === 'candidate') {
+      s.votes.set(s.id, true);
+      countVotes(s, ctx);
+    }
+  }
+  // The leader counts itself toward a quorum only for entries on its own disk.
+  if (s.role === 'leader') maybeCommit(s, ctx);
+}
+
+/** §5.3/§5.4.2: commit the highest index stored on a quorum, if it is of our term. */
+function maybeCommit(s: CoreState, ctx: StepContext): void {
+  if (s.role !== 'leader' || s.config === null) return;
+  const config: Config = s.config;
+  const candidate = committedIndex(config, (id) =>
+    id === s.id ? s.durableIndex : (s.progress.get(id)?.matchIndex ?? 0),
+  );
+  if (candidate <= s.commitIndex) return;
+  // §5.4.2: never commit an entry of an earlier term by counting replicas.
+  if (s.log.term(candidate) !== s.currentTerm) return;
+  s.commitIndex = candidate;
+  applyCommitted(s, ctx);
+}
+
+function applyCommitted(s: CoreState, ctx: StepContext): void {
+  if (s.commitIndex <= s.lastApplied) return;
+  const entries = s.log.slice(s.lastApplied + 1, s.commitIndex);
+  const requestIds: (number | null)[] = new Array(entries.length).fill(null);
+  let lost: number[] | null = null;
+  if (s.waiting.size > 0) {
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      const w = s.waiting.get(e.index);
+      if (w === undefined) continue;
+      s.waiting.delete(e.index);
+      if (w.term === e.term) requestIds[i] = w.id;
+      else (lost ??= []).push(w.id);
+    }
+  }
+  s.lastApplied = s.commitIndex;
+  ctx.effects.push({ type: 'apply', entries, requestIds });
+  if (lost) ctx.effects.push({ type: 'clientError', ids: lost, code: 'LEADERSHIP_LOST', leader: null });
+}
+

@@ -1,0 +1,133 @@
+/**
+ * The consensus core's inputs, effects and state. The core knows time only as `tick`
+ * inputs and durability only as `persisted` inputs; everything it wants done comes out
+ * as an `Effect` for the shell (the consensus actor, or the test simulator) to carry out.
+ */
+import type { Config } from '../config.js';
+import type { Entry, OpRequest, PeerMessage, PersistRequest } from '../messages.js';
+import type { RaftLog } from './raft-log.js';
+
+export type Role = 'follower' | 'candidate' | 'leader';
+
+export interface CoreOptions {
+  /** A leader sends heartbeats every `heartbeatTicks` ticks. */
+  heartbeatTicks: number;
+  /** Election timeout, randomized per election in [electionTicks, 2 * electionTicks) (§5.2). */
+  electionTicks: number;
+  /** Most entries in one AppendEntries. */
+  maxEntriesPerAppend: number;
+  /** Most AppendEntries with entries in flight to one follower (pipelining window). */
+  maxInflightAppends: number;
+}
+
+export const DEFAULT_CORE_OPTIONS: CoreOptions = {
+  heartbeatTicks: 1,
+  electionTicks: 10,
+  maxEntriesPerAppend: 4096,
+  maxInflightAppends: 64,
+};
+
+export type Input =
+  /** One unit of time passed. */
+  | { type: 'tick' }
+  /** A peer's RPC or reply arrived. */
+  | { type: 'message'; message: PeerMessage }
+  /** Client commands to append (every op of one event-loop turn at once). */
+  | { type: 'propose'; requests: OpRequest[] }
+  /** The log actor made every write up to `seq` durable. */
+  | { type: 'persisted'; seq: number }
+  /** Form a new cluster from a blank peer (rafter's first set_config). */
+  | { type: 'bootstrap'; peers: string[] };
+
+export type ClientErrorCode = 'NOT_LEADER' | 'LEADERSHIP_LOST';
+
+export type Effect =
+  /** Write durably, then answer with a `persisted` input carrying `write.seq`. */
+  | { type: 'persist'; write: PersistRequest }
+  | { type: 'send'; message: PeerMessage }
+  /**
+   * Apply committed entries to the state machine in order. `requestIds[i]` is the client
+   * request waiting for `entries[i]`'s result on this peer, or null.
+   */
+  | { type: 'apply'; entries: Entry[]; requestIds: (number | null)[] }
+  /** These client requests failed (NOT_LEADER: never appended; LEADERSHIP_LOST: outcome unknown). */
+  | { type: 'clientError'; ids: number[]; code: ClientErrorCode; leader: string | null }
+  /** Role, term or known leader changed (for logs and status). */
+  | { type: 'roleChanged'; role: Role; term: number; leader: string | null };
+
+/** What the leader knows of one follower's log (§5.3 nextIndex/matchIndex). */
+export interface Progress {
+  nextIndex: number;
+  matchIndex: number;
+  /**
+   * probe: one AppendEntries at a time until the logs are found to match;
+   * replicate: entries are pipelined, nextIndex advanced optimistically.
+   */
+  mode: 'probe' | 'replicate';
+  /** In probe mode: an AppendEntries is out; wait for its reply or the next heartbeat. */
+  probeSent: boolean;
+  /** In replicate mode: last index of each AppendEntries in flight, oldest first. */
+  inflight: number[];
+}
+
+/**
+ * A write handed to the log actor and not yet acknowledged, with what waits for it:
+ * messages that may only leave once it is durable (votes, AppendEntries replies), and the
+ * candidate's own vote (§5.2, counted only once durable).
+ */
+export interface PendingWrite {
+  seq: number;
+  /** The log's last index once this write is on disk (lowered by later truncations). */
+  lastIndex: number;
+  messages: PeerMessage[];
+  selfVoteTerm: number;
+}
+
+export interface CoreState {
+  readonly id: string;
+  readonly options: CoreOptions;
+  role: Role;
+  /** §5.1 persistent state. */
+  currentTerm: number;
+  votedFor: string | null;
+  log: RaftLog;
+  /** The latest configuration in the log (§6), null while blank. */
+  config: Config | null;
+  leader: string | null;
+  /** §5.3 volatile state. */
+  commitIndex: number;
+  lastApplied: number;
+  /** Timers, in ticks. */
+  electionElapsed: number;
+  electionTimeout: number;
+  heartbeatElapsed: number;
+  /** Candidate: answers so far. */
+  votes: Map<string, boolean>;
+  /** Leader: per follower. */
+  progress: Map<string, Progress>;
+  /** Durability bookkeeping. */
+  persistSeq: number;
+  persistedSeq: number;
+  /** Highest index that is on disk and equal to the in-memory log. */
+  durableIndex: number;
+  pendingWrites: PendingWrite[];
+  /** Client requests this peer appended as leader, by log index. */
+  waiting: Map<number, { term: number; id: number }>;
+  /** Seed of the PRNG for election timeouts. */
+  rngSeed: number;
+}
+
+export interface StepResult {
+  state: CoreState;
+  effects: Effect[];
+}
+
+export interface Status {
+  id: string;
+  role: Role;
+  term: number;
+  leader: string | null;
+  commitIndex: number;
+  lastApplied: number;
+  peers: string[];
+}
