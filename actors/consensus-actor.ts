@@ -1,0 +1,277 @@
+/**
+ * The consensus actor: a worker thread that runs one peer's pure core and carries out its
+ * effects. It owns the timer, the state machine, the port to its log actor, one port per
+ * other peer and the client port; every message on those ports is msgpack (src/messages.ts).
+ * Control calls (status, setConfig, connectPeer, stop) arrive over comlink.
+ *
+ * No Raft rule lives here: decode → step → execute effects.
+ */
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { allowConfig } from '../src/config.js';
+import { exposeControl, type ConsensusControl, type PeerStatus } from '../src/control.js';
+import { createCore, isBlank, status, step, type CoreOptions, type CoreState, type Effect, type Input } from '../src/core/index.js';
+import { ConfigChangeUnsupportedError, ConfigError, toWire } from '../src/errors.js';
+import {
+  codec,
+  decodeCommand,
+  isClientRequest,
+  isPeerMessage,
+  postEncoded,
+  type Entry,
+  type LogReady,
+  type LogReply,
+  type OpOutcome,
+  type ReadResult,
+  type WireError,
+} from '../src/messages.js';
+import { loadStateMachine, type StateMachineSpec } from '../src/state-machines/index.js';
+import type { StateMachine } from '../src/state-machines/types.js';
+
+export interface ConsensusActorData {
+  id: string;
+  seed: number;
+  tickMs: number;
+  core: Partial<CoreOptions>;
+  stateMachine: StateMachineSpec;
+  logPort: MessagePort;
+  clientPort: MessagePort;
+  controlPort: MessagePort;
+}
+
+/** Raw (non-protocol) notices to the supervisor: lifecycle and role changes for logging. */
+export type ConsensusNotice =
+  | { type: 'ready' }
+  | { type: 'role'; role: string; term: number; leader: string | null };
+
+const data = workerData as ConsensusActorData;
+const { id, logPort, clientPort, controlPort } = data;
+const READ_CHUNK = 8192;
+
+let core: CoreState;
+let machine: StateMachine;
+let ticker: NodeJS.Timeout | undefined;
+let droppedMessages = 0;
+const peers = new Map<string, MessagePort>();
+let outcomes: OpOutcome[] = [];
+
+// ---------------------------------------------------------------------------------------------
+// Log actor port: recovery reads first, then persist acknowledgements.
+
+let onLogReady: ((m: LogReady) => void) | null = null;
+const pendingReads = new Map<number, (r: ReadResult) => void>();
+let nextReadId = 1;
+
+logPort.on('message', (bytes: Uint8Array) => {
+  const m = codec.decode(bytes) as LogReply;
+  switch (m.type) {
+    case 'logReady':
+      onLogReady?.(m);
+      onLogReady = null;
+      return;
+    case 'readResult':
+      pendingReads.get(m.id)?.(m);
+      pendingReads.delete(m.id);
+      return;
+    case 'persisted':
+      return run({ type: 'persisted', seq: m.seq });
+    case 'logFailure':
+      // The log actor crashes itself after this; the supervisor restarts both of us.
+      return;
+  }
+});
+
+function readEntries(from: number, to: number): Promise<Entry[]> {
+  const readId = nextReadId++;
+  return new Promise((resolve) => {
+    pendingReads.set(readId, (r) => resolve(r.entries));
+    postEncoded(logPort, { type: 'read', id: readId, from, to });
+  });
+}
+
+async function recover(): Promise<CoreState> {
+  const ready = await new Promise<LogReady>((resolve) => (onLogReady = resolve));
+  const entries: Entry[] = [];
+  for (let from = ready.firstIndex; from <= ready.lastIndex; from += READ_CHUNK) {
+    entries.push(...(await readEntries(from, Math.min(from + READ_CHUNK - 1, ready.lastIndex))));
+  }
+  return createCore({ id, seed: data.seed, options: data.core, term: ready.term, votedFor: ready.votedFor, entries });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the core
+
+function run(input: Input): void {
+  const result = step(core, input);
+  core = result.state;
+  for (const effect of result.effects) execute(effect);
+  flushOutcomes();
+}
+
+function execute(e: Effect): void {
+  switch (e.type) {
+    case 'persist':
+      postEncoded(logPort, e.write);
+      return;
+    case 'send': {
+      const port = peers.get(e.message.to);
+      if (port) postEncoded(port, e.message);
+      return;
+    }
+    case 'apply':
+      return applyEntries(e.entries, e.requestIds);
+    case 'clientError': {
+      const error: WireError = { code: e.code, message: clientErrorMessage(e.code, e.leader), leader: e.leader };
+      for (const opId of e.ids) outcomes.push({ id: opId, ok: false, result: null, error });
+      return;
+    }
+    case 'roleChanged':
+      notify({ type: 'role', role: e.role, term: e.term, leader: e.leader });
+      return;
+    default:
+      assertNever(e);
+  }
+}
+
+function assertNever(x: never): never {
+  throw new Error(`unhandled effect ${JSON.stringify(x)}`);
+}
+
+function clientErrorMessage(code: string, leader: string | null): string {
+  if (code === 'NOT_LEADER') return leader ? `${id} is not the leader; ${leader} is` : `${id} is not the leader and knows no leader`;
+  return 'leadership was lost before the op was applied; its outcome is unknown';
+}
+
+function applyEntries(entries: Entry[], requestIds: (number | null)[]): void {
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    if (e.type !== 'command') continue;
+    let outcome: OpOutcome;
+    const opId = requestIds[i] ?? -1;
+    try {
+      outcome = { id: opId, ok: true, result: machine.apply(decodeCommand(e.data)) ?? null, error: null };
+    } catch (err) {
+      // The command is refused alike on every peer; the peer keeps running.
+      outcome = { id: opId, ok: false, result: null, error: toWire(err, 'STATE_MACHINE_ERROR') };
+    }
+    if (opId >= 0) outcomes.push(outcome);
+  }
+}
+
+/** Every outcome of one step leaves as one message. */
+function flushOutcomes(): void {
+  if (outcomes.length === 0) return;
+  const results = outcomes;
+  outcomes = [];
+  try {
+    postEncoded(clientPort, { type: 'results', results });
+  } catch {
+    // Some result cannot be encoded: send each one alone, replacing those that fail.
+    for (const r of results) {
+      try {
+        postEncoded(clientPort, { type: 'results', results: [r] });
+      } catch (err) {
+        const error = toWire(err, 'STATE_MACHINE_ERROR');
+        error.message = `result not encodable: ${error.message}`;
+        postEncoded(clientPort, { type: 'results', results: [{ id: r.id, ok: false, result: null, error }] });
+      }
+    }
+  }
+}
+
+function notify(n: ConsensusNotice): void {
+  parentPort?.postMessage(n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports to peers and clients
+
+function connectPeer(peer: string, port: MessagePort): void {
+  peers.get(peer)?.close();
+  peers.set(peer, port);
+  port.on('message', (bytes: unknown) => {
+    let m: unknown;
+    try {
+      m = bytes instanceof Uint8Array ? codec.decode(bytes) : undefined;
+    } catch {
+      m = undefined;
+    }
+    if (!isPeerMessage(m) || m.from !== peer) {
+      droppedMessages++;
+      return;
+    }
+    run({ type: 'message', message: m });
+  });
+  port.on('close', () => {
+    if (peers.get(peer) === port) peers.delete(peer);
+  });
+}
+
+function onClientMessage(bytes: unknown): void {
+  let m: unknown;
+  try {
+    m = bytes instanceof Uint8Array ? codec.decode(bytes) : undefined;
+  } catch {
+    m = undefined;
+  }
+  if (!isClientRequest(m)) {
+    droppedMessages++;
+    return;
+  }
+  run({ type: 'propose', requests: m.ops });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control
+
+const control: ConsensusControl = {
+  status(): PeerStatus {
+    return {
+      ...status(core),
+      lastIndex: core.log.lastIndex,
+      droppedMessages,
+      connectedPeers: [...peers.keys()],
+    };
+  },
+  setConfig(peerIds: string[]): WireError | null {
+    const allowed = allowConfig(core.config, peerIds);
+    if (allowed.ok) {
+      if (core.config !== null) {
+        return new ConfigChangeUnsupportedError('membership changes on a running cluster are not supported yet').toWire();
+      }
+      if (!isBlank(core)) return new ConfigError(`${id} has log entries but no configuration`).toWire();
+      run({ type: 'bootstrap', peers: peerIds });
+      return null;
+    }
+    switch (allowed.reason) {
+      case 'notModified':
+        return null;
+      case 'empty':
+        return new ConfigError('a configuration needs at least one peer').toWire();
+      case 'duplicate':
+        return new ConfigError('a configuration lists each peer once').toWire();
+      case 'configInProgress':
+        return new ConfigChangeUnsupportedError('a configuration change is in progress').toWire();
+    }
+  },
+  connectPeer,
+  stop(): void {
+    if (ticker) clearInterval(ticker);
+    ticker = undefined;
+    for (const port of peers.values()) port.close();
+    peers.clear();
+    clientPort.close();
+    logPort.close();
+  },
+};
+
+async function main(): Promise<void> {
+  const [recovered, loaded] = await Promise.all([recover(), loadStateMachine(data.stateMachine)]);
+  core = recovered;
+  machine = loaded;
+  clientPort.on('message', onClientMessage);
+  exposeControl(control, controlPort);
+  ticker = setInterval(() => run({ type: 'tick' }), data.tickMs);
+  notify({ type: 'ready' });
+}
+
+void main();

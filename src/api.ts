@@ -1,0 +1,392 @@
+/**
+ * The public API (rafter.erl's role): start supervised peers in this process, form a
+ * cluster, submit commands, read status, stop.
+ *
+ *   await startNode('a', { stateMachine: 'kv' });   // likewise 'b', 'c'
+ *   await setConfig('a', ['a', 'b', 'c']);           // the first call bootstraps the cluster
+ *   await op('a', { type: 'set', key: 'k', value: 1 });
+ *
+ * Ops travel as msgpack over a port of their own (every op of one event-loop turn in one
+ * message); status and stop use the comlink control plane.
+ */
+import { EventEmitter } from 'node:events';
+import path from 'node:path';
+import type { MessagePort } from 'node:worker_threads';
+import type { ConsensusNotice } from '../actors/consensus-actor.js';
+import { PeerSupervisor } from '../supervisors/peer-supervisor.js';
+import type { ControlProxy, PeerStatus } from './control.js';
+import {
+  ActorRestartedError,
+  ConfigError,
+  fromWire,
+  NodeExistsError,
+  NodeStoppedError,
+  NotLeaderError,
+  TimeoutError,
+  UnknownNodeError,
+} from './errors.js';
+import { codec, encodeCommand, postEncoded, type ClientReply, type OpRequest } from './messages.js';
+import type { StateMachineSpec } from './state-machines/index.js';
+import { InProcessSwitchboard } from './transport/in-process.js';
+
+export interface NodeOptions {
+  /** 'kv' for the built-in key-value store, or a module exporting `createStateMachine`. */
+  stateMachine: StateMachineSpec;
+  /** Where the peer's LMDB environment lives; default `./data/<id>` under the working directory. */
+  dataDir?: string;
+  /** Leader heartbeat interval (default 50 ms). */
+  heartbeatMs?: number;
+  /** Base election timeout; each election waits a random time in [t, 2t) (default 500 ms, §5.2). */
+  electionTimeoutMs?: number;
+  /** Most entries per AppendEntries (default 4096). */
+  maxEntriesPerAppend?: number;
+  /** AppendEntries in flight per follower (default 64). */
+  maxInflightAppends?: number;
+  /** Restart intensity: more than `maxRestarts` within `restartPeriodMs` stops the peer (default 5 in 10 s). */
+  maxRestarts?: number;
+  restartPeriodMs?: number;
+}
+
+export interface OpOptions {
+  /**
+   * How long to wait for the op to be committed and applied, including finding the leader
+   * (default 10 s). On expiry the op rejects with TimeoutError, or NotLeaderError when no
+   * leader could be found; a TimeoutError means the outcome is unknown.
+   */
+  timeoutMs?: number;
+}
+
+/** What `status(id)` reports; `restarts` counts restarts of each actor of the peer. */
+export interface NodeStatus extends PeerStatus {
+  restarts: { log: number; consensus: number };
+}
+
+/** Lifecycle events of every peer in this process, for logs and progress displays. */
+export interface RaftEvents {
+  role: [notice: { id: string; role: string; term: number; leader: string | null }];
+  restart: [notice: { id: string; reason: string }];
+  failed: [notice: { id: string; reason: string }];
+}
+export const events = new EventEmitter<RaftEvents>();
+
+const DEFAULT_OP_TIMEOUT_MS = 10_000;
+const CONTROL_WAIT_MS = 5_000;
+const ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+
+interface PendingOp {
+  resolve(result: unknown): void;
+  reject(err: Error): void;
+  deadline: number;
+  timeoutMs: number;
+}
+
+/** One peer of this process, as the API sees it. */
+class NodeHandle {
+  state: 'starting' | 'running' | 'stopping' | 'stopped' = 'starting';
+  failure: Error | null = null;
+  readonly supervisor: PeerSupervisor;
+  private port: MessagePort | null = null;
+  private control: ControlProxy | null = null;
+  private readonly controlWaiters: ((c: ControlProxy) => void)[] = [];
+  private readonly pending = new Map<number, PendingOp>();
+  private outbox: OpRequest[] = [];
+  private flushScheduled = false;
+  private sweeper: NodeJS.Timeout | null = null;
+  private nextOpId = 1;
+
+  constructor(
+    readonly id: string,
+    spec: ConstructorParameters<typeof PeerSupervisor>[0],
+  ) {
+    this.supervisor = new PeerSupervisor(spec, switchboard, {
+      consensusUp: (port, control) => this.up(port, control),
+      consensusDown: (reason) => this.down(reason),
+      notice: (n) => this.notice(n),
+      failed: (reason) => this.fail(reason),
+    });
+  }
+
+  /** Submit one op to this peer; resolves with its result, rejects with a typed error. */
+  submit(command: Uint8Array, timeoutMs: number): Promise<unknown> {
+    if (this.state !== 'running') return Promise.reject(this.stoppedError());
+    const id = this.nextOpId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, deadline: Date.now() + timeoutMs, timeoutMs });
+      this.outbox.push({ id, command });
+      this.scheduleFlush();
+      this.startSweeper();
+    });
+  }
+
+  async controlProxy(): Promise<ControlProxy> {
+    if (this.state === 'stopped') throw this.stoppedError();
+    if (this.control) return this.control;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const i = this.controlWaiters.indexOf(waiter);
+        if (i >= 0) this.controlWaiters.splice(i, 1);
+        reject(new TimeoutError(CONTROL_WAIT_MS, `node '${this.id}' has no running consensus actor`));
+      }, CONTROL_WAIT_MS);
+      const waiter = (c: ControlProxy) => {
+        clearTimeout(timer);
+        resolve(c);
+      };
+      this.controlWaiters.push(waiter);
+    });
+  }
+
+  stoppedError(): NodeStoppedError {
+    return this.failure
+      ? new NodeStoppedError(this.id, `node '${this.id}' was stopped by its supervisor: ${this.failure.message}`)
+      : new NodeStoppedError(this.id);
+  }
+
+  /** Fail every op in flight (and queued) with `err`. */
+  failAll(err: Error): void {
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    this.outbox = [];
+    for (const p of all) p.reject(err);
+    this.stopSweeper();
+  }
+
+  private up(port: MessagePort, control: ControlProxy): void {
+    this.port = port;
+    this.control = control;
+    port.on('message', (bytes: Uint8Array) => this.onResults(codec.decode(bytes) as ClientReply));
+    for (const w of this.controlWaiters.splice(0)) w(control);
+    this.scheduleFlush();
+  }
+
+  private down(reason: Error | null): void {
+    this.port = null;
+    this.control = null;
+    // Ops handed to the dead actor may or may not have been applied: their outcome is unknown.
+    if (reason) this.failAll(new ActorRestartedError());
+  }
+
+  private notice(n: ConsensusNotice): void {
+    if (n.type === 'role') events.emit('role', { id: this.id, role: n.role, term: n.term, leader: n.leader });
+  }
+
+  private fail(reason: Error): void {
+    this.failure = reason;
+    this.state = 'stopped';
+    if (nodes.get(this.id) === this) nodes.delete(this.id);
+    this.failAll(this.stoppedError());
+    events.emit('failed', { id: this.id, reason: reason.message });
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.outbox.length === 0 || !this.port) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      if (!this.port || this.outbox.length === 0) return;
+      const ops = this.outbox;
+      this.outbox = [];
+      postEncoded(this.port, { type: 'ops', ops });
+    });
+  }
+
+  private onResults(reply: ClientReply): void {
+    for (const r of reply.results) {
+      const p = this.pending.get(r.id);
+      if (!p) continue; // already timed out
+      this.pending.delete(r.id);
+      if (r.ok) p.resolve(r.result);
+      else p.reject(fromWire(r.error!));
+    }
+    if (this.pending.size === 0) this.stopSweeper();
+  }
+
+  /** One timer per node sweeps expired ops, instead of a timer per op. */
+  private startSweeper(): void {
+    if (this.sweeper) return;
+    this.sweeper = setInterval(() => {
+      const now = Date.now();
+      for (const [id, p] of this.pending) {
+        if (p.deadline > now) continue;
+        this.pending.delete(id);
+        this.outbox = this.outbox.filter((o) => o.id !== id);
+        p.reject(new TimeoutError(p.timeoutMs, `op not applied within ${p.timeoutMs} ms; its outcome is unknown`));
+      }
+      if (this.pending.size === 0) this.stopSweeper();
+    }, 20);
+  }
+
+  private stopSweeper(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = null;
+  }
+}
+
+const switchboard = new InProcessSwitchboard();
+const nodes = new Map<string, NodeHandle>();
+let configLock: Promise<unknown> = Promise.resolve();
+
+function validateId(id: unknown, what = 'id'): asserts id is string {
+  if (typeof id !== 'string' || !ID_PATTERN.test(id)) {
+    throw new TypeError(`${what} must be 1-64 characters of A-Z a-z 0-9 _ . -, got ${JSON.stringify(id)}`);
+  }
+}
+
+function positiveInt(value: number | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`options.${name} must be a positive integer, got ${value}`);
+  return value;
+}
+
+function running(id: string): NodeHandle {
+  validateId(id);
+  const handle = nodes.get(id);
+  if (!handle) throw new UnknownNodeError(id);
+  if (handle.state !== 'running') throw handle.stoppedError();
+  return handle;
+}
+
+/** Start a supervised peer: its log actor (LMDB under `dataDir`), then its consensus actor. */
+export async function startNode(id: string, options: NodeOptions): Promise<void> {
+  validateId(id);
+  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+  const sm = options.stateMachine;
+  if (sm !== 'kv' && !(typeof sm === 'object' && sm !== null && typeof sm.module === 'string' && sm.module !== '')) {
+    throw new TypeError(`options.stateMachine must be 'kv' or { module: string }, got ${JSON.stringify(sm)}`);
+  }
+  if (options.dataDir !== undefined && (typeof options.dataDir !== 'string' || options.dataDir === '')) {
+    throw new TypeError('options.dataDir must be a non-empty string');
+  }
+  const heartbeatMs = positiveInt(options.heartbeatMs, 'heartbeatMs', 50);
+  const electionTimeoutMs = positiveInt(options.electionTimeoutMs, 'electionTimeoutMs', 500);
+  if (electionTimeoutMs < 2 * heartbeatMs) {
+    throw new RangeError('options.electionTimeoutMs must be at least twice options.heartbeatMs');
+  }
+  if (nodes.has(id)) throw new NodeExistsError(id);
+
+  const handle = new NodeHandle(id, {
+    id,
+    dataDir: path.resolve(options.dataDir ?? path.join('data', id)),
+    stateMachine: sm,
+    // The core counts time in ticks of one heartbeat interval.
+    tickMs: heartbeatMs,
+    core: {
+      heartbeatTicks: 1,
+      electionTicks: Math.round(electionTimeoutMs / heartbeatMs),
+      maxEntriesPerAppend: positiveInt(options.maxEntriesPerAppend, 'maxEntriesPerAppend', 4096),
+      maxInflightAppends: positiveInt(options.maxInflightAppends, 'maxInflightAppends', 64),
+    },
+    maxRestarts: positiveInt(options.maxRestarts, 'maxRestarts', 5),
+    restartPeriodMs: positiveInt(options.restartPeriodMs, 'restartPeriodMs', 10_000),
+  });
+  nodes.set(id, handle);
+  handle.supervisor.onRestart((reason) => events.emit('restart', { id, reason }));
+  try {
+    await handle.supervisor.start();
+  } catch (err) {
+    nodes.delete(id);
+    handle.state = 'stopped';
+    throw err;
+  }
+  handle.state = 'running';
+}
+
+/**
+ * Set the cluster's configuration. The first call, on a blank peer, bootstraps a cluster of
+ * `peers` (all started in this process, each blank or already holding this configuration).
+ * Calling it again with the same peers is a no-op; changing the membership of a running
+ * cluster is not supported yet (ConfigChangeUnsupportedError).
+ */
+export function setConfig(id: string, peers: string[]): Promise<void> {
+  const run = configLock.then(() => setConfigNow(id, peers));
+  configLock = run.catch(() => undefined);
+  return run;
+}
+
+async function setConfigNow(id: string, peers: string[]): Promise<void> {
+  const handle = running(id);
+  if (!Array.isArray(peers) || peers.length === 0) throw new ConfigError('setConfig needs a non-empty list of peer ids');
+  for (const p of peers) validateId(p, 'peer id');
+  const duplicate = peers.find((p, i) => peers.indexOf(p) !== i);
+  if (duplicate !== undefined) throw new ConfigError(`peer '${duplicate}' is listed twice`);
+  const unknown = peers.filter((p) => !nodes.has(p));
+  if (unknown.length > 0) throw new ConfigError(`unknown peer(s): ${unknown.join(', ')} (start them first)`);
+  if (!peers.includes(id)) throw new ConfigError(`setConfig must be called on one of the peers; '${id}' is not in the list`);
+
+  const statuses = await Promise.all(peers.map((p) => status(p)));
+  const self = statuses[peers.indexOf(id)]!;
+  if (self.peers.length === 0 && self.lastIndex === 0) {
+    // Bootstrap only a cluster whose peers are all blank: a peer in another cluster would
+    // let two configurations elect two leaders.
+    for (const s of statuses) {
+      if (s.peers.length > 0 || s.lastIndex > 0) {
+        throw new ConfigError(`peer '${s.id}' already belongs to a cluster (${s.peers.join(', ') || 'no configuration yet'})`);
+      }
+    }
+  }
+  const refusal = await handle.controlProxy().then((c) => c.setConfig(peers));
+  if (refusal) throw fromWire(refusal);
+}
+
+/**
+ * Submit a command; resolves with the state machine's result once the command is committed
+ * and applied on the leader. A non-leader redirects to the leader it knows.
+ */
+export async function op(id: string, command: unknown, options: OpOptions = {}): Promise<unknown> {
+  const first = running(id);
+  const timeoutMs = positiveInt(options.timeoutMs, 'timeoutMs', DEFAULT_OP_TIMEOUT_MS);
+  const data = encodeCommand(command);
+  const deadline = Date.now() + timeoutMs;
+  let target = first;
+  let notLeader: NotLeaderError | null = null;
+  let backoffMs = 10;
+  for (;;) {
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) throw notLeader ?? new TimeoutError(timeoutMs);
+    try {
+      return await target.submit(data, remaining);
+    } catch (err) {
+      // Only NOT_LEADER is safe to retry: the command was never appended.
+      if (!(err instanceof NotLeaderError)) throw err;
+      notLeader = err;
+      const hinted = err.leader === null ? undefined : nodes.get(err.leader);
+      if (hinted && hinted.state === 'running' && hinted !== target) {
+        target = hinted; // follow the redirect at once
+        continue;
+      }
+      if (err.leader !== null && !hinted) throw err; // the leader is not in this process
+      await sleep(Math.min(backoffMs, Math.max(deadline - Date.now(), 0)));
+      backoffMs = Math.min(backoffMs * 2, 200);
+      if (target.state !== 'running') target = running(id);
+    }
+  }
+}
+
+export async function status(id: string): Promise<NodeStatus> {
+  const handle = running(id);
+  const control = await handle.controlProxy();
+  const s = await control.status();
+  const restarts = handle.supervisor.restarts;
+  return { ...s, restarts: { log: restarts.get('log') ?? 0, consensus: restarts.get('consensus') ?? 0 } };
+}
+
+/** Stop a peer cleanly; its data stays in `dataDir` and `startNode` resumes it. */
+export async function stopNode(id: string): Promise<void> {
+  const handle = running(id);
+  handle.state = 'stopping';
+  try {
+    await handle.supervisor.stop();
+  } finally {
+    handle.state = 'stopped';
+    nodes.delete(id);
+    handle.failAll(new NodeStoppedError(id, `node '${id}' stopped while the op was in flight; its outcome is unknown`));
+  }
+}
+
+/** Ids of the peers running in this process. */
+export function runningNodes(): string[] {
+  return [...nodes.values()].filter((h) => h.state === 'running').map((h) => h.id);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,76 @@
+/**
+ * The control plane between the main thread and a consensus actor: rare calls (status,
+ * configuration, wiring peers, stop) over comlink on a port of their own. Never the op
+ * path: comlink costs several times a raw port (../shared/ceiling/README.md).
+ *
+ * Errors do not cross as exceptions (comlink rebuilds a plain Error and loses the class);
+ * calls that can fail return a `WireError` that `src/errors.ts` turns back into a class.
+ */
+import * as Comlink from 'comlink';
+import type { MessagePort } from 'node:worker_threads';
+import type { Status } from './core/index.js';
+import type { WireError } from './messages.js';
+
+/** What `status()` reports for a peer. */
+export interface PeerStatus extends Status {
+  /** Index of the last entry in this peer's log. */
+  lastIndex: number;
+  /** Peer messages that were garbage or of the wrong shape, dropped since the actor started. */
+  droppedMessages: number;
+  /** Peers this actor has a live port to. */
+  connectedPeers: string[];
+}
+
+export interface ConsensusControl {
+  status(): PeerStatus;
+  /** Bootstrap a blank peer, or confirm the configuration it has. Null on success. */
+  setConfig(peers: string[]): WireError | null;
+  /** Use `port` for messages to and from `peer` (replacing any earlier port). */
+  connectPeer(peer: string, port: MessagePort): void;
+  /** Stop ticking, close every port; the worker may then be terminated. */
+  stop(): void;
+}
+
+/**
+ * comlink's Endpoint over a Node MessagePort (what comlink's own node-adapter does, kept
+ * here so the platform glue sits in one file).
+ */
+type Listener = Parameters<Comlink.Endpoint['addEventListener']>[1];
+type Handler = { handleEvent(e: { data: unknown }): void } | ((e: { data: unknown }) => void);
+
+function endpoint(port: MessagePort): Comlink.Endpoint {
+  const listeners = new WeakMap<object, (data: unknown) => void>();
+  return {
+    postMessage: (message: unknown, transfer?: unknown[]) =>
+      port.postMessage(message, transfer as readonly MessagePort[] | undefined),
+    addEventListener: (_type: string, listener: Listener) => {
+      const handler = listener as unknown as Handler;
+      const l = (data: unknown) => {
+        if (typeof handler === 'function') handler({ data });
+        else handler.handleEvent({ data });
+      };
+      port.on('message', l);
+      listeners.set(handler, l);
+    },
+    removeEventListener: (_type: string, listener: Listener) => {
+      const l = listeners.get(listener as unknown as object);
+      if (l) port.off('message', l);
+      listeners.delete(listener as unknown as object);
+    },
+  };
+}
+
+export function exposeControl(api: ConsensusControl, port: MessagePort): void {
+  Comlink.expose(api, endpoint(port));
+}
+
+export type ControlProxy = Comlink.Remote<ConsensusControl>;
+
+export function connectControl(port: MessagePort): ControlProxy {
+  return Comlink.wrap<ConsensusControl>(endpoint(port));
+}
+
+/** Mark a port to be transferred (not cloned) as an argument of a control call. */
+export function transferPort(port: MessagePort): MessagePort {
+  return Comlink.transfer(port, [port as unknown as Parameters<typeof Comlink.transfer>[1][number]]);
+}

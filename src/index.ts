@@ -1,0 +1,6 @@
+/** actor-raft: the package entry. */
+export { events, op, runningNodes, setConfig, startNode, status, stopNode } from './api.js';
+export type { NodeOptions, NodeStatus, OpOptions, RaftEvents } from './api.js';
+export * from './errors.js';
+export type { StateMachine, StateMachineFactory } from './state-machines/types.js';
+export type { KvCommand } from './state-machines/kv.js';

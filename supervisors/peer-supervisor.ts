@@ -1,0 +1,175 @@
+/**
+ * The supervision tree of one peer (rafter_consensus_sup's role): the log actor first,
+ * then the consensus actor, `rest_for_one`: if the log actor dies both restart (the
+ * consensus actor recovers from the reopened log); if the consensus actor dies it alone
+ * restarts, reattached to the running log actor, and recovers term, vote and log from it.
+ */
+import { randomInt } from 'node:crypto';
+import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
+import type { ConsensusActorData, ConsensusNotice } from '../actors/consensus-actor.js';
+import { connectControl, type ControlProxy } from '../src/control.js';
+import type { CoreOptions } from '../src/core/index.js';
+import type { StateMachineSpec } from '../src/state-machines/index.js';
+import type { InProcessSwitchboard } from '../src/transport/in-process.js';
+import { Supervisor, type Child, type ChildSpec, type SupervisorOptions } from './supervisor.js';
+import { startWorkerChild } from './worker-child.js';
+
+export interface PeerSpec {
+  id: string;
+  dataDir: string;
+  stateMachine: StateMachineSpec;
+  tickMs: number;
+  core: Partial<CoreOptions>;
+  /** Restart intensity of the peer's supervisor. */
+  maxRestarts: number;
+  restartPeriodMs: number;
+}
+
+/** What the owner of a peer (the API) hears from its tree. */
+export interface PeerHooks {
+  /** A consensus actor is ready: ops go to `clientPort`, control calls to `control`. */
+  consensusUp(clientPort: MessagePort, control: ControlProxy): void;
+  /** The consensus actor is gone (crashed or stopping); ops in flight on it are lost. */
+  consensusDown(reason: Error | null): void;
+  notice(n: ConsensusNotice): void;
+  /** The supervisor gave up (restart intensity exceeded). */
+  failed(reason: Error): void;
+}
+
+const LOG_ACTOR = new URL('../actors/log-actor.js', import.meta.url);
+const CONSENSUS_ACTOR = new URL('../actors/consensus-actor.js', import.meta.url);
+const LOG_CLOSE_TIMEOUT_MS = 10_000;
+
+export class PeerSupervisor {
+  private readonly supervisor: Supervisor;
+  private logWorker: Worker | null = null;
+  /** The log actor's first port, until a consensus actor claims it. */
+  private unclaimedLogPort: MessagePort | null = null;
+
+  constructor(
+    private readonly spec: PeerSpec,
+    private readonly switchboard: InProcessSwitchboard,
+    private readonly hooks: PeerHooks,
+  ) {
+    const children: ChildSpec[] = [
+      { id: 'log', start: () => this.startLogActor() },
+      { id: 'consensus', start: () => this.startConsensusActor() },
+    ];
+    const options: SupervisorOptions = {
+      strategy: 'rest_for_one',
+      maxRestarts: spec.maxRestarts,
+      periodMs: spec.restartPeriodMs,
+    };
+    this.supervisor = new Supervisor(children, options);
+    this.supervisor.on('failed', (reason) => hooks.failed(reason));
+  }
+
+  get restarts(): ReadonlyMap<string, number> {
+    return this.supervisor.restarts;
+  }
+
+  /** Called after each restart with the reason the child died. */
+  onRestart(listener: (reason: string) => void): void {
+    this.supervisor.on('restart', (child, reason) => listener(`${child} actor died: ${reason.message}`));
+  }
+
+  start(): Promise<void> {
+    return this.supervisor.start();
+  }
+
+  stop(): Promise<void> {
+    return this.supervisor.stop();
+  }
+
+  private async startLogActor(): Promise<Child> {
+    const { port1, port2 } = new MessageChannel();
+    const child = await startWorkerChild({
+      entry: LOG_ACTOR,
+      workerData: { dataDir: this.spec.dataDir, port: port2 },
+      transferList: [port2],
+      shutdown: (worker) => closeLogActor(worker),
+    });
+    this.logWorker = child.worker;
+    this.unclaimedLogPort = port1;
+    return child;
+  }
+
+  private logPortForConsensus(): MessagePort {
+    const unclaimed = this.unclaimedLogPort;
+    this.unclaimedLogPort = null;
+    if (unclaimed) return unclaimed;
+    const { port1, port2 } = new MessageChannel();
+    this.logWorker!.postMessage({ type: 'attach', port: port2 }, [port2]);
+    return port1;
+  }
+
+  private async startConsensusActor(): Promise<Child> {
+    const logPort = this.logPortForConsensus();
+    const client = new MessageChannel();
+    const controlChannel = new MessageChannel();
+    const data: ConsensusActorData = {
+      id: this.spec.id,
+      seed: randomInt(0x7fffffff),
+      tickMs: this.spec.tickMs,
+      core: this.spec.core,
+      stateMachine: this.spec.stateMachine,
+      logPort,
+      clientPort: client.port2,
+      controlPort: controlChannel.port2,
+    };
+    const child = await startWorkerChild({
+      entry: CONSENSUS_ACTOR,
+      workerData: data,
+      transferList: [logPort, client.port2, controlChannel.port2],
+      onMessage: (m) => this.hooks.notice(m as ConsensusNotice),
+      shutdown: async () => {
+        await control.stop();
+      },
+    });
+    const control = connectControl(controlChannel.port1);
+    const down = (reason: Error | null) => {
+      this.switchboard.leave(this.spec.id, control);
+      controlChannel.port1.close();
+      client.port1.close();
+      this.hooks.consensusDown(reason);
+    };
+    await this.switchboard.join(this.spec.id, control);
+    this.hooks.consensusUp(client.port1, control);
+    return {
+      exited: child.exited.then((reason) => {
+        down(reason);
+        return reason;
+      }),
+      stop: async () => {
+        try {
+          await child.stop();
+        } finally {
+          down(null);
+        }
+      },
+      kill: async () => {
+        await child.kill();
+        down(null);
+      },
+    };
+  }
+}
+
+/** Ask the log actor to finish its writes and close LMDB. */
+function closeLogActor(worker: Worker): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      worker.off('message', onMessage);
+      reject(new Error('log actor did not close in time'));
+    }, LOG_CLOSE_TIMEOUT_MS);
+    const onMessage = (m: unknown) => {
+      if ((m as { type?: unknown })?.type === 'closed') {
+        clearTimeout(timer);
+        worker.off('message', onMessage);
+        resolve();
+      }
+    };
+    worker.on('message', onMessage);
+    worker.postMessage({ type: 'close' });
+  });
+}

@@ -1,0 +1,65 @@
+/**
+ * A worker thread as a supervised child: started from an actor's entry file, ready when it
+ * posts `{ type: 'ready' }`, exited (for the supervisor) when it throws or ends unasked.
+ */
+import { Worker, type TransferListItem } from 'node:worker_threads';
+import type { Child } from './supervisor.js';
+
+export interface WorkerChild extends Child {
+  readonly worker: Worker;
+}
+
+export interface WorkerChildOptions {
+  entry: URL;
+  workerData: unknown;
+  transferList: TransferListItem[];
+  /** Orderly shutdown of a ready worker (may message it); the worker is terminated after. */
+  shutdown?: (worker: Worker) => Promise<void>;
+  /** Raw messages from the worker other than `ready`. */
+  onMessage?: (message: unknown) => void;
+}
+
+export function startWorkerChild(o: WorkerChildOptions): Promise<WorkerChild> {
+  const worker = new Worker(o.entry, { workerData: o.workerData, transferList: o.transferList });
+  let expectingExit = false;
+  let resolveExited!: (e: Error) => void;
+  const exited = new Promise<Error>((r) => (resolveExited = r));
+
+  return new Promise<WorkerChild>((resolveStart, rejectStart) => {
+    let ready = false;
+    const fail = (err: Error) => {
+      if (!ready) {
+        rejectStart(err);
+        void worker.terminate();
+      } else if (!expectingExit) {
+        resolveExited(err);
+      }
+    };
+    worker.on('error', (err) => fail(err instanceof Error ? err : new Error(String(err))));
+    worker.on('exit', (code) => fail(new Error(`worker exited with code ${code}`)));
+    worker.on('message', (m: unknown) => {
+      if (!ready && typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'ready') {
+        ready = true;
+        resolveStart(child);
+        return;
+      }
+      o.onMessage?.(m);
+    });
+    const child: WorkerChild = {
+      worker,
+      exited,
+      async stop() {
+        expectingExit = true;
+        try {
+          await o.shutdown?.(worker);
+        } finally {
+          await worker.terminate();
+        }
+      },
+      async kill() {
+        expectingExit = true;
+        await worker.terminate();
+      },
+    };
+  });
+}
