@@ -99,6 +99,10 @@ export function allowConfig(
   return { ok: true };
 }
 
+/** The same members, ignoring order (compared as multisets, so duplicates must match too). */
 export function sameMembers(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((id) => b.includes(id));
+  if (a.length !== b.length) return false;
+  const x = [...a].sort();
+  const y = [...b].sort();
+  return x.every((id, i) => id === y[i]);
 }

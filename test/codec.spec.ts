@@ -1,0 +1,625 @@
+/**
+ * src/messages.ts: the one codec (round trips, owned buffers, wire format of the shared
+ * records, decode errors) and the shape guards for bytes that arrive from ports.
+ */
+import { expect } from 'chai';
+import { MessageChannel } from 'node:worker_threads';
+import {
+  Codec,
+  codec,
+  decodeCommand,
+  DecodeError,
+  encodeCommand,
+  isClientRequest,
+  isEntry,
+  isPeerMessage,
+  postEncoded,
+  type AnyMessage,
+  type AppendEntries,
+  type AppendEntriesReply,
+  type ClientOps,
+  type ClientResults,
+  type CommandEntry,
+  type ConfigEntry,
+  type Entry,
+  type LogFailure,
+  type LogReady,
+  type NoopEntry,
+  type PeerMessage,
+  type PersistRequest,
+  type Persisted,
+  type ReadRequest,
+  type ReadResult,
+  type RequestVote,
+  type RequestVoteReply,
+} from '../src/messages.js';
+
+function mulberry32(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Samples: one of each variant, keys in the declared order (the order the shared records use).
+
+const noop: NoopEntry = { type: 'noop', index: 1, term: 1 };
+const command: CommandEntry = { type: 'command', index: 2, term: 1, data: new Uint8Array([0, 1, 127, 128, 255]) };
+const emptyCommand: CommandEntry = { type: 'command', index: 3, term: 2, data: new Uint8Array(0) };
+const config: ConfigEntry = { type: 'config', index: 4, term: 2, peers: ['n1', 'n2', 'ñødé-3', '節点'] };
+const ENTRIES: Entry[] = [noop, command, emptyCommand, config];
+
+const requestVote: RequestVote = {
+  type: 'requestVote',
+  term: 7,
+  from: 'n1',
+  to: 'n2',
+  lastLogIndex: 41,
+  lastLogTerm: 6,
+};
+const requestVoteReply: RequestVoteReply = { type: 'requestVoteReply', term: 7, from: 'n2', to: 'n1', granted: true };
+const appendEntries: AppendEntries = {
+  type: 'appendEntries',
+  term: 7,
+  from: 'n1',
+  to: 'n3',
+  prevLogIndex: 0,
+  prevLogTerm: 0,
+  entries: ENTRIES,
+  leaderCommit: 0,
+};
+const heartbeat: AppendEntries = { ...appendEntries, entries: [], prevLogIndex: 4, prevLogTerm: 2, leaderCommit: 4 };
+const appendOk: AppendEntriesReply = {
+  type: 'appendEntriesReply',
+  term: 7,
+  from: 'n3',
+  to: 'n1',
+  success: true,
+  matchIndex: 4,
+  rejectedIndex: 0,
+  conflictIndex: 0,
+  conflictTerm: 0,
+};
+const appendRejected: AppendEntriesReply = {
+  ...appendOk,
+  success: false,
+  matchIndex: 0,
+  rejectedIndex: 9,
+  conflictIndex: 5,
+  conflictTerm: 3,
+};
+const persist: PersistRequest = { type: 'persist', seq: 1, term: 7, votedFor: 'n1', truncateFrom: 3, entries: ENTRIES };
+const persistNoVote: PersistRequest = { type: 'persist', seq: 2, term: 8, votedFor: null, truncateFrom: 0, entries: [] };
+const read: ReadRequest = { type: 'read', id: 5, from: 1, to: 100 };
+const logReady: LogReady = { type: 'logReady', term: 7, votedFor: null, firstIndex: 1, lastIndex: 4, lastTerm: 2 };
+const logReadyVoted: LogReady = { ...logReady, votedFor: 'n2' };
+const persisted: Persisted = { type: 'persisted', seq: 2 };
+const readResult: ReadResult = { type: 'readResult', id: 5, entries: ENTRIES };
+const readResultEmpty: ReadResult = { type: 'readResult', id: 6, entries: [] };
+const logFailure: LogFailure = { type: 'logFailure', message: 'MDB_MAP_FULL — ディスクがいっぱい 💥' };
+const ops: ClientOps = {
+  type: 'ops',
+  ops: [
+    { id: 1, command: encodeCommand({ type: 'set', key: 'k', value: 'v' }) },
+    { id: 2, command: new Uint8Array([0xc0]) },
+  ],
+};
+const noOps: ClientOps = { type: 'ops', ops: [] };
+const results: ClientResults = {
+  type: 'results',
+  results: [
+    { id: 1, ok: true, result: null, error: null },
+    { id: 2, ok: true, result: { nested: ['x', 1, true], bytes: new Uint8Array([9]) }, error: null },
+    { id: 3, ok: false, result: null, error: { code: 'NOT_LEADER', message: 'not the leader; try n2', leader: 'n2' } },
+    { id: 4, ok: false, result: null, error: { code: 'TIMEOUT', message: 'no answer within 5 ms', leader: null } },
+  ],
+};
+
+const SAMPLES: Record<string, AnyMessage> = {
+  requestVote,
+  requestVoteReply,
+  appendEntries,
+  heartbeat,
+  appendOk,
+  appendRejected,
+  persist,
+  persistNoVote,
+  read,
+  logReady,
+  logReadyVoted,
+  persisted,
+  readResult,
+  readResultEmpty,
+  logFailure,
+  ops,
+  noOps,
+  results,
+};
+const PEER_SAMPLES: Record<string, PeerMessage> = {
+  requestVote,
+  requestVoteReply,
+  appendEntries,
+  heartbeat,
+  appendOk,
+  appendRejected,
+};
+
+function bigBatch(n: number): Entry[] {
+  const entries: Entry[] = [];
+  for (let i = 1; i <= n; i++) {
+    if (i % 100 === 0) entries.push({ type: 'config', index: i, term: 3, peers: ['a', 'b', `c${i}`] });
+    else if (i % 10 === 0) entries.push({ type: 'noop', index: i, term: 3 });
+    else entries.push({ type: 'command', index: i, term: 3, data: Uint8Array.of(i & 0xff, (i >> 8) & 0xff, 7) });
+  }
+  return entries;
+}
+
+const roundTrip = <T>(v: T, c: Codec = codec): unknown => c.decode(c.encode(v));
+
+// ---------------------------------------------------------------------------------------------
+
+describe('codec: round trips', () => {
+  for (const [name, message] of Object.entries(SAMPLES)) {
+    it(`${name}`, () => {
+      const back = roundTrip(message);
+      expect(back).to.deep.equal(message);
+      expect(back).to.not.equal(message);
+    });
+  }
+
+  it('every entry type, alone', () => {
+    for (const e of ENTRIES) {
+      const back = roundTrip(e) as Entry;
+      expect(back).to.deep.equal(e);
+      if (e.type === 'command') {
+        expect((back as CommandEntry).data).to.be.instanceOf(Uint8Array);
+        expect([...(back as CommandEntry).data]).to.deep.equal([...e.data]);
+      }
+    }
+  });
+
+  it('keeps null votedFor as null (not undefined, not missing)', () => {
+    const back = roundTrip(persistNoVote) as PersistRequest;
+    expect(back).to.have.property('votedFor', null);
+    const ready = roundTrip(logReady) as LogReady;
+    expect(ready).to.have.property('votedFor', null);
+  });
+
+  it('carries unicode strings exactly (BMP, astral, combining, empty)', () => {
+    const peers = ['', '\u00e9', 'e\u0301', '𝔘𝔫𝔦𝔠𝔬𝔡𝔢', '👩‍👩‍👧', 'Ω≈ç√', '\u0000nul'];
+    const back = roundTrip({ type: 'config', index: 1, term: 1, peers }) as ConfigEntry;
+    expect(back.peers).to.deep.equal(peers);
+    expect(back.peers[1]).to.not.equal(back.peers[2]); // precomposed vs combining: not normalised
+  });
+
+  it('a batch of 10 000 entries in one AppendEntries and one persist', () => {
+    const entries = bigBatch(10_000);
+    const ae: AppendEntries = { ...appendEntries, entries };
+    const bytes = codec.encode(ae);
+    const back = codec.decode(bytes) as AppendEntries;
+    expect(back.entries).to.have.length(10_000);
+    expect(back).to.deep.equal(ae);
+    expect(isPeerMessage(back)).to.equal(true);
+    // Shared records: no key names on the wire, so an entry costs under 20 bytes (its
+    // 'command' tag alone is 8), against over 40 with keys written out.
+    expect(bytes.length).to.be.lessThan(10_000 * 20);
+    const p: PersistRequest = { ...persist, entries };
+    expect(roundTrip(p)).to.deep.equal(p);
+  });
+
+  it('every shared record is written as its agreed one-byte id (the wire format is pinned)', () => {
+    // Index in SHARED_STRUCTURES; msgpackr writes shared record i as the byte 0x40 + i.
+    const expected: [AnyMessage | Entry, number][] = [
+      [noop, 0],
+      [command, 1],
+      [config, 2],
+      [requestVote, 3],
+      [requestVoteReply, 4],
+      [appendEntries, 5],
+      [appendOk, 6],
+      [persist, 7],
+      [read, 8],
+      [logReady, 9],
+      [persisted, 10],
+      [readResult, 11],
+      [logFailure, 12],
+      [ops, 14],
+      [results, 17],
+    ];
+    for (const [message, id] of expected) {
+      expect(codec.encode(message)[0], (message as { type: string }).type).to.equal(0x40 + id);
+    }
+    expect(codec.encode(ops.ops[0])[0], 'OpRequest').to.equal(0x40 + 13);
+    expect(codec.encode(results.results[2]!.error)[0], 'WireError').to.equal(0x40 + 15);
+    expect(codec.encode(results.results[0])[0], 'OpOutcome').to.equal(0x40 + 16);
+  });
+});
+
+describe('codec: owned, exact-size buffers', () => {
+  it('every encode owns an exact-size ArrayBuffer at offset 0', () => {
+    for (const [name, message] of Object.entries(SAMPLES)) {
+      const bytes = codec.encode(message);
+      expect(bytes.byteOffset, name).to.equal(0);
+      expect(bytes.buffer.byteLength, name).to.equal(bytes.length);
+    }
+    const big = codec.encode({ ...appendEntries, entries: bigBatch(10_000) });
+    expect(big.byteOffset).to.equal(0);
+    expect(big.buffer.byteLength).to.equal(big.length);
+  });
+
+  it('two consecutive encodes do not share a buffer, and the first stays intact', () => {
+    const a = codec.encode(requestVote);
+    const snapshot = Uint8Array.from(a);
+    const b = codec.encode(requestVote);
+    expect(a.buffer).to.not.equal(b.buffer);
+    expect([...a]).to.deep.equal([...b]);
+    // Encoding more (which reuses msgpackr's arena) must not touch an earlier result.
+    for (let i = 0; i < 100; i++) codec.encode({ ...appendOk, matchIndex: i, from: `peer-${i}` });
+    expect([...a]).to.deep.equal([...snapshot]);
+    b.fill(0);
+    expect(codec.decode(a)).to.deep.equal(requestVote);
+  });
+
+  it('postEncoded transfers the owned buffer and the receiver decodes the message', async () => {
+    const { port1, port2 } = new MessageChannel();
+    try {
+      const received = new Promise<unknown>((resolve) => port2.once('message', resolve));
+      let sentBytes: Uint8Array | undefined;
+      postEncoded(
+        {
+          postMessage(value: unknown, transfer: ArrayBuffer[]) {
+            sentBytes = value as Uint8Array;
+            expect(transfer).to.have.length(1);
+            expect(transfer[0]).to.equal(sentBytes.buffer);
+            port1.postMessage(value, transfer);
+          },
+        },
+        appendEntries,
+      );
+      expect(sentBytes!.buffer.byteLength, 'detached after transfer').to.equal(0);
+      const bytes = (await received) as Uint8Array;
+      expect(codec.decode(bytes)).to.deep.equal(appendEntries);
+    } finally {
+      port1.close();
+      port2.close();
+    }
+  });
+});
+
+describe('codec: decode errors', () => {
+  const expectDecodeError = (bytes: Uint8Array, label: string): void => {
+    let thrown: unknown;
+    try {
+      codec.decode(bytes);
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown, label).to.be.instanceOf(DecodeError);
+    expect((thrown as Error).name).to.equal('DecodeError');
+    expect((thrown as Error).message).to.contain(`(${bytes.length} bytes)`);
+  };
+
+  it('throws DecodeError for empty input', () => {
+    expectDecodeError(new Uint8Array(0), 'empty');
+  });
+
+  it('throws DecodeError for malformed bytes', () => {
+    const cases: [string, number[]][] = [
+      ['array of 3 with one element', [0x93, 0x01]],
+      ['str8 claiming 16 bytes, holding 1', [0xd9, 0x10, 0x61]],
+      ['bin8 claiming 5 bytes, holding 2', [0xc4, 0x05, 0x01, 0x02]],
+      ['map of 1 without its value', [0x81, 0xa1, 0x61]],
+      ['two values where one is expected', [0x01, 0x02]],
+      ['record id of a shared structure with no values', [0x43]],
+      ['float64 cut short', [0xcb, 0x40, 0x09]],
+    ];
+    for (const [label, bytes] of cases) expectDecodeError(Uint8Array.from(bytes), label);
+  });
+
+  it('throws DecodeError for trailing garbage after a valid message', () => {
+    const bytes = codec.encode(requestVote);
+    const longer = new Uint8Array(bytes.length + 3);
+    longer.set(bytes);
+    longer.set([0x01, 0x02, 0x03], bytes.length);
+    expectDecodeError(longer, 'trailing');
+  });
+
+  it('throws DecodeError for every truncation of every sample', () => {
+    let checked = 0;
+    for (const [name, message] of Object.entries(SAMPLES)) {
+      const bytes = codec.encode(message);
+      for (let len = 0; len < bytes.length; len++) {
+        expectDecodeError(bytes.subarray(0, len), `${name} cut to ${len} of ${bytes.length}`);
+        checked++;
+      }
+    }
+    expect(checked).to.be.greaterThan(500);
+  });
+
+  it('throws DecodeError for a truncated 10 000-entry batch', () => {
+    const bytes = codec.encode({ ...appendEntries, entries: bigBatch(10_000) });
+    for (const len of [1, 100, bytes.length >> 1, bytes.length - 1]) {
+      expectDecodeError(bytes.subarray(0, len), `cut to ${len}`);
+    }
+  });
+
+  it('random bytes either decode to some value or throw DecodeError, never anything else (seeded)', () => {
+    const SEED = 1234567;
+    const rand = mulberry32(SEED);
+    let threw = 0;
+    for (let i = 0; i < 3000; i++) {
+      const bytes = new Uint8Array(1 + Math.floor(rand() * 40));
+      for (let j = 0; j < bytes.length; j++) bytes[j] = Math.floor(rand() * 256);
+      let v: unknown;
+      try {
+        v = codec.decode(bytes);
+      } catch (err) {
+        expect(err, `SEED=${SEED} case=${i}`).to.be.instanceOf(DecodeError);
+        threw++;
+        continue;
+      }
+      // Whatever decodes is still not trusted: random bytes are never a peer message.
+      expect(isPeerMessage(v), `SEED=${SEED} case=${i}`).to.equal(false);
+    }
+    expect(threw).to.be.greaterThan(1000);
+  });
+
+  it('well-formed msgpack that is not a message decodes, and the guards reject it', () => {
+    // The codec checks bytes, not shapes: this is why every port handler runs a guard.
+    for (const bytes of [[0x01], [0xc0], [0xc1], [0x90], [0x80], [0xa3, 0x61, 0x62, 0x63]]) {
+      const v = codec.decode(Uint8Array.from(bytes));
+      expect(isPeerMessage(v), JSON.stringify(bytes)).to.equal(false);
+      expect(isClientRequest(v), JSON.stringify(bytes)).to.equal(false);
+      expect(isEntry(v), JSON.stringify(bytes)).to.equal(false);
+    }
+  });
+});
+
+describe('codec: structures not in the shared list', () => {
+  it('round-trip across two independent Codec instances', () => {
+    const writer = new Codec();
+    const reader = new Codec();
+    const values: unknown[] = [
+      { alpha: 1, beta: 'two', gamma: [3, { delta: null }] },
+      { alpha: 2, beta: 'again', gamma: [] },
+      { zeta: new Uint8Array([1, 2]), eta: new Date(86_400_000) },
+      // A known message's keys in another order: not the shared record, still decodes.
+      { to: 'n2', from: 'n1', term: 3, type: 'requestVote', lastLogTerm: 1, lastLogIndex: 2 },
+      // Known records nested inside an unknown one.
+      { wrapper: true, inner: requestVote, list: [noop, command] },
+    ];
+    for (const v of values) expect(reader.decode(writer.encode(v))).to.deep.equal(v);
+  });
+
+  it('one reader decodes interleaved messages of two writers whose own structures differ', () => {
+    const w1 = new Codec();
+    const w2 = new Codec();
+    const reader = new Codec();
+    const rand = mulberry32(42);
+    // More distinct shapes than msgpackr has record slots, to force slot reuse in the writers.
+    for (let i = 0; i < 200; i++) {
+      const writer = rand() < 0.5 ? w1 : w2;
+      const key = `k${Math.floor(rand() * 80)}`;
+      const v = { [key]: i, [`${key}x`]: [i, key], shape: writer === w1 ? 'one' : 'two' };
+      expect(reader.decode(writer.encode(v)), `message ${i}`).to.deep.equal(v);
+    }
+  });
+
+  it('a fresh reader decodes messages of a long-lived writer, each message on its own', () => {
+    const writer = new Codec();
+    const encoded: [unknown, Uint8Array][] = [];
+    for (let i = 0; i < 50; i++) {
+      const v = { [`field${i % 7}`]: i, common: 'c' };
+      encoded.push([v, writer.encode(v)]);
+    }
+    for (const [v, bytes] of encoded.reverse()) expect(new Codec().decode(bytes)).to.deep.equal(v);
+  });
+});
+
+describe('codec: encodeCommand / decodeCommand', () => {
+  it('round-trips nested values including Map, Date, Uint8Array, bigint, unicode', () => {
+    const value = {
+      type: 'set',
+      key: 'ключ-🔑',
+      value: {
+        map: new Map<unknown, unknown>([
+          ['s', 1],
+          [2, 'two'],
+          ['inner', new Map([['deep', [1, 2, 3]]])],
+        ]),
+        when: new Date('2024-02-29T12:34:56.789Z'),
+        bytes: new Uint8Array([0, 255, 10]),
+        list: [null, true, false, -1, 1.5, 2 ** 53 - 1, 'x'],
+        big: 2n ** 60n,
+        empty: {},
+      },
+    };
+    const back = decodeCommand(encodeCommand(value)) as typeof value;
+    expect(back).to.deep.equal(value);
+    expect(back.value.map).to.be.instanceOf(Map);
+    expect(back.value.map.get('inner')).to.be.instanceOf(Map);
+    expect(back.value.when).to.be.instanceOf(Date);
+    expect(back.value.when.getTime()).to.equal(value.value.when.getTime());
+    expect(back.value.bytes).to.be.instanceOf(Uint8Array);
+    expect(back.value.big).to.equal(2n ** 60n);
+  });
+
+  it('round-trips primitives at the top level', () => {
+    for (const v of [null, true, false, 0, -7, 3.25, 'text', '']) expect(decodeCommand(encodeCommand(v))).to.equal(v);
+  });
+
+  it('returns an owned exact-size buffer', () => {
+    const a = encodeCommand({ type: 'get', key: 'a' });
+    const b = encodeCommand({ type: 'get', key: 'b' });
+    expect(a.byteOffset).to.equal(0);
+    expect(a.buffer.byteLength).to.equal(a.length);
+    expect(a.buffer).to.not.equal(b.buffer);
+  });
+
+  it('rejects functions and symbols with TypeError, at any depth', () => {
+    const fn = (): number => 1;
+    const sym = Symbol('s');
+    const bad: [string, unknown, RegExp][] = [
+      ['function', fn, /command is a function/],
+      ['symbol', sym, /command is a symbol/],
+      ['nested function', { type: 'set', key: 'k', value: { f: fn } }, /command\.value\.f is a function/],
+      ['symbol in array', [1, [2, sym]], /command\.1\.1 is a symbol/],
+      ['function as Map value', new Map([['m', fn]]), /command\.m is a function/],
+      ['symbol as Map key', new Map([[sym, 1]]), /command key is a symbol/],
+    ];
+    for (const [label, value, message] of bad) {
+      expect(() => encodeCommand(value), label).to.throw(TypeError, message);
+    }
+  });
+
+  it('rejects a cyclic value with TypeError instead of overflowing the stack', () => {
+    const cyclic: Record<string, unknown> = { a: 1 };
+    cyclic.self = cyclic;
+    expect(() => encodeCommand(cyclic)).to.throw(TypeError, /nested too deeply \(or cyclic\)/);
+  });
+
+  it('accepts deep but finite nesting', () => {
+    let v: unknown = 'leaf';
+    for (let i = 0; i < 60; i++) v = { v };
+    expect(decodeCommand(encodeCommand(v))).to.deep.equal(v);
+  });
+});
+
+describe('guards: isEntry', () => {
+  it('accepts every entry type, before and after a round trip', () => {
+    for (const e of ENTRIES) {
+      expect(isEntry(e), e.type).to.equal(true);
+      expect(isEntry(roundTrip(e)), e.type).to.equal(true);
+    }
+  });
+
+  it('rejects non-objects and an unknown type tag', () => {
+    for (const v of [null, undefined, 1, 'noop', [], [noop]]) expect(isEntry(v), String(v)).to.equal(false);
+    expect(isEntry({ ...noop, type: 'snapshot' })).to.equal(false);
+    expect(isEntry({ ...noop, type: 'Noop' })).to.equal(false);
+  });
+
+  it('rejects an entry missing any field', () => {
+    for (const e of ENTRIES) {
+      for (const key of Object.keys(e)) {
+        const broken: Record<string, unknown> = { ...e };
+        delete broken[key];
+        expect(isEntry(broken), `${e.type} without ${key}`).to.equal(false);
+      }
+    }
+  });
+
+  it('rejects negative, fractional, non-finite and non-number index/term', () => {
+    for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53, '1', null]) {
+      expect(isEntry({ ...noop, index: bad }), `index ${String(bad)}`).to.equal(false);
+      expect(isEntry({ ...command, term: bad }), `term ${String(bad)}`).to.equal(false);
+    }
+  });
+
+  it('rejects command data that is not a Uint8Array, and peers that are not strings', () => {
+    expect(isEntry({ ...command, data: [1, 2] })).to.equal(false);
+    expect(isEntry({ ...command, data: 'bytes' })).to.equal(false);
+    expect(isEntry({ ...command, data: new ArrayBuffer(2) })).to.equal(false);
+    expect(isEntry({ ...config, peers: 'n1' })).to.equal(false);
+    expect(isEntry({ ...config, peers: ['n1', 2] })).to.equal(false);
+  });
+});
+
+describe('guards: isPeerMessage', () => {
+  it('accepts every peer message sample, before and after a round trip', () => {
+    for (const [name, m] of Object.entries(PEER_SAMPLES)) {
+      expect(isPeerMessage(m), name).to.equal(true);
+      expect(isPeerMessage(roundTrip(m)), name).to.equal(true);
+    }
+  });
+
+  it('rejects the non-peer protocols and non-objects', () => {
+    for (const [name, m] of Object.entries(SAMPLES)) {
+      if (!(name in PEER_SAMPLES)) expect(isPeerMessage(m), name).to.equal(false);
+    }
+    for (const v of [null, undefined, 0, 'requestVote', [requestVote]]) expect(isPeerMessage(v)).to.equal(false);
+  });
+
+  it('rejects a wrong type tag', () => {
+    expect(isPeerMessage({ ...requestVote, type: 'requestvote' })).to.equal(false);
+    expect(isPeerMessage({ ...requestVote, type: 'appendEntries' })).to.equal(false);
+    expect(isPeerMessage({ ...appendOk, type: 'requestVoteReply' })).to.equal(false);
+  });
+
+  it('rejects each sample with any one field missing', () => {
+    for (const [name, m] of Object.entries(PEER_SAMPLES)) {
+      for (const key of Object.keys(m)) {
+        const broken: Record<string, unknown> = { ...m };
+        delete broken[key];
+        expect(isPeerMessage(broken), `${name} without ${key}`).to.equal(false);
+      }
+    }
+  });
+
+  it('rejects each numeric field when negative, fractional, NaN or a string', () => {
+    for (const [name, m] of Object.entries(PEER_SAMPLES)) {
+      for (const [key, value] of Object.entries(m)) {
+        if (typeof value !== 'number') continue;
+        for (const bad of [-1, 0.5, Number.NaN, String(value)]) {
+          expect(isPeerMessage({ ...m, [key]: bad }), `${name}.${key} = ${String(bad)}`).to.equal(false);
+        }
+      }
+    }
+  });
+
+  it('rejects wrong types for the string and boolean fields', () => {
+    for (const [name, m] of Object.entries(PEER_SAMPLES)) {
+      for (const [key, value] of Object.entries(m)) {
+        if (key === 'type') continue;
+        if (typeof value === 'string') {
+          expect(isPeerMessage({ ...m, [key]: 1 }), `${name}.${key}`).to.equal(false);
+          expect(isPeerMessage({ ...m, [key]: null }), `${name}.${key}`).to.equal(false);
+        }
+        if (typeof value === 'boolean') {
+          expect(isPeerMessage({ ...m, [key]: 1 }), `${name}.${key}`).to.equal(false);
+          expect(isPeerMessage({ ...m, [key]: 'true' }), `${name}.${key}`).to.equal(false);
+        }
+      }
+    }
+  });
+
+  it('rejects AppendEntries whose entries are not an array of valid entries', () => {
+    expect(isPeerMessage({ ...appendEntries, entries: noop })).to.equal(false);
+    expect(isPeerMessage({ ...appendEntries, entries: [noop, { ...command, data: null }] })).to.equal(false);
+    expect(isPeerMessage({ ...appendEntries, entries: [noop, null] })).to.equal(false);
+  });
+});
+
+describe('guards: isClientRequest', () => {
+  it('accepts ops batches, empty or not, before and after a round trip', () => {
+    for (const m of [ops, noOps]) {
+      expect(isClientRequest(m)).to.equal(true);
+      expect(isClientRequest(roundTrip(m))).to.equal(true);
+    }
+  });
+
+  it('rejects other messages and wrong shapes', () => {
+    for (const [name, m] of Object.entries(SAMPLES)) {
+      if (m !== ops && m !== noOps) expect(isClientRequest(m), name).to.equal(false);
+    }
+    const op = ops.ops[0]!;
+    const bad: [string, unknown][] = [
+      ['null', null],
+      ['wrong tag', { ...ops, type: 'op' }],
+      ['no ops', { type: 'ops' }],
+      ['ops not an array', { type: 'ops', ops: op }],
+      ['op null', { type: 'ops', ops: [op, null] }],
+      ['op without id', { type: 'ops', ops: [{ command: op.command }] }],
+      ['negative id', { type: 'ops', ops: [{ id: -1, command: op.command }] }],
+      ['fractional id', { type: 'ops', ops: [{ id: 1.5, command: op.command }] }],
+      ['command as number[]', { type: 'ops', ops: [{ id: 1, command: [1, 2] }] }],
+      ['command missing', { type: 'ops', ops: [{ id: 1 }] }],
+    ];
+    for (const [label, v] of bad) expect(isClientRequest(v), label).to.equal(false);
+  });
+});
