@@ -10,7 +10,7 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { allowConfig } from '../src/config.js';
 import { exposeControl, type ConsensusControl, type PeerStatus } from '../src/control.js';
 import { createCore, isBlank, status, step, type CoreOptions, type CoreState, type Effect, type Input } from '../src/core/index.js';
-import { ConfigChangeUnsupportedError, ConfigError, toWire } from '../src/errors.js';
+import { ConfigChangeUnsupportedError, ConfigError, InvalidCommandError, toWire } from '../src/errors.js';
 import {
   codec,
   decodeCommand,
@@ -254,6 +254,16 @@ const control: ConsensusControl = {
     }
   },
   connectPeer,
+  query(q: unknown) {
+    if (typeof machine.query !== 'function') {
+      return { ok: false, error: new InvalidCommandError('this state machine does not answer queries').toWire() };
+    }
+    try {
+      return { ok: true, result: machine.query(q) ?? null };
+    } catch (err) {
+      return { ok: false, error: toWire(err, 'STATE_MACHINE_ERROR') };
+    }
+  },
   stop(): void {
     if (ticker) clearInterval(ticker);
     ticker = undefined;

@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
 import type { ConsensusNotice } from '../actors/consensus-actor.js';
 import { PeerSupervisor } from '../supervisors/peer-supervisor.js';
-import type { ControlProxy, PeerStatus } from './control.js';
+import type { ConsensusControl, ControlProxy, PeerStatus } from './control.js';
 import {
   ActorRestartedError,
   ConfigError,
@@ -87,7 +87,6 @@ class NodeHandle {
   readonly supervisor: PeerSupervisor;
   private port: MessagePort | null = null;
   private control: ControlProxy | null = null;
-  private readonly controlWaiters: ((c: ControlProxy) => void)[] = [];
   private readonly pending = new Map<number, PendingOp>();
   private outbox: OpRequest[] = [];
   private flushScheduled = false;
@@ -118,20 +117,41 @@ class NodeHandle {
     });
   }
 
-  async controlProxy(): Promise<ControlProxy> {
-    if (this.state === 'stopped') throw this.stoppedError();
-    if (this.control) return this.control;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const i = this.controlWaiters.indexOf(waiter);
-        if (i >= 0) this.controlWaiters.splice(i, 1);
-        reject(new TimeoutError(CONTROL_WAIT_MS, `node '${this.id}' has no running consensus actor`));
-      }, CONTROL_WAIT_MS);
-      const waiter = (c: ControlProxy) => {
+  /**
+   * Make a control call on the current consensus actor. If the actor goes down during the
+   * call (a crash, a restart), the call is retried on its successor; it fails with a
+   * TimeoutError if no actor answers within CONTROL_WAIT_MS.
+   */
+  async withControl<T>(call: (c: ControlProxy) => Promise<T>): Promise<T> {
+    const deadline = Date.now() + CONTROL_WAIT_MS;
+    for (;;) {
+      if (this.state === 'stopped') throw this.stoppedError();
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw new TimeoutError(CONTROL_WAIT_MS, `node '${this.id}' did not answer a control call`);
+      const control = this.control;
+      if (!control) {
+        await this.nextUp(remaining);
+        continue;
+      }
+      const answer = await race(call(control), this.down$, remaining);
+      if (answer.kind === 'value') return answer.value;
+      // The actor went down or did not answer in time: try its successor, if any.
+    }
+  }
+
+  private readonly upWaiters: (() => void)[] = [];
+  /** Resolves when the current consensus actor goes down; renewed at each start. */
+  private down$: Promise<void> = new Promise(() => undefined);
+  private signalDown: () => void = () => undefined;
+
+  private nextUp(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
         clearTimeout(timer);
-        resolve(c);
-      };
-      this.controlWaiters.push(waiter);
+        resolve();
+      }
+      this.upWaiters.push(done);
     });
   }
 
@@ -154,13 +174,15 @@ class NodeHandle {
     this.port = port;
     this.control = control;
     port.on('message', (bytes: Uint8Array) => this.onResults(codec.decode(bytes) as ClientReply));
-    for (const w of this.controlWaiters.splice(0)) w(control);
+    this.down$ = new Promise((resolve) => (this.signalDown = resolve));
+    for (const w of this.upWaiters.splice(0)) w();
     this.scheduleFlush();
   }
 
   private down(reason: Error | null): void {
     this.port = null;
     this.control = null;
+    this.signalDown();
     // Ops handed to the dead actor may or may not have been applied: their outcome is unknown.
     if (reason) this.failAll(new ActorRestartedError());
   }
@@ -172,7 +194,10 @@ class NodeHandle {
   private fail(reason: Error): void {
     this.failure = reason;
     this.state = 'stopped';
-    if (nodes.get(this.id) === this) nodes.delete(this.id);
+    if (nodes.get(this.id) === this) {
+      nodes.delete(this.id);
+      stopped.set(this.id, this.stoppedError());
+    }
     this.failAll(this.stoppedError());
     events.emit('failed', { id: this.id, reason: reason.message });
   }
@@ -223,6 +248,8 @@ class NodeHandle {
 
 const switchboard = new InProcessSwitchboard();
 const nodes = new Map<string, NodeHandle>();
+/** Peers stopped in this process (by stopNode or their supervisor), for clearer errors. */
+const stopped = new Map<string, NodeStoppedError>();
 let configLock: Promise<unknown> = Promise.resolve();
 
 function validateId(id: unknown, what = 'id'): asserts id is string {
@@ -240,7 +267,7 @@ function positiveInt(value: number | undefined, name: string, fallback: number):
 function running(id: string): NodeHandle {
   validateId(id);
   const handle = nodes.get(id);
-  if (!handle) throw new UnknownNodeError(id);
+  if (!handle) throw stopped.get(id) ?? new UnknownNodeError(id);
   if (handle.state !== 'running') throw handle.stoppedError();
   return handle;
 }
@@ -262,6 +289,7 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
     throw new RangeError('options.electionTimeoutMs must be at least twice options.heartbeatMs');
   }
   if (nodes.has(id)) throw new NodeExistsError(id);
+  stopped.delete(id);
 
   const handle = new NodeHandle(id, {
     id,
@@ -323,7 +351,7 @@ async function setConfigNow(id: string, peers: string[]): Promise<void> {
       }
     }
   }
-  const refusal = await handle.controlProxy().then((c) => c.setConfig(peers));
+  const refusal = await handle.withControl((c) => c.setConfig(peers));
   if (refusal) throw fromWire(refusal);
 }
 
@@ -363,11 +391,36 @@ export async function op(id: string, command: unknown, options: OpOptions = {}):
 
 export async function status(id: string): Promise<NodeStatus> {
   const handle = running(id);
-  const control = await handle.controlProxy();
-  const s = await control.status();
+  const s = await handle.withControl((c) => c.status());
   const restarts = handle.supervisor.restarts;
   return { ...s, restarts: { log: restarts.get('log') ?? 0, consensus: restarts.get('consensus') ?? 0 } };
 }
+
+/**
+ * Read from one peer's applied state without going through the log (the state machine's
+ * `query`, e.g. kv `{ type: 'get', key }`). Serializable, not linearizable: a follower may
+ * lag the leader. For a linearizable read use `op(id, { type: 'get', key })`.
+ */
+type QueryAnswer = ReturnType<ConsensusControl['query']>;
+
+export async function query(id: string, q: unknown): Promise<unknown> {
+  const handle = running(id);
+  const answer = await handle.withControl((c) => c.query(q) as Promise<QueryAnswer>);
+  if (!answer.ok) throw fromWire(answer.error);
+  return answer.result;
+}
+
+/**
+ * Fault injection, for testing your own state machines and deployments against crashes.
+ * (Partitions, link faults and disk faults come with the fault-testing release.)
+ */
+export const nemesis = {
+  /** Crash one actor of a peer abruptly; its supervisor restarts it. */
+  async crash(id: string, actor: 'consensus' | 'log'): Promise<void> {
+    if (actor !== 'consensus' && actor !== 'log') throw new TypeError(`actor must be 'consensus' or 'log', got ${String(actor)}`);
+    await running(id).supervisor.crash(actor);
+  },
+};
 
 /** Stop a peer cleanly; its data stays in `dataDir` and `startNode` resumes it. */
 export async function stopNode(id: string): Promise<void> {
@@ -378,6 +431,7 @@ export async function stopNode(id: string): Promise<void> {
   } finally {
     handle.state = 'stopped';
     nodes.delete(id);
+    stopped.set(id, new NodeStoppedError(id));
     handle.failAll(new NodeStoppedError(id, `node '${id}' stopped while the op was in flight; its outcome is unknown`));
   }
 }
@@ -385,6 +439,25 @@ export async function stopNode(id: string): Promise<void> {
 /** Ids of the peers running in this process. */
 export function runningNodes(): string[] {
   return [...nodes.values()].filter((h) => h.state === 'running').map((h) => h.id);
+}
+
+/** Settle with `p`'s value, or report that `interrupt` fired or `ms` passed first. */
+async function race<T>(
+  p: Promise<T>,
+  interrupt: Promise<void>,
+  ms: number,
+): Promise<{ kind: 'value'; value: T } | { kind: 'interrupted' }> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  try {
+    return await Promise.race([
+      p.then((value) => ({ kind: 'value' as const, value })),
+      interrupt.then(() => ({ kind: 'interrupted' as const })),
+      timeout.then(() => ({ kind: 'interrupted' as const })),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function sleep(ms: number): Promise<void> {

@@ -27,6 +27,11 @@ export interface ConsensusControl {
   setConfig(peers: string[]): WireError | null;
   /** Use `port` for messages to and from `peer` (replacing any earlier port). */
   connectPeer(peer: string, port: MessagePort): void;
+  /**
+   * Answer a read-only query from this peer's applied state (the state machine's `query`).
+   * Returns the answer, or a WireError when the machine has no `query` or refuses it.
+   */
+  query(query: unknown): { ok: true; result: unknown } | { ok: false; error: WireError };
   /** Stop ticking, close every port; the worker may then be terminated. */
   stop(): void;
 }

@@ -58,8 +58,11 @@ export class TimeoutError extends RaftError {
 }
 
 export class UnknownNodeError extends RaftError {
-  constructor(readonly nodeId: string) {
-    super('UNKNOWN_NODE', `no node '${nodeId}' has been started in this process`);
+  constructor(
+    readonly nodeId: string,
+    message = `no node '${nodeId}' has been started in this process`,
+  ) {
+    super('UNKNOWN_NODE', message);
   }
 }
 
@@ -70,8 +73,11 @@ export class NodeStoppedError extends RaftError {
 }
 
 export class NodeExistsError extends RaftError {
-  constructor(readonly nodeId: string) {
-    super('NODE_EXISTS', `node '${nodeId}' is already running in this process`);
+  constructor(
+    readonly nodeId: string,
+    message = `node '${nodeId}' is already running in this process`,
+  ) {
+    super('NODE_EXISTS', message);
   }
 }
 
@@ -157,6 +163,14 @@ export function fromWire(w: WireError): RaftError {
       return new ConfigChangeUnsupportedError(w.message);
     case 'STORAGE_ERROR':
       return new StorageError(w.message);
+    // Raised by the API in the caller's thread; rebuilt for completeness (nodeId is not on
+    // the wire, only in the message, like TimeoutError's ms).
+    case 'UNKNOWN_NODE':
+      return new UnknownNodeError('', w.message);
+    case 'NODE_STOPPED':
+      return new NodeStoppedError('', w.message);
+    case 'NODE_EXISTS':
+      return new NodeExistsError('', w.message);
     default:
       return new StateMachineError(w.message);
   }

@@ -43,6 +43,7 @@ const LOG_CLOSE_TIMEOUT_MS = 10_000;
 export class PeerSupervisor {
   private readonly supervisor: Supervisor;
   private logWorker: Worker | null = null;
+  private consensusWorker: Worker | null = null;
   /** The log actor's first port, until a consensus actor claims it. */
   private unclaimedLogPort: MessagePort | null = null;
 
@@ -71,6 +72,16 @@ export class PeerSupervisor {
   /** Called after each restart with the reason the child died. */
   onRestart(listener: (reason: string) => void): void {
     this.supervisor.on('restart', (child, reason) => listener(`${child} actor died: ${reason.message}`));
+  }
+
+  /**
+   * Fault injection: end one actor's thread abruptly, as a crash would; its supervisor sees
+   * an unexpected exit and restarts it (and, for the log actor, the consensus actor too).
+   */
+  async crash(actor: 'log' | 'consensus'): Promise<void> {
+    const worker = actor === 'log' ? this.logWorker : this.consensusWorker;
+    if (!worker) throw new Error(`no ${actor} actor is running`);
+    await worker.terminate();
   }
 
   start(): Promise<void> {
@@ -126,6 +137,7 @@ export class PeerSupervisor {
         await control.stop();
       },
     });
+    this.consensusWorker = child.worker;
     const control = connectControl(controlChannel.port1);
     const down = (reason: Error | null) => {
       this.switchboard.leave(this.spec.id, control);

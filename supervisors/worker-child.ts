@@ -19,9 +19,14 @@ export interface WorkerChildOptions {
   onMessage?: (message: unknown) => void;
 }
 
+/** How long an orderly shutdown may take before the thread is terminated anyway. */
+const SHUTDOWN_TIMEOUT_MS = 10_000;
+
 export function startWorkerChild(o: WorkerChildOptions): Promise<WorkerChild> {
   const worker = new Worker(o.entry, { workerData: o.workerData, transferList: o.transferList });
   let expectingExit = false;
+  let alive = true;
+  worker.once('exit', () => (alive = false));
   let resolveExited!: (e: Error) => void;
   const exited = new Promise<Error>((r) => (resolveExited = r));
 
@@ -51,7 +56,7 @@ export function startWorkerChild(o: WorkerChildOptions): Promise<WorkerChild> {
       async stop() {
         expectingExit = true;
         try {
-          await o.shutdown?.(worker);
+          if (alive && o.shutdown) await withTimeout(o.shutdown(worker), SHUTDOWN_TIMEOUT_MS);
         } finally {
           await worker.terminate();
         }
@@ -62,4 +67,12 @@ export function startWorkerChild(o: WorkerChildOptions): Promise<WorkerChild> {
       },
     };
   });
+}
+
+function withTimeout(p: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`worker shutdown took longer than ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }

@@ -27,36 +27,31 @@ import { codec, type WireError } from '../src/messages.js';
 interface Case {
   cls: abstract new (...args: never[]) => RaftError;
   make: () => RaftError;
-  /** Whether fromWire rebuilds this class (see the pending cases below). */
-  survivesWire: boolean;
 }
 
 // A Record over RaftErrorCode: adding a code without a case here fails to compile.
 const CASES: Record<RaftErrorCode, Case> = {
-  NOT_LEADER: { cls: NotLeaderError, make: () => new NotLeaderError('n2'), survivesWire: true },
-  TIMEOUT: { cls: TimeoutError, make: () => new TimeoutError(250), survivesWire: true },
-  UNKNOWN_NODE: { cls: UnknownNodeError, make: () => new UnknownNodeError('n9'), survivesWire: false },
-  NODE_STOPPED: { cls: NodeStoppedError, make: () => new NodeStoppedError('n1'), survivesWire: false },
-  NODE_EXISTS: { cls: NodeExistsError, make: () => new NodeExistsError('n1'), survivesWire: false },
-  CONFIG_INVALID: { cls: ConfigError, make: () => new ConfigError('duplicate peer n1'), survivesWire: true },
+  NOT_LEADER: { cls: NotLeaderError, make: () => new NotLeaderError('n2') },
+  TIMEOUT: { cls: TimeoutError, make: () => new TimeoutError(250) },
+  UNKNOWN_NODE: { cls: UnknownNodeError, make: () => new UnknownNodeError('n9') },
+  NODE_STOPPED: { cls: NodeStoppedError, make: () => new NodeStoppedError('n1') },
+  NODE_EXISTS: { cls: NodeExistsError, make: () => new NodeExistsError('n1') },
+  CONFIG_INVALID: { cls: ConfigError, make: () => new ConfigError('duplicate peer n1') },
   CONFIG_CHANGE_UNSUPPORTED: {
     cls: ConfigChangeUnsupportedError,
     make: () => new ConfigChangeUnsupportedError('joint consensus is not in this release'),
-    survivesWire: true,
   },
-  LEADERSHIP_LOST: { cls: LeadershipLostError, make: () => new LeadershipLostError(), survivesWire: true },
-  ACTOR_RESTARTED: { cls: ActorRestartedError, make: () => new ActorRestartedError(), survivesWire: true },
+  LEADERSHIP_LOST: { cls: LeadershipLostError, make: () => new LeadershipLostError() },
+  ACTOR_RESTARTED: { cls: ActorRestartedError, make: () => new ActorRestartedError() },
   STATE_MACHINE_ERROR: {
     cls: StateMachineError,
     make: () => new StateMachineError('apply threw: boom'),
-    survivesWire: true,
   },
   INVALID_COMMAND: {
     cls: InvalidCommandError,
     make: () => new InvalidCommandError("kv command has type 'frob'"),
-    survivesWire: true,
   },
-  STORAGE_ERROR: { cls: StorageError, make: () => new StorageError('MDB_MAP_FULL'), survivesWire: true },
+  STORAGE_ERROR: { cls: StorageError, make: () => new StorageError('MDB_MAP_FULL') },
 };
 const ALL = Object.entries(CASES) as [RaftErrorCode, Case][];
 
@@ -147,13 +142,7 @@ describe('errors: isRaftError', () => {
 });
 
 describe('errors: toWire / fromWire', () => {
-  for (const [code, { cls, make, survivesWire }] of ALL) {
-    if (!survivesWire) {
-      // src/errors.ts fromWire has no case for these codes: they come back as a
-      // StateMachineError with code STATE_MACHINE_ERROR. Pending until fromWire handles them.
-      it(`KNOWN GAP: ${cls.name} (${code}) does not survive fromWire yet`);
-      continue;
-    }
+  for (const [code, { cls, make }] of ALL) {
     it(`${cls.name} keeps its class, code and message across a thread`, () => {
       const original = make();
       const wire = original.toWire();

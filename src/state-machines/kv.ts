@@ -214,6 +214,13 @@ export class KvStateMachine implements StateMachine {
       }
     }
   }
+
+  /** Read-only: `{ type: 'get', key }` against the applied state. */
+  query(query: unknown): unknown {
+    const q = validateKvCommand(query);
+    if (q.type !== 'get') throw new InvalidCommandError(`kv query must be a get, got ${q.type}`);
+    return this.data.has(q.key) ? this.data.get(q.key) : null;
+  }
 }
 
 export function createStateMachine(): KvStateMachine {

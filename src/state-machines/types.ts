@@ -14,6 +14,14 @@ export interface StateMachine {
    * unchanged: the error reaches the caller, and every peer refuses it alike.
    */
   apply(command: unknown): unknown;
+
+  /**
+   * Optional: answer a read-only query from this peer's applied state, without the log and
+   * without changing anything. What `query(id, q)` in the API calls; the answer reflects
+   * what this peer has applied, which may lag the leader (a serializable, not linearizable,
+   * read).
+   */
+  query?(query: unknown): unknown;
 }
 
 export type StateMachineFactory = () => StateMachine | Promise<StateMachine>;
