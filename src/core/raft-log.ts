@@ -3,7 +3,7 @@
  * memory beside the durable copy the log actor holds. Pure data structure, no I/O.
  *
  * The whole log is held in memory until log compaction arrives (snapshots, §7); see
- * docs/DEVIATIONS.md.
+ * the README, "Beyond the paper".
  */
 import type { Entry } from '../messages.js';
 
