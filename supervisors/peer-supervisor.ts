@@ -160,8 +160,10 @@ export class PeerSupervisor {
         }
       },
       kill: async () => {
+        // Killed because a sibling died (rest_for_one) or the tree gave up: like a crash
+        // for the ops it held.
         await child.kill();
-        down(null);
+        down(new Error('consensus actor killed by its supervisor'));
       },
     };
   }
