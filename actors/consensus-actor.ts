@@ -21,11 +21,13 @@ import {
   type LogReady,
   type LogReply,
   type OpOutcome,
+  type PeerMessage,
   type ReadResult,
   type WireError,
 } from '../src/messages.js';
 import { loadStateMachine, type StateMachineSpec } from '../src/state-machines/index.js';
 import type { StateMachine } from '../src/state-machines/types.js';
+import { FaultyLinks, type FaultPlan } from '../src/transport/faults.js';
 
 export interface ConsensusActorData {
   id: string;
@@ -33,6 +35,7 @@ export interface ConsensusActorData {
   tickMs: number;
   core: Partial<CoreOptions>;
   stateMachine: StateMachineSpec;
+  faults: FaultPlan;
   logPort: MessagePort;
   clientPort: MessagePort;
   controlPort: MessagePort;
@@ -52,6 +55,8 @@ let machine: StateMachine;
 let ticker: NodeJS.Timeout | undefined;
 let droppedMessages = 0;
 const peers = new Map<string, MessagePort>();
+let links = new FaultyLinks(data.faults);
+const delayed = new Set<NodeJS.Timeout>();
 let outcomes: OpOutcome[] = [];
 
 // ---------------------------------------------------------------------------------------------
@@ -112,11 +117,8 @@ function execute(e: Effect): void {
     case 'persist':
       postEncoded(logPort, e.write);
       return;
-    case 'send': {
-      const port = peers.get(e.message.to);
-      if (port) postEncoded(port, e.message);
-      return;
-    }
+    case 'send':
+      return sendToPeer(e.message);
     case 'apply':
       return applyEntries(e.entries, e.requestIds);
     case 'clientError': {
@@ -134,6 +136,25 @@ function execute(e: Effect): void {
 
 function assertNever(x: never): never {
   throw new Error(`unhandled effect ${JSON.stringify(x)}`);
+}
+
+/** Send to a peer through the injected link faults, if any (see src/transport/faults.ts). */
+function sendToPeer(message: PeerMessage): void {
+  const port = peers.get(message.to);
+  if (!port) return; // not connected: as good as lost
+  if (!links.active) return postEncoded(port, message);
+  for (const delay of links.deliveries(id, message.to)) {
+    if (delay === 0) {
+      postEncoded(port, message);
+      continue;
+    }
+    const timer = setTimeout(() => {
+      delayed.delete(timer);
+      const later = peers.get(message.to);
+      if (later) postEncoded(later, message);
+    }, delay);
+    delayed.add(timer);
+  }
 }
 
 function clientErrorMessage(code: string, leader: string | null): string {
@@ -254,6 +275,9 @@ const control: ConsensusControl = {
     }
   },
   connectPeer,
+  setFaults(plan: FaultPlan): void {
+    links = new FaultyLinks(plan);
+  },
   query(q: unknown) {
     if (typeof machine.query !== 'function') {
       return { ok: false, error: new InvalidCommandError('this state machine does not answer queries').toWire() };
@@ -267,6 +291,8 @@ const control: ConsensusControl = {
   stop(): void {
     if (ticker) clearInterval(ticker);
     ticker = undefined;
+    for (const timer of delayed) clearTimeout(timer);
+    delayed.clear();
     for (const port of peers.values()) port.close();
     peers.clear();
     clientPort.close();

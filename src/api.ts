@@ -27,6 +27,14 @@ import {
 } from './errors.js';
 import { codec, encodeCommand, postEncoded, type ClientReply, type OpRequest } from './messages.js';
 import type { StateMachineSpec } from './state-machines/index.js';
+import {
+  NO_FAULTS,
+  NO_LINK_FAULTS,
+  validateLinkFaults,
+  validatePartition,
+  type FaultPlan,
+  type LinkFaults,
+} from './transport/faults.js';
 import { InProcessSwitchboard } from './transport/in-process.js';
 
 export interface NodeOptions {
@@ -304,6 +312,7 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
       maxInflightAppends: positiveInt(options.maxInflightAppends, 'maxInflightAppends', 64),
     },
     maxRestarts: positiveInt(options.maxRestarts, 'maxRestarts', 5),
+    faults: () => faults,
     restartPeriodMs: positiveInt(options.restartPeriodMs, 'restartPeriodMs', 10_000),
   });
   nodes.set(id, handle);
@@ -420,7 +429,56 @@ export const nemesis = {
     if (actor !== 'consensus' && actor !== 'log') throw new TypeError(`actor must be 'consensus' or 'log', got ${String(actor)}`);
     await running(id).supervisor.crash(actor);
   },
+
+  /**
+   * Stop a whole peer without any cleanup (both threads end at once, LMDB is not closed
+   * orderly). Its ops in flight fail with NodeStoppedError; `startNode` brings it back.
+   */
+  async kill(id: string): Promise<void> {
+    const handle = running(id);
+    handle.state = 'stopping';
+    try {
+      await handle.supervisor.kill();
+    } finally {
+      retire(handle, `node '${id}' was killed while the op was in flight; its outcome is unknown`);
+    }
+  },
+
+  /** Split the peers into groups that hear only each other; a peer in no group hears no one. */
+  async partition(groups: string[][]): Promise<void> {
+    await setFaults({ ...faults, partition: validatePartition(groups, runningNodes()) });
+  },
+
+  /** End any partition (link faults stay until `setLinkFaults(null)`). */
+  async heal(): Promise<void> {
+    await setFaults({ ...faults, partition: null });
+  },
+
+  /** Random loss, duplication and delay (which reorders) on every link; null for none. */
+  async setLinkFaults(links: LinkFaults | null, seed = faults.seed): Promise<void> {
+    await setFaults({ ...faults, links: links === null ? NO_LINK_FAULTS : validateLinkFaults(links), seed });
+  },
 };
+
+/** The fault plan every consensus actor in this process applies to what it sends. */
+let faults: FaultPlan = NO_FAULTS;
+
+async function setFaults(plan: FaultPlan): Promise<void> {
+  faults = plan;
+  await Promise.all(
+    [...nodes.values()]
+      .filter((h) => h.state === 'running')
+      .map((h) => h.withControl((c) => c.setFaults(plan)).catch(() => undefined)),
+  );
+}
+
+/** Forget a peer that has stopped: later calls get NodeStoppedError; its ops in flight fail. */
+function retire(handle: NodeHandle, inFlightMessage: string): void {
+  handle.state = 'stopped';
+  if (nodes.get(handle.id) === handle) nodes.delete(handle.id);
+  stopped.set(handle.id, new NodeStoppedError(handle.id));
+  handle.failAll(new NodeStoppedError(handle.id, inFlightMessage));
+}
 
 /** Stop a peer cleanly; its data stays in `dataDir` and `startNode` resumes it. */
 export async function stopNode(id: string): Promise<void> {
@@ -429,10 +487,7 @@ export async function stopNode(id: string): Promise<void> {
   try {
     await handle.supervisor.stop();
   } finally {
-    handle.state = 'stopped';
-    nodes.delete(id);
-    stopped.set(id, new NodeStoppedError(id));
-    handle.failAll(new NodeStoppedError(id, `node '${id}' stopped while the op was in flight; its outcome is unknown`));
+    retire(handle, `node '${id}' stopped while the op was in flight; its outcome is unknown`);
   }
 }
 

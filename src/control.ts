@@ -10,6 +10,7 @@ import * as Comlink from 'comlink';
 import type { MessagePort } from 'node:worker_threads';
 import type { Status } from './core/index.js';
 import type { WireError } from './messages.js';
+import type { FaultPlan } from './transport/faults.js';
 
 /** What `status()` reports for a peer. */
 export interface PeerStatus extends Status {
@@ -27,6 +28,8 @@ export interface ConsensusControl {
   setConfig(peers: string[]): WireError | null;
   /** Use `port` for messages to and from `peer` (replacing any earlier port). */
   connectPeer(peer: string, port: MessagePort): void;
+  /** Apply injected network faults to everything this actor sends (see src/transport/faults.ts). */
+  setFaults(plan: FaultPlan): void;
   /**
    * Answer a read-only query from this peer's applied state (the state machine's `query`).
    * Returns the answer, or a WireError when the machine has no `query` or refuses it.

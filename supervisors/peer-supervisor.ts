@@ -10,6 +10,7 @@ import type { ConsensusActorData, ConsensusNotice } from '../actors/consensus-ac
 import { connectControl, type ControlProxy } from '../src/control.js';
 import type { CoreOptions } from '../src/core/index.js';
 import type { StateMachineSpec } from '../src/state-machines/index.js';
+import type { FaultPlan } from '../src/transport/faults.js';
 import type { InProcessSwitchboard } from '../src/transport/in-process.js';
 import { Supervisor, type Child, type ChildSpec, type SupervisorOptions } from './supervisor.js';
 import { startWorkerChild } from './worker-child.js';
@@ -20,6 +21,8 @@ export interface PeerSpec {
   stateMachine: StateMachineSpec;
   tickMs: number;
   core: Partial<CoreOptions>;
+  /** The network faults in force when a consensus actor starts (see src/transport/faults.ts). */
+  faults: () => FaultPlan;
   /** Restart intensity of the peer's supervisor. */
   maxRestarts: number;
   restartPeriodMs: number;
@@ -92,6 +95,11 @@ export class PeerSupervisor {
     return this.supervisor.stop();
   }
 
+  /** End both actors at once, without cleanup. */
+  kill(): Promise<void> {
+    return this.supervisor.kill();
+  }
+
   private async startLogActor(): Promise<Child> {
     const { port1, port2 } = new MessageChannel();
     const child = await startWorkerChild({
@@ -124,6 +132,7 @@ export class PeerSupervisor {
       tickMs: this.spec.tickMs,
       core: this.spec.core,
       stateMachine: this.spec.stateMachine,
+      faults: this.spec.faults(),
       logPort,
       clientPort: client.port2,
       controlPort: controlChannel.port2,
