@@ -42,6 +42,8 @@ export interface PeerHooks {
 const LOG_ACTOR = new URL('../actors/log-actor.js', import.meta.url);
 const CONSENSUS_ACTOR = new URL('../actors/consensus-actor.js', import.meta.url);
 const LOG_CLOSE_TIMEOUT_MS = 10_000;
+const RESTART_BACKOFF_MS = 20;
+const MAX_RESTART_BACKOFF_MS = 1_000;
 
 export class PeerSupervisor {
   private readonly supervisor: Supervisor;
@@ -63,6 +65,8 @@ export class PeerSupervisor {
       strategy: 'rest_for_one',
       maxRestarts: spec.maxRestarts,
       periodMs: spec.restartPeriodMs,
+      backoffMs: RESTART_BACKOFF_MS,
+      maxBackoffMs: MAX_RESTART_BACKOFF_MS,
     };
     this.supervisor = new Supervisor(children, options);
     this.supervisor.on('failed', (reason) => hooks.failed(reason));

@@ -7,8 +7,10 @@
  *  - rest_for_one: the child that died and every child started after it.
  *
  * Restart intensity: more than `maxRestarts` restarts within `periodMs` means something is
- * badly wrong; the supervisor stops every child and reports `failed` to its owner instead
- * of looping. A child that dies while starting is a start failure, never a restart loop.
+ * badly wrong; the supervisor stops every child and reports `failed` to its owner (its
+ * parent escalates) instead of looping. A child that dies while starting is a start
+ * failure, never a restart loop. Restarts back off exponentially, from `backoffMs` up to
+ * `maxBackoffMs`, with the number of recent restarts.
  */
 import { EventEmitter } from 'node:events';
 
@@ -33,6 +35,9 @@ export interface SupervisorOptions {
   strategy: Strategy;
   maxRestarts: number;
   periodMs: number;
+  /** Wait before the first restart within the period; doubled for each further one. */
+  backoffMs: number;
+  maxBackoffMs: number;
 }
 
 export interface SupervisorEvents {
@@ -113,6 +118,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       this.emit('failed', failure);
       return;
     }
+    const backoff = Math.min(this.options.backoffMs * 2 ** (this.restartTimes.length - 1), this.options.maxBackoffMs);
+    if (backoff > 0) await new Promise((r) => setTimeout(r, backoff));
+    if (this.stopping) return;
     const index = this.specs.findIndex((s) => s.id === childId);
     const affected =
       this.options.strategy === 'one_for_one'
