@@ -342,6 +342,26 @@ export function isClientRequest(v: unknown): v is ClientRequest {
   );
 }
 
+export function isLogRequest(v: unknown): v is LogRequest {
+  if (typeof v !== 'object' || v === null) return false;
+  const m = v as Record<string, unknown>;
+  switch (m.type) {
+    case 'persist':
+      return (
+        isNum(m.seq) &&
+        isNum(m.term) &&
+        (m.votedFor === null || isStr(m.votedFor)) &&
+        isNum(m.truncateFrom) &&
+        Array.isArray(m.entries) &&
+        m.entries.every(isEntry)
+      );
+    case 'read':
+      return isNum(m.id) && isNum(m.from) && isNum(m.to);
+    default:
+      return false;
+  }
+}
+
 /** Post an encoded message on a port, transferring its (owned) buffer. */
 export function postEncoded(
   port: { postMessage(value: unknown, transfer: ArrayBuffer[]): void },

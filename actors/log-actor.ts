@@ -1,0 +1,220 @@
+/**
+ * The log actor: a thin shell over one peer's LmdbLogStore (DESIGN.md, "the picture").
+ *
+ * Startup: `workerData` is `{ dataDir, port }`, `port` (in the transfer list) leading to the
+ * peer's consensus actor. The actor opens the store, sends `LogReady` on that port, then
+ * posts `{ type: 'ready' }` on parentPort. Failing to open throws: a start failure.
+ *
+ * Consensus port (msgpack bytes, src/messages.ts): `persist` → `Persisted{seq}` once the
+ * write is durable, in seq order (the persists of one event turn share one LMDB transaction);
+ * `read` → `ReadResult`, answered after every write received before it. Anything else is
+ * dropped and counted; a failed write sends `LogFailure` and crashes the actor, so the
+ * supervisor restarts it and the consensus actor recovers from what is on disk. The crash is
+ * an exception thrown from a microtask, never from inside an LMDB batch, so the dying thread
+ * leaves no LMDB transaction open (see "Group commit" in src/log/lmdb-store.ts).
+ *
+ * Control, on parentPort (raw structured-clone messages, from the supervisor):
+ *  - `{ type: 'attach', port }` (port transferred): a restarted consensus actor replaces
+ *    the current one; once the old actor's writes have settled, it gets a fresh `LogReady`.
+ *  - `{ type: 'close' }`: finish pending writes, close LMDB and the ports, post
+ *    `{ type: 'closed', dropped }`, and let the thread end.
+ */
+import { isMainThread, parentPort as maybeParentPort, workerData, MessagePort } from 'node:worker_threads';
+import { codec, isLogRequest, postEncoded, type LogRequest, type PersistRequest, type ReadRequest } from '../src/messages.js';
+import { LmdbLogStore } from '../src/log/lmdb-store.js';
+
+/** What the supervisor passes in `workerData`. */
+export interface LogActorData {
+  dataDir: string;
+  /** To the consensus actor; must be in the transfer list. */
+  port: MessagePort;
+}
+
+/** parentPort, supervisor → log actor. */
+export type LogActorControl = { type: 'attach'; port: MessagePort } | { type: 'close' };
+
+/** parentPort, log actor → supervisor. `dropped` counts messages refused as malformed. */
+export type LogActorNotice = { type: 'ready' } | { type: 'closed'; dropped: number };
+
+function parseWorkerData(v: unknown): LogActorData {
+  const d = v as Partial<LogActorData> | null;
+  if (typeof d !== 'object' || d === null) throw new TypeError('log actor: workerData must be an object');
+  if (typeof d.dataDir !== 'string' || d.dataDir.length === 0) {
+    throw new TypeError('log actor: workerData.dataDir must be a non-empty string');
+  }
+  if (!(d.port instanceof MessagePort)) throw new TypeError('log actor: workerData.port must be a transferred MessagePort');
+  return { dataDir: d.dataDir, port: d.port };
+}
+
+function parseControl(v: unknown): LogActorControl | null {
+  if (typeof v !== 'object' || v === null) return null;
+  const m = v as Record<string, unknown>;
+  if (m.type === 'close') return { type: 'close' };
+  if (m.type === 'attach' && m.port instanceof MessagePort) return { type: 'attach', port: m.port };
+  return null;
+}
+
+if (isMainThread || maybeParentPort === null) throw new Error('log actor: must run as a worker thread');
+const parentPort = maybeParentPort;
+const data = parseWorkerData(workerData);
+
+const store = await LmdbLogStore.open(data.dataDir);
+
+/** The consensus actor currently attached. */
+let consensus: MessagePort = data.port;
+/** Settles once every write received so far has settled; never rejects. */
+let writesSettled: Promise<void> = Promise.resolve();
+/** Messages refused as malformed, from either port. */
+let dropped = 0;
+let failed = false;
+let closing = false;
+/** Bumped by every attach, so a superseded attach does not go on. */
+let attachments = 0;
+
+function onRequest(bytes: unknown): void {
+  if (failed || closing) return;
+  const request = decodeRequest(bytes);
+  if (request === null) {
+    dropped++;
+    return;
+  }
+  // Replies go to the port the request came on: if a restarted consensus actor has been
+  // attached since, the old port is closed and the reply is dropped with it.
+  const replyTo = consensus;
+  switch (request.type) {
+    case 'persist':
+      return persist(request, replyTo);
+    case 'read':
+      return read(request, replyTo);
+    default:
+      return assertNever(request);
+  }
+}
+
+function decodeRequest(bytes: unknown): LogRequest | null {
+  if (!(bytes instanceof Uint8Array)) return null;
+  try {
+    const m = codec.decode(bytes);
+    return isLogRequest(m) ? m : null;
+  } catch {
+    return null; // DecodeError: garbage on the port
+  }
+}
+
+function persist(request: PersistRequest, replyTo: MessagePort): void {
+  // Issued now, in this turn, so every persist of the turn joins one LMDB transaction.
+  // The store settles writes in issue order, so the replies leave in seq order.
+  const written = store.write({
+    term: request.term,
+    votedFor: request.votedFor,
+    truncateFrom: request.truncateFrom,
+    entries: request.entries,
+  });
+  writesSettled = written.then(
+    () => undefined,
+    () => undefined,
+  );
+  written.then(
+    () => postEncoded(replyTo, { type: 'persisted', seq: request.seq }),
+    (e: unknown) => fail(e, replyTo),
+  );
+}
+
+function read(request: ReadRequest, replyTo: MessagePort): void {
+  // After the writes before it, so a read sees every persist sent ahead of it.
+  void writesSettled.then(() => {
+    if (failed) return;
+    try {
+      postEncoded(replyTo, { type: 'readResult', id: request.id, entries: store.entries(request.from, request.to) });
+    } catch (e) {
+      fail(e, replyTo);
+    }
+  });
+}
+
+/** Tell the consensus actor, then crash: the supervisor restarts us from what is on disk. */
+function fail(e: unknown, replyTo: MessagePort): void {
+  if (failed) return;
+  failed = true;
+  const error = e instanceof Error ? e : new Error(String(e));
+  postEncoded(replyTo, { type: 'logFailure', message: error.message });
+  queueMicrotask(() => {
+    throw error;
+  });
+}
+
+function sendLogReady(port: MessagePort): void {
+  const hs = store.hardState();
+  postEncoded(port, {
+    type: 'logReady',
+    term: hs.term,
+    votedFor: hs.votedFor,
+    firstIndex: store.firstIndex(),
+    lastIndex: store.lastIndex(),
+    lastTerm: store.lastTerm(),
+  });
+}
+
+function listen(port: MessagePort): void {
+  port.on('message', onRequest);
+  port.on('messageerror', () => dropped++);
+}
+
+async function attach(port: MessagePort): Promise<void> {
+  const attachment = ++attachments;
+  const previous = consensus;
+  previous.removeAllListeners();
+  previous.close();
+  consensus = port;
+  // LogReady describes durable state, including the writes the previous actor left in flight.
+  await writesSettled;
+  if (attachment !== attachments || closing || failed) return; // superseded; its port is closed
+  sendLogReady(port);
+  listen(port);
+}
+
+async function close(): Promise<void> {
+  if (closing) return;
+  closing = true;
+  consensus.removeAllListeners();
+  // Pending writes finish and their replies are posted before the port closes.
+  await store.close();
+  consensus.close();
+  parentPort.off('message', onControl);
+  parentPort.postMessage({ type: 'closed', dropped } satisfies LogActorNotice);
+}
+
+function onControl(message: unknown): void {
+  const control = parseControl(message);
+  if (control === null) {
+    dropped++;
+    return;
+  }
+  switch (control.type) {
+    case 'attach':
+      if (closing) {
+        control.port.close();
+        return;
+      }
+      void attach(control.port).catch((e: unknown) => fail(e, control.port));
+      return;
+    case 'close':
+      void close().catch((e: unknown) => {
+        queueMicrotask(() => {
+          throw e;
+        });
+      });
+      return;
+    default:
+      return assertNever(control);
+  }
+}
+
+function assertNever(x: never): never {
+  throw new Error(`log actor: unexpected ${JSON.stringify(x)}`);
+}
+
+sendLogReady(consensus);
+listen(consensus);
+parentPort.on('message', onControl);
+parentPort.postMessage({ type: 'ready' } satisfies LogActorNotice);
