@@ -300,6 +300,11 @@ const control: ConsensusControl = {
   },
 };
 
+// Fault injection from the supervisor (raw, on parentPort): die as from an uncaught exception.
+parentPort?.on('message', (m: unknown) => {
+  if ((m as { type?: unknown })?.type === 'crash') throw new Error('consensus actor crashed (injected by nemesis)');
+});
+
 async function main(): Promise<void> {
   const [recovered, loaded] = await Promise.all([recover(), loadStateMachine(data.stateMachine)]);
   core = recovered;

@@ -22,6 +22,7 @@
 import { isMainThread, parentPort as maybeParentPort, workerData, MessagePort } from 'node:worker_threads';
 import { codec, isLogRequest, postEncoded, type LogRequest, type PersistRequest, type ReadRequest } from '../src/messages.js';
 import { LmdbLogStore } from '../src/log/lmdb-store.js';
+import { StorageError } from '../src/errors.js';
 
 /** What the supervisor passes in `workerData`. */
 export interface LogActorData {
@@ -31,7 +32,13 @@ export interface LogActorData {
 }
 
 /** parentPort, supervisor → log actor. */
-export type LogActorControl = { type: 'attach'; port: MessagePort } | { type: 'close' };
+export type LogActorControl =
+  | { type: 'attach'; port: MessagePort }
+  | { type: 'close' }
+  /** Fault injection: die at once, as from an uncaught exception (between LMDB batches). */
+  | { type: 'crash' }
+  /** Fault injection: the next persist fails as a disk error would (LogFailure, then a crash). */
+  | { type: 'failNextWrite' };
 
 /** parentPort, log actor → supervisor. `dropped` counts messages refused as malformed. */
 export type LogActorNotice = { type: 'ready' } | { type: 'closed'; dropped: number };
@@ -50,6 +57,8 @@ function parseControl(v: unknown): LogActorControl | null {
   if (typeof v !== 'object' || v === null) return null;
   const m = v as Record<string, unknown>;
   if (m.type === 'close') return { type: 'close' };
+  if (m.type === 'crash') return { type: 'crash' };
+  if (m.type === 'failNextWrite') return { type: 'failNextWrite' };
   if (m.type === 'attach' && m.port instanceof MessagePort) return { type: 'attach', port: m.port };
   return null;
 }
@@ -67,6 +76,8 @@ let writesSettled: Promise<void> = Promise.resolve();
 /** Messages refused as malformed, from either port. */
 let dropped = 0;
 let failed = false;
+/** Set by the `failNextWrite` fault. */
+let failNextWrite = false;
 let closing = false;
 /** Bumped by every attach, so a superseded attach does not go on. */
 let attachments = 0;
@@ -102,6 +113,10 @@ function decodeRequest(bytes: unknown): LogRequest | null {
 }
 
 function persist(request: PersistRequest, replyTo: MessagePort): void {
+  if (failNextWrite) {
+    failNextWrite = false;
+    return fail(new StorageError('injected disk fault: write failed'), replyTo);
+  }
   // Issued now, in this turn, so every persist of the turn joins one LMDB transaction.
   // The store settles writes in issue order, so the replies leave in seq order.
   const written = store.write({
@@ -197,6 +212,11 @@ function onControl(message: unknown): void {
         return;
       }
       void attach(control.port).catch((e: unknown) => fail(e, control.port));
+      return;
+    case 'crash':
+      throw new Error('log actor crashed (injected by nemesis)');
+    case 'failNextWrite':
+      failNextWrite = true;
       return;
     case 'close':
       void close().catch((e: unknown) => {

@@ -430,6 +430,11 @@ export const nemesis = {
     await running(id).supervisor.crash(actor);
   },
 
+  /** A disk fault: the peer's next log write fails, so its log actor crashes and restarts. */
+  diskFault(id: string): void {
+    running(id).supervisor.failNextWrite();
+  },
+
   /**
    * Stop a whole peer without any cleanup (both threads end at once, LMDB is not closed
    * orderly). Its ops in flight fail with NodeStoppedError; `startNode` brings it back.

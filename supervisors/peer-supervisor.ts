@@ -13,7 +13,7 @@ import type { StateMachineSpec } from '../src/state-machines/index.js';
 import type { FaultPlan } from '../src/transport/faults.js';
 import type { InProcessSwitchboard } from '../src/transport/in-process.js';
 import { Supervisor, type Child, type ChildSpec, type SupervisorOptions } from './supervisor.js';
-import { startWorkerChild } from './worker-child.js';
+import { startWorkerChild, type WorkerChild } from './worker-child.js';
 
 export interface PeerSpec {
   id: string;
@@ -48,7 +48,8 @@ const MAX_RESTART_BACKOFF_MS = 1_000;
 export class PeerSupervisor {
   private readonly supervisor: Supervisor;
   private logWorker: Worker | null = null;
-  private consensusWorker: Worker | null = null;
+  private logChild: WorkerChild | null = null;
+  private consensusChild: WorkerChild | null = null;
   /** The log actor's first port, until a consensus actor claims it. */
   private unclaimedLogPort: MessagePort | null = null;
 
@@ -82,13 +83,18 @@ export class PeerSupervisor {
   }
 
   /**
-   * Fault injection: end one actor's thread abruptly, as a crash would; its supervisor sees
-   * an unexpected exit and restarts it (and, for the log actor, the consensus actor too).
+   * Fault injection: one actor dies as from an uncaught exception; its supervisor sees the
+   * crash and restarts it (and, for the log actor, the consensus actor too).
    */
   async crash(actor: 'log' | 'consensus'): Promise<void> {
-    const worker = actor === 'log' ? this.logWorker : this.consensusWorker;
-    if (!worker) throw new Error(`no ${actor} actor is running`);
-    await worker.terminate();
+    const child = actor === 'log' ? this.logChild : this.consensusChild;
+    if (!child) throw new Error(`no ${actor} actor is running`);
+    await child.crash();
+  }
+
+  /** Fault injection: the log actor's next write fails, so it crashes and is restarted. */
+  failNextWrite(): void {
+    this.logWorker?.postMessage({ type: 'failNextWrite' });
   }
 
   start(): Promise<void> {
@@ -111,8 +117,10 @@ export class PeerSupervisor {
       workerData: { dataDir: this.spec.dataDir, port: port2 },
       transferList: [port2],
       shutdown: (worker) => closeLogActor(worker),
+      abort: (worker) => worker.postMessage({ type: 'crash' }),
     });
     this.logWorker = child.worker;
+    this.logChild = child;
     this.unclaimedLogPort = port1;
     return child;
   }
@@ -146,11 +154,12 @@ export class PeerSupervisor {
       workerData: data,
       transferList: [logPort, client.port2, controlChannel.port2],
       onMessage: (m) => this.hooks.notice(m as ConsensusNotice),
+      abort: (worker) => worker.postMessage({ type: 'crash' }),
       shutdown: async () => {
         await control.stop();
       },
     });
-    this.consensusWorker = child.worker;
+    this.consensusChild = child;
     const control = connectControl(controlChannel.port1);
     const down = (reason: Error | null) => {
       this.switchboard.leave(this.spec.id, control);

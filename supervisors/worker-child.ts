@@ -7,6 +7,8 @@ import type { Child } from './supervisor.js';
 
 export interface WorkerChild extends Child {
   readonly worker: Worker;
+  /** Fault injection: die as from an uncaught exception; the supervisor sees a crash. */
+  crash(): Promise<void>;
 }
 
 export interface WorkerChildOptions {
@@ -15,12 +17,18 @@ export interface WorkerChildOptions {
   transferList: TransferListItem[];
   /** Orderly shutdown of a ready worker (may message it); the worker is terminated after. */
   shutdown?: (worker: Worker) => Promise<void>;
+  /**
+   * Make the worker die abruptly at a safe point (e.g. post it a crash message) before
+   * `kill` falls back to terminate(): terminating a thread inside an LMDB write can hang.
+   */
+  abort?: (worker: Worker) => void;
   /** Raw messages from the worker other than `ready`. */
   onMessage?: (message: unknown) => void;
 }
 
 /** How long an orderly shutdown may take before the thread is terminated anyway. */
 const SHUTDOWN_TIMEOUT_MS = 10_000;
+const ABORT_TIMEOUT_MS = 5_000;
 
 export function startWorkerChild(o: WorkerChildOptions): Promise<WorkerChild> {
   const worker = new Worker(o.entry, { workerData: o.workerData, transferList: o.transferList });
@@ -50,6 +58,14 @@ export function startWorkerChild(o: WorkerChildOptions): Promise<WorkerChild> {
       }
       o.onMessage?.(m);
     });
+    const crashThenTerminate = async () => {
+      if (alive && o.abort) {
+        const gone = new Promise<void>((r) => worker.once('exit', () => r()));
+        o.abort(worker);
+        await withTimeout(gone, ABORT_TIMEOUT_MS).catch(() => undefined);
+      }
+      await worker.terminate();
+    };
     const child: WorkerChild = {
       worker,
       exited,
@@ -63,7 +79,10 @@ export function startWorkerChild(o: WorkerChildOptions): Promise<WorkerChild> {
       },
       async kill() {
         expectingExit = true;
-        await worker.terminate();
+        await crashThenTerminate();
+      },
+      async crash() {
+        await crashThenTerminate();
       },
     };
   });
