@@ -13,7 +13,8 @@ import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
 import type { ConsensusNotice } from '../actors/consensus-actor.js';
-import { PeerSupervisor } from '../supervisors/peer-supervisor.js';
+import { NodeSupervisor } from '../supervisors/node-supervisor.js';
+import type { PeerSpec, PeerSupervisor } from '../supervisors/peer-supervisor.js';
 import type { ConsensusControl, ControlProxy, PeerStatus } from './control.js';
 import {
   ActorRestartedError,
@@ -35,7 +36,6 @@ import {
   type FaultPlan,
   type LinkFaults,
 } from './transport/faults.js';
-import { InProcessSwitchboard } from './transport/in-process.js';
 
 export interface NodeOptions {
   /** 'kv' for the built-in key-value store, or a module exporting `createStateMachine`. */
@@ -92,7 +92,8 @@ interface PendingOp {
 class NodeHandle {
   state: 'starting' | 'running' | 'stopping' | 'stopped' = 'starting';
   failure: Error | null = null;
-  readonly supervisor: PeerSupervisor;
+  /** Set once the peer's tree has started. */
+  supervisor!: PeerSupervisor;
   private port: MessagePort | null = null;
   private control: ControlProxy | null = null;
   private readonly pending = new Map<number, PendingOp>();
@@ -101,16 +102,15 @@ class NodeHandle {
   private sweeper: NodeJS.Timeout | null = null;
   private nextOpId = 1;
 
-  constructor(
-    readonly id: string,
-    spec: ConstructorParameters<typeof PeerSupervisor>[0],
-  ) {
-    this.supervisor = new PeerSupervisor(spec, switchboard, {
-      consensusUp: (port, control) => this.up(port, control),
-      consensusDown: (reason) => this.down(reason),
-      notice: (n) => this.notice(n),
-      failed: (reason) => this.fail(reason),
-    });
+  constructor(readonly id: string) {}
+
+  /** What the peer's tree tells its owner. */
+  hooks() {
+    return {
+      consensusUp: (port: MessagePort, control: ControlProxy) => this.up(port, control),
+      consensusDown: (reason: Error | null) => this.down(reason),
+      notice: (n: ConsensusNotice) => this.notice(n),
+    };
   }
 
   /** Submit one op to this peer; resolves with its result, rejects with a typed error. */
@@ -199,14 +199,10 @@ class NodeHandle {
     if (n.type === 'role') events.emit('role', { id: this.id, role: n.role, term: n.term, leader: n.leader });
   }
 
-  private fail(reason: Error): void {
+  /** The peer's supervisor gave up (escalated through the node supervisor). */
+  fail(reason: Error): void {
     this.failure = reason;
-    this.state = 'stopped';
-    if (nodes.get(this.id) === this) {
-      nodes.delete(this.id);
-      stopped.set(this.id, this.stoppedError());
-    }
-    this.failAll(this.stoppedError());
+    retire(this, this.stoppedError().message);
     events.emit('failed', { id: this.id, reason: reason.message });
   }
 
@@ -254,7 +250,9 @@ class NodeHandle {
   }
 }
 
-const switchboard = new InProcessSwitchboard();
+const nodeSupervisor = new NodeSupervisor();
+nodeSupervisor.on('peerFailed', (id, reason) => nodes.get(id)?.fail(reason));
+nodeSupervisor.on('peerRestarted', (id, reason) => events.emit('restart', { id, reason }));
 const nodes = new Map<string, NodeHandle>();
 /** Peers stopped in this process (by stopNode or their supervisor), for clearer errors. */
 const stopped = new Map<string, NodeStoppedError>();
@@ -299,7 +297,7 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
   if (nodes.has(id)) throw new NodeExistsError(id);
   stopped.delete(id);
 
-  const handle = new NodeHandle(id, {
+  const spec: PeerSpec = {
     id,
     dataDir: path.resolve(options.dataDir ?? path.join('data', id)),
     stateMachine: sm,
@@ -314,11 +312,11 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
     maxRestarts: positiveInt(options.maxRestarts, 'maxRestarts', 5),
     faults: () => faults,
     restartPeriodMs: positiveInt(options.restartPeriodMs, 'restartPeriodMs', 10_000),
-  });
+  };
+  const handle = new NodeHandle(id);
   nodes.set(id, handle);
-  handle.supervisor.onRestart((reason) => events.emit('restart', { id, reason }));
   try {
-    await handle.supervisor.start();
+    handle.supervisor = await nodeSupervisor.startPeer(spec, handle.hooks());
   } catch (err) {
     nodes.delete(id);
     handle.state = 'stopped';
@@ -443,7 +441,7 @@ export const nemesis = {
     const handle = running(id);
     handle.state = 'stopping';
     try {
-      await handle.supervisor.kill();
+      await nodeSupervisor.killPeer(id);
     } finally {
       retire(handle, `node '${id}' was killed while the op was in flight; its outcome is unknown`);
     }
@@ -481,7 +479,7 @@ async function setFaults(plan: FaultPlan): Promise<void> {
 function retire(handle: NodeHandle, inFlightMessage: string): void {
   handle.state = 'stopped';
   if (nodes.get(handle.id) === handle) nodes.delete(handle.id);
-  stopped.set(handle.id, new NodeStoppedError(handle.id));
+  stopped.set(handle.id, handle.stoppedError());
   handle.failAll(new NodeStoppedError(handle.id, inFlightMessage));
 }
 
@@ -490,7 +488,7 @@ export async function stopNode(id: string): Promise<void> {
   const handle = running(id);
   handle.state = 'stopping';
   try {
-    await handle.supervisor.stop();
+    await nodeSupervisor.stopPeer(id);
   } finally {
     retire(handle, `node '${id}' stopped while the op was in flight; its outcome is unknown`);
   }

@@ -3,7 +3,7 @@
  */
 import { expect } from 'chai';
 import fs from 'node:fs';
-import { nemesis, op, query, setConfig, status, stopNode } from '../src/api.js';
+import { events, nemesis, op, query, setConfig, startNode, status, stopNode } from '../src/api.js';
 import {
   ConfigError,
   InvalidCommandError,
@@ -11,7 +11,7 @@ import {
   NodeStoppedError,
   UnknownNodeError,
 } from '../src/errors.js';
-import { startPeers, stopAll, tempDir, waitFor, waitForApplied, waitForLeader } from './helpers/cluster.js';
+import { startPeers, stopAll, tempDir, TEST_TIMING, waitFor, waitForApplied, waitForLeader } from './helpers/cluster.js';
 
 describe('a cluster of real peers', function () {
   this.timeout(120_000);
@@ -144,6 +144,30 @@ describe('a cluster of real peers', function () {
     await expectKeys('b', acked);
   });
 
+  it('a peer that keeps crashing is stopped by its supervisor, which reports why; the rest go on', async () => {
+    const ids = ['a', 'b', 'c'];
+    await startPeers(ids, root);
+    await setConfig('a', ids);
+    const { leader } = await waitForLeader(ids);
+    const victim = ids.find((id) => id !== leader)!;
+    await stopNode(victim);
+    await startNode(victim, { stateMachine: 'kv', dataDir: `${root}/${victim}`, ...TEST_TIMING, maxRestarts: 1 });
+    const failed = new Promise<{ id: string; reason: string }>((r) => events.once('failed', r));
+    await nemesis.crash(victim, 'consensus');
+    await waitFor('the first restart', async () => ((await status(victim)).restarts.consensus === 1 ? true : undefined));
+    await nemesis.crash(victim, 'consensus');
+    const report = await failed;
+    expect(report.id).to.equal(victim);
+    expect(report.reason).to.match(/consensus died 2 times/);
+    const err = await status(victim).catch((e: unknown) => e);
+    expect(err).to.be.instanceOf(NodeStoppedError);
+    expect((err as Error).message).to.match(/stopped by its supervisor/);
+    expect(await op(leader, { type: 'set', key: 'still', value: 'up' })).to.equal(null);
+    // startNode brings it back, from its disk.
+    await startNode(victim, { stateMachine: 'kv', dataDir: `${root}/${victim}`, ...TEST_TIMING });
+    await waitForApplied([victim], (await status(leader)).lastApplied);
+  });
+
   describe('bad input gets a typed error and harms nothing', () => {
     it('ops, status and stop on unknown or stopped nodes', async () => {
       await startPeers(['a'], root);
@@ -164,7 +188,6 @@ describe('a cluster of real peers', function () {
       await startPeers(['a'], root);
       const again = await startPeers(['a'], root).catch((e: unknown) => e);
       expect(again).to.be.instanceOf(NodeExistsError);
-      const { startNode } = await import('../src/api.js');
       expect(await startNode('', { stateMachine: 'kv' }).catch((e: unknown) => e)).to.be.instanceOf(TypeError);
       expect(await startNode('../x', { stateMachine: 'kv' }).catch((e: unknown) => e)).to.be.instanceOf(TypeError);
       expect(
