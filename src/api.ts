@@ -447,9 +447,12 @@ export const nemesis = {
     }
   },
 
-  /** Split the peers into groups that hear only each other; a peer in no group hears no one. */
+  /**
+   * Split the peers into groups that hear only each other; a peer in no group hears no one,
+   * a peer in two groups bridges them ([[a, b, c], [c, d, e]]).
+   */
   async partition(groups: string[][]): Promise<void> {
-    await setFaults({ ...faults, partition: validatePartition(groups, runningNodes()) });
+    await setFaults({ ...faults, partition: validatePartition(groups, [...nodes.keys(), ...stopped.keys()]) });
   },
 
   /** End any partition (link faults stay until `setLinkFaults(null)`). */

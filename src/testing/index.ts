@@ -42,3 +42,4 @@ export {
   type Violation,
 } from './linearizability.js';
 export { decodeValue, encodeValue, renderCommand, renderOps, renderValue, type Json } from './format.js';
+export { runJepsen, type JepsenOptions, type JepsenResult } from './jepsen.js';
