@@ -12,14 +12,14 @@ import { exposeControl, type ConsensusControl, type PeerStatus } from '../src/co
 import { createCore, isBlank, status, step, type CoreOptions, type CoreState, type Effect, type Input } from '../src/core/index.js';
 import { ConfigChangeUnsupportedError, ConfigError, InvalidCommandError, toWire } from '../src/errors.js';
 import {
-  codec,
+  decodeChecked,
   decodeCommand,
   isClientRequest,
+  isLogReply,
   isPeerMessage,
   postEncoded,
   type Entry,
   type LogReady,
-  type LogReply,
   type OpOutcome,
   type PeerMessage,
   type ReadResult,
@@ -66,8 +66,12 @@ let onLogReady: ((m: LogReady) => void) | null = null;
 const pendingReads = new Map<number, (r: ReadResult) => void>();
 let nextReadId = 1;
 
-logPort.on('message', (bytes: Uint8Array) => {
-  const m = codec.decode(bytes) as LogReply;
+logPort.on('message', (bytes: unknown) => {
+  const m = decodeChecked(bytes, isLogReply);
+  if (m === null) {
+    droppedMessages++;
+    return;
+  }
   switch (m.type) {
     case 'logReady':
       onLogReady?.(m);
@@ -210,13 +214,8 @@ function connectPeer(peer: string, port: MessagePort): void {
   peers.get(peer)?.close();
   peers.set(peer, port);
   port.on('message', (bytes: unknown) => {
-    let m: unknown;
-    try {
-      m = bytes instanceof Uint8Array ? codec.decode(bytes) : undefined;
-    } catch {
-      m = undefined;
-    }
-    if (!isPeerMessage(m) || m.from !== peer) {
+    const m = decodeChecked(bytes, isPeerMessage);
+    if (m === null || m.from !== peer) {
       droppedMessages++;
       return;
     }
@@ -228,13 +227,8 @@ function connectPeer(peer: string, port: MessagePort): void {
 }
 
 function onClientMessage(bytes: unknown): void {
-  let m: unknown;
-  try {
-    m = bytes instanceof Uint8Array ? codec.decode(bytes) : undefined;
-  } catch {
-    m = undefined;
-  }
-  if (!isClientRequest(m)) {
+  const m = decodeChecked(bytes, isClientRequest);
+  if (m === null) {
     droppedMessages++;
     return;
   }
@@ -275,6 +269,10 @@ const control: ConsensusControl = {
     }
   },
   connectPeer,
+  sendRaw(to: string, bytes: Uint8Array): void {
+    const port = to === 'log' ? logPort : peers.get(to);
+    port?.postMessage(bytes);
+  },
   setFaults(plan: FaultPlan): void {
     links = new FaultyLinks(plan);
   },

@@ -41,7 +41,7 @@ export type LogActorControl =
   | { type: 'failNextWrite' };
 
 /** parentPort, log actor → supervisor. `dropped` counts messages refused as malformed. */
-export type LogActorNotice = { type: 'ready' } | { type: 'closed'; dropped: number };
+export type LogActorNotice = { type: 'ready' } | { type: 'closed'; dropped: number } | { type: 'dropped'; total: number };
 
 function parseWorkerData(v: unknown): LogActorData {
   const d = v as Partial<LogActorData> | null;
@@ -86,7 +86,7 @@ function onRequest(bytes: unknown): void {
   if (failed || closing) return;
   const request = decodeRequest(bytes);
   if (request === null) {
-    dropped++;
+    countDrop();
     return;
   }
   // Replies go to the port the request came on: if a restarted consensus actor has been
@@ -172,7 +172,7 @@ function sendLogReady(port: MessagePort): void {
 
 function listen(port: MessagePort): void {
   port.on('message', onRequest);
-  port.on('messageerror', () => dropped++);
+  port.on('messageerror', countDrop);
 }
 
 async function attach(port: MessagePort): Promise<void> {
@@ -202,7 +202,7 @@ async function close(): Promise<void> {
 function onControl(message: unknown): void {
   const control = parseControl(message);
   if (control === null) {
-    dropped++;
+    countDrop();
     return;
   }
   switch (control.type) {
@@ -228,6 +228,12 @@ function onControl(message: unknown): void {
     default:
       return assertNever(control);
   }
+}
+
+/** A malformed message was dropped: count it, and tell the supervisor (for `status`). */
+function countDrop(): void {
+  dropped++;
+  parentPort.postMessage({ type: 'dropped', total: dropped } satisfies LogActorNotice);
 }
 
 function assertNever(x: never): never {

@@ -26,7 +26,7 @@ import {
   TimeoutError,
   UnknownNodeError,
 } from './errors.js';
-import { codec, encodeCommand, postEncoded, type ClientReply, type OpRequest } from './messages.js';
+import { decodeChecked, encodeCommand, isClientReply, postEncoded, type ClientReply, type OpRequest } from './messages.js';
 import type { StateMachineSpec } from './state-machines/index.js';
 import {
   NO_FAULTS,
@@ -64,9 +64,16 @@ export interface OpOptions {
   timeoutMs?: number;
 }
 
-/** What `status(id)` reports; `restarts` counts restarts of each actor of the peer. */
+/**
+ * What `status(id)` reports. `restarts` counts restarts of each actor of the peer;
+ * `droppedMessages` counts malformed messages dropped by its consensus actor (peer, client
+ * and log ports), `logDroppedMessages` those dropped by its current log actor, and
+ * `droppedReplies` those dropped by the API on the client port.
+ */
 export interface NodeStatus extends PeerStatus {
   restarts: { log: number; consensus: number };
+  logDroppedMessages: number;
+  droppedReplies: number;
 }
 
 /** Lifecycle events of every peer in this process, for logs and progress displays. */
@@ -101,6 +108,8 @@ class NodeHandle {
   private flushScheduled = false;
   private sweeper: NodeJS.Timeout | null = null;
   private nextOpId = 1;
+  /** Malformed messages dropped on the client port (from the actor's side). */
+  droppedReplies = 0;
 
   constructor(readonly id: string) {}
 
@@ -169,6 +178,11 @@ class NodeHandle {
       : new NodeStoppedError(this.id);
   }
 
+  /** Fault injection: raw bytes on the client port. */
+  postRaw(bytes: Uint8Array): void {
+    this.port?.postMessage(bytes);
+  }
+
   /** Fail every op in flight (and queued) with `err`. */
   failAll(err: Error): void {
     const all = [...this.pending.values()];
@@ -181,7 +195,11 @@ class NodeHandle {
   private up(port: MessagePort, control: ControlProxy): void {
     this.port = port;
     this.control = control;
-    port.on('message', (bytes: Uint8Array) => this.onResults(codec.decode(bytes) as ClientReply));
+    port.on('message', (bytes: unknown) => {
+      const reply = decodeChecked(bytes, isClientReply);
+      if (reply) this.onResults(reply);
+      else this.droppedReplies++;
+    });
     this.down$ = new Promise((resolve) => (this.signalDown = resolve));
     for (const w of this.upWaiters.splice(0)) w();
     this.scheduleFlush();
@@ -400,7 +418,12 @@ export async function status(id: string): Promise<NodeStatus> {
   const handle = running(id);
   const s = await handle.withControl((c) => c.status());
   const restarts = handle.supervisor.restarts;
-  return { ...s, restarts: { log: restarts.get('log') ?? 0, consensus: restarts.get('consensus') ?? 0 } };
+  return {
+    ...s,
+    restarts: { log: restarts.get('log') ?? 0, consensus: restarts.get('consensus') ?? 0 },
+    logDroppedMessages: handle.supervisor.logDroppedMessages,
+    droppedReplies: handle.droppedReplies,
+  };
 }
 
 /**
@@ -426,6 +449,19 @@ export const nemesis = {
   async crash(id: string, actor: 'consensus' | 'log'): Promise<void> {
     if (actor !== 'consensus' && actor !== 'log') throw new TypeError(`actor must be 'consensus' or 'log', got ${String(actor)}`);
     await running(id).supervisor.crash(actor);
+  },
+
+  /**
+   * Put raw bytes (garbage, truncated messages) on one of `id`'s ports: to a peer's
+   * consensus actor (`to` = that peer's id, sent from `id`), to `id`'s log actor (`'log'`),
+   * or to `id`'s consensus actor on its client port (`'client'`). The receiver drops and
+   * counts what it cannot decode.
+   */
+  async garbage(id: string, to: string, bytes: Uint8Array): Promise<void> {
+    const handle = running(id);
+    if (!(bytes instanceof Uint8Array)) throw new TypeError('bytes must be a Uint8Array');
+    if (to === 'client') handle.postRaw(bytes);
+    else await handle.withControl((c) => c.sendRaw(to, bytes));
   },
 
   /** A disk fault: the peer's next log write fails, so its log actor crashes and restarts. */

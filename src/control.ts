@@ -28,6 +28,8 @@ export interface ConsensusControl {
   setConfig(peers: string[]): WireError | null;
   /** Use `port` for messages to and from `peer` (replacing any earlier port). */
   connectPeer(peer: string, port: MessagePort): void;
+  /** Fault injection: post raw bytes on the port to peer `to`, or to the log actor (`'log'`). */
+  sendRaw(to: string, bytes: Uint8Array): void;
   /** Apply injected network faults to everything this actor sends (see src/transport/faults.ts). */
   setFaults(plan: FaultPlan): void;
   /**

@@ -67,7 +67,7 @@ export interface AppendEntries {
   leaderCommit: number;
 }
 /**
- * Beyond the paper (docs/DEVIATIONS.md): a success carries `matchIndex` (prevLogIndex +
+ * Beyond the paper (README, "Beyond the paper"): a success carries `matchIndex` (prevLogIndex +
  * entries.length) so pipelined replies need no request id; a rejection carries
  * `rejectedIndex` (the prevLogIndex it refused, to spot stale rejections) and the §5.3
  * fast back-off hint `conflictIndex`/`conflictTerm` (conflictTerm 0: the log is too short).
@@ -359,6 +359,63 @@ export function isLogRequest(v: unknown): v is LogRequest {
       return isNum(m.id) && isNum(m.from) && isNum(m.to);
     default:
       return false;
+  }
+}
+
+export function isLogReply(v: unknown): v is LogReply {
+  if (typeof v !== 'object' || v === null) return false;
+  const m = v as Record<string, unknown>;
+  switch (m.type) {
+    case 'logReady':
+      return (
+        isNum(m.term) &&
+        (m.votedFor === null || isStr(m.votedFor)) &&
+        isNum(m.firstIndex) &&
+        isNum(m.lastIndex) &&
+        isNum(m.lastTerm)
+      );
+    case 'persisted':
+      return isNum(m.seq);
+    case 'readResult':
+      return isNum(m.id) && Array.isArray(m.entries) && m.entries.every(isEntry);
+    case 'logFailure':
+      return isStr(m.message);
+    default:
+      return false;
+  }
+}
+
+function isWireError(v: unknown): v is WireError {
+  if (typeof v !== 'object' || v === null) return false;
+  const e = v as Record<string, unknown>;
+  return isStr(e.code) && isStr(e.message) && (e.leader === null || isStr(e.leader));
+}
+
+export function isClientReply(v: unknown): v is ClientReply {
+  if (typeof v !== 'object' || v === null) return false;
+  const m = v as Record<string, unknown>;
+  return (
+    m.type === 'results' &&
+    Array.isArray(m.results) &&
+    m.results.every((r: unknown) => {
+      if (typeof r !== 'object' || r === null) return false;
+      const o = r as Record<string, unknown>;
+      return Number.isSafeInteger(o.id) && typeof o.ok === 'boolean' && (o.ok || isWireError(o.error));
+    })
+  );
+}
+
+/**
+ * Decode bytes that arrived on a port and check their shape: the message, or null for
+ * garbage, truncated bytes or a message of another protocol (the caller drops and counts it).
+ */
+export function decodeChecked<T>(bytes: unknown, guard: (v: unknown) => v is T): T | null {
+  if (!(bytes instanceof Uint8Array)) return null;
+  try {
+    const m = codec.decode(bytes);
+    return guard(m) ? m : null;
+  } catch {
+    return null;
   }
 }
 

@@ -7,6 +7,7 @@
 import { randomInt } from 'node:crypto';
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import type { ConsensusActorData, ConsensusNotice } from '../actors/consensus-actor.js';
+import type { LogActorNotice } from '../actors/log-actor.js';
 import { connectControl, type ControlProxy } from '../src/control.js';
 import type { CoreOptions } from '../src/core/index.js';
 import type { StateMachineSpec } from '../src/state-machines/index.js';
@@ -49,6 +50,8 @@ export class PeerSupervisor {
   private readonly supervisor: Supervisor;
   private logWorker: Worker | null = null;
   private logChild: WorkerChild | null = null;
+  /** Malformed messages the current log actor dropped (it reports each one). */
+  private logDroppedBefore = 0;
   private consensusChild: WorkerChild | null = null;
   /** The log actor's first port, until a consensus actor claims it. */
   private unclaimedLogPort: MessagePort | null = null;
@@ -71,6 +74,11 @@ export class PeerSupervisor {
     };
     this.supervisor = new Supervisor(children, options);
     this.supervisor.on('failed', (reason) => hooks.failed(reason));
+  }
+
+  /** Malformed messages dropped by the current log actor. */
+  get logDroppedMessages(): number {
+    return this.logDroppedBefore;
   }
 
   get restarts(): ReadonlyMap<string, number> {
@@ -112,12 +120,17 @@ export class PeerSupervisor {
 
   private async startLogActor(): Promise<Child> {
     const { port1, port2 } = new MessageChannel();
+    this.logDroppedBefore = 0;
     const child = await startWorkerChild({
       entry: LOG_ACTOR,
       workerData: { dataDir: this.spec.dataDir, port: port2 },
       transferList: [port2],
       shutdown: (worker) => closeLogActor(worker),
       abort: (worker) => worker.postMessage({ type: 'crash' }),
+      onMessage: (m) => {
+        const notice = m as LogActorNotice;
+        if (notice.type === 'dropped') this.logDroppedBefore = notice.total;
+      },
     });
     this.logWorker = child.worker;
     this.logChild = child;

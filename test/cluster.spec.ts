@@ -11,6 +11,7 @@ import {
   NodeStoppedError,
   UnknownNodeError,
 } from '../src/errors.js';
+import { codec } from '../src/messages.js';
 import { startPeers, stopAll, tempDir, TEST_TIMING, waitFor, waitForApplied, waitForLeader } from './helpers/cluster.js';
 
 describe('a cluster of real peers', function () {
@@ -166,6 +167,40 @@ describe('a cluster of real peers', function () {
     // startNode brings it back, from its disk.
     await startNode(victim, { stateMachine: 'kv', dataDir: `${root}/${victim}`, ...TEST_TIMING });
     await waitForApplied([victim], (await status(leader)).lastApplied);
+  });
+
+  it('garbage and truncated messages on any port are dropped, counted in status, and harm nothing', async () => {
+    const ids = ['a', 'b', 'c'];
+    await startPeers(ids, root);
+    await setConfig('a', ids);
+    const { leader } = await waitForLeader(ids);
+    const follower = ids.find((id) => id !== leader)!;
+    const valid = codec.encode({
+      type: 'appendEntries', term: 99, from: leader, to: follower, prevLogIndex: 0, prevLogTerm: 0, entries: [], leaderCommit: 0,
+    });
+    const junk = [
+      new Uint8Array([0xc1, 0xff, 0x00, 0x13]),
+      valid.subarray(0, valid.length - 3), // truncated
+      codec.encode({ type: 'appendEntries', term: 'x' }), // msgpack, wrong shape
+      codec.encode('just a string'),
+    ];
+    const before = await status(follower);
+    for (const bytes of junk) {
+      await nemesis.garbage(leader, follower, bytes); // leader → follower peer port
+      await nemesis.garbage(follower, 'log', bytes); // follower consensus → its log actor
+      await nemesis.garbage(follower, 'client', bytes); // API → follower client port
+    }
+    const after = await waitFor('the drops to be counted', async () => {
+      const s = await status(follower);
+      return s.droppedMessages - before.droppedMessages >= 2 * junk.length && s.logDroppedMessages >= junk.length ? s : undefined;
+    });
+    expect(after.droppedMessages - before.droppedMessages).to.equal(2 * junk.length);
+    expect(after.logDroppedMessages).to.equal(junk.length);
+    expect(after.term, 'the garbage term-99 message was never acted on').to.equal(before.term);
+    expect(after.restarts).to.deep.equal({ log: 0, consensus: 0 });
+    expect(await op(follower, { type: 'set', key: 'after-garbage', value: 1 })).to.equal(null);
+    await waitForApplied(ids, (await status(leader)).lastApplied);
+    expect(await query(follower, { type: 'get', key: 'after-garbage' })).to.equal(1);
   });
 
   describe('bad input gets a typed error and harms nothing', () => {
