@@ -389,7 +389,14 @@ function replyVote(s: CoreState, ctx: StepContext, m: RequestVote, granted: bool
 
 function countVotes(s: CoreState, ctx: StepContext): void {
   const result = voteResult(s.config!, s.votes);
-  if (result === 'won') becomeLeader(s, ctx);
+  // Figure 2: currentTerm and votedFor are "updated on stable storage before responding to
+  // RPCs", and a leader's AppendEntries are RPCs of its term. So a candidate leads only once
+  // its own vote is durable (it enters `votes` in onPersisted), even when the others' votes
+  // already make a majority: a candidate that led on those alone and crashed before its write
+  // landed would restart in the previous term, could win the same term again with another
+  // log, and write a second, different entry at an (index, term) some follower already holds
+  // (Log Matching, then State Machine Safety, broken; found by test/core-sim.spec.ts).
+  if (result === 'won' && s.votes.get(s.id) === true) becomeLeader(s, ctx);
   else if (result === 'lost') becomeFollower(s, ctx, s.currentTerm, null);
 }
 

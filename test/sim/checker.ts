@@ -1,0 +1,456 @@
+/**
+ * Raft's safety properties (Figure 3 of the paper), checked by the simulator after every
+ * event, plus the durability rules the shells rely on (DESIGN.md, "Rules of the protocol").
+ *
+ *  - Election Safety: at most one leader per term, ever (a peer that is elected twice in the
+ *    same term across a restart counts as two leaders).
+ *  - Leader Append-Only: a leader never overwrites or deletes entries in its log.
+ *  - Log Matching: two logs holding an entry with the same index and term are identical up
+ *    to that index. Checked over the whole run, not only between live logs: every (index,
+ *    term) ever seen is bound to the hash of the log prefix it ended, and any log that later
+ *    holds that (index, term) must end the same prefix there.
+ *  - Leader Completeness: an entry committed in term T is in the log of every leader of a
+ *    term > T (checked when a leader is elected, when an entry is first seen committed, and
+ *    continuously through Leader Append-Only).
+ *  - State Machine Safety: no two peers apply different entries at the same index.
+ *  - Durability: a granted vote and an AppendEntries success leave a peer only once what
+ *    they claim is on its disk; a leader is elected only with its own term and vote on disk;
+ *    a committed entry is on a majority of disks when it is first seen committed and is
+ *    never removed from any disk; a command acknowledged to a client is committed at the
+ *    index it was acknowledged for.
+ *
+ * The checker reads the cores' state but trusts none of their bookkeeping: it diffs each
+ * log against its own shadow copy and reads disks directly.
+ */
+import type { CoreState } from '../../src/core/index.js';
+import type { Entry, PeerMessage, PersistRequest } from '../../src/messages.js';
+
+export class InvariantViolation extends Error {
+  override readonly name = 'InvariantViolation';
+  constructor(
+    readonly rule: string,
+    detail: string,
+  ) {
+    super(`${rule}: ${detail}`);
+  }
+}
+
+/** What a peer keeps across crashes (the simulator's in-memory LMDB). */
+export interface Disk {
+  term: number;
+  votedFor: string | null;
+  entries: Entry[];
+}
+
+/** What the checker may look at of a simulated peer. */
+export interface PeerView {
+  readonly id: string;
+  /** null while crashed. */
+  readonly core: CoreState | null;
+  /** Bumped on every restart. */
+  readonly incarnation: number;
+  readonly disk: Disk;
+  /** The state machine: fingerprints of the entries applied since the last restart. */
+  readonly applied: readonly string[];
+}
+
+const fpCache = new WeakMap<Entry, string>();
+
+/** Content of an entry, without its position (index and term are compared separately). */
+export function fingerprint(e: Entry): string {
+  let fp = fpCache.get(e);
+  if (fp !== undefined) return fp;
+  switch (e.type) {
+    case 'noop':
+      fp = 'noop';
+      break;
+    case 'config':
+      fp = `config:${e.peers.join(',')}`;
+      break;
+    case 'command': {
+      let s = 'cmd:';
+      for (const b of e.data) s += (b < 16 ? '0' : '') + b.toString(16);
+      fp = s;
+      break;
+    }
+  }
+  fpCache.set(e, fp);
+  return fp;
+}
+
+/** Two independent 32-bit FNV-1a style hashes of (previous prefix hash, term, content). */
+function chain(prev: number, term: number, fp: string): number {
+  let h1 = (prev % 0x100000000) ^ 0x811c9dc5;
+  let h2 = Math.floor(prev / 0x100000000) ^ 0x01000193 ^ term;
+  h1 = Math.imul(h1 ^ term, 0x01000193) >>> 0;
+  for (let i = 0; i < fp.length; i++) {
+    const c = fp.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 0x01000193) >>> 0;
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995) >>> 0;
+  }
+  // 53 bits, so it stays an exact JS number.
+  return (h2 & 0x1fffff) * 0x100000000 + h1;
+}
+
+interface Shadow {
+  /** The log as last seen, by reference. */
+  refs: Entry[];
+  /** hashes[i - 1]: hash of the prefix ending at index i. */
+  hashes: number[];
+  /** Role and term as last seen (for Leader Append-Only). */
+  leaderTerm: number;
+}
+
+interface Committed {
+  term: number;
+  fp: string;
+  /** The lowest term of a peer seen applying it: the entry was committed in this term or earlier. */
+  commitTerm: number;
+}
+
+export type RequestStatus = 'pending' | 'acked' | 'notLeader' | 'lost' | 'unknown';
+
+export interface ClientRequestRecord {
+  id: number;
+  fp: string;
+  peer: string;
+  status: RequestStatus;
+  /** Index it was acknowledged at, once acked. */
+  index: number;
+}
+
+export class SafetyChecker {
+  readonly quorum: number;
+  /** term → who led it (id and incarnation). */
+  readonly leaders = new Map<number, { id: string; incarnation: number }>();
+  /** (index, term) → hash of the log prefix ending there, and who first held it. */
+  private readonly prefixOf = new Map<number, { hash: number; peer: string }>();
+  private readonly shadows = new Map<string, Shadow>();
+  /** committed[i]: the entry committed at index i (from applies anywhere). */
+  private readonly committed: (Committed | undefined)[] = [];
+  /** command fingerprint → index where it was applied. */
+  private readonly appliedAt = new Map<string, number>();
+  /** `${voter}@${term}` → candidate granted. */
+  private readonly granted = new Map<string, string>();
+  readonly requests = new Map<number, ClientRequestRecord>();
+  private readonly byFp = new Map<string, ClientRequestRecord>();
+  /** Counters, for the run summary. */
+  readonly stats = { elections: 0, maxCommitted: 0, acked: 0, checks: 0 };
+
+  constructor(private readonly peers: () => readonly PeerView[]) {
+    this.quorum = Math.floor(peers().length / 2) + 1;
+  }
+
+  get committedCount(): number {
+    return this.committed.length - 1 < 0 ? 0 : this.committed.length - 1;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // After every step of a core
+
+  afterStep(p: PeerView): void {
+    const core = p.core!;
+    this.stats.checks++;
+    const sh = this.shadowOf(p);
+    this.diffLog(p, core, sh);
+    const disk = p.disk;
+    if (core.currentTerm < disk.term) {
+      throw new InvariantViolation('Durability', `${p.id} runs in term ${core.currentTerm} below its durable term ${disk.term}`);
+    }
+    if (core.commitIndex > core.log.lastIndex || core.lastApplied > core.commitIndex) {
+      throw new InvariantViolation(
+        'Sanity',
+        `${p.id}: lastApplied ${core.lastApplied} commitIndex ${core.commitIndex} lastIndex ${core.log.lastIndex}`,
+      );
+    }
+    if (core.role === 'leader') {
+      const seen = this.leaders.get(core.currentTerm);
+      if (seen === undefined) {
+        this.leaders.set(core.currentTerm, { id: p.id, incarnation: p.incarnation });
+        this.onNewLeader(p, core);
+      } else if (seen.id !== p.id || seen.incarnation !== p.incarnation) {
+        throw new InvariantViolation(
+          'Election Safety',
+          `term ${core.currentTerm} has two leaders: ${seen.id}#${seen.incarnation} and ${p.id}#${p.incarnation}`,
+        );
+      }
+      sh.leaderTerm = core.currentTerm;
+    } else {
+      sh.leaderTerm = 0;
+    }
+  }
+
+  /** A peer restarted: its core was rebuilt from its disk. */
+  onRestart(p: PeerView): void {
+    const sh: Shadow = { refs: [], hashes: [], leaderTerm: 0 };
+    this.shadows.set(p.id, sh);
+    this.diffLog(p, p.core!, sh);
+  }
+
+  /** Pending requests at a crashed peer have an unknown outcome. */
+  onCrash(id: string): void {
+    for (const r of this.requests.values()) if (r.peer === id && r.status === 'pending') r.status = 'unknown';
+  }
+
+  private shadowOf(p: PeerView): Shadow {
+    let sh = this.shadows.get(p.id);
+    if (!sh) {
+      sh = { refs: [], hashes: [], leaderTerm: 0 };
+      this.shadows.set(p.id, sh);
+    }
+    return sh;
+  }
+
+  /**
+   * Bring the shadow of `p`'s log up to date. A Raft log only changes at its tail (truncate,
+   * append), so walk back from the shorter end until the entries are the same objects.
+   */
+  private diffLog(p: PeerView, core: CoreState, sh: Shadow): void {
+    const log = core.log;
+    const newLast = log.lastIndex;
+    const oldLast = sh.refs.length;
+    let k = Math.min(oldLast, newLast);
+    while (k > 0 && sh.refs[k - 1] !== log.entry(k)) k--;
+    if (k === oldLast && k === newLast) return;
+    if (k < oldLast) {
+      // §5.3 / Figure 3 Leader Append-Only.
+      if (sh.leaderTerm !== 0 && sh.leaderTerm === core.currentTerm && core.role === 'leader') {
+        throw new InvariantViolation('Leader Append-Only', `leader ${p.id} of term ${core.currentTerm} lost entries from ${k + 1}`);
+      }
+      if (k < p.applied.length) {
+        throw new InvariantViolation(
+          'State Machine Safety',
+          `${p.id} removed entry ${k + 1} from its log after applying through ${p.applied.length}`,
+        );
+      }
+      sh.refs.length = k;
+      sh.hashes.length = k;
+    }
+    for (let i = k + 1; i <= newLast; i++) {
+      const e = log.entry(i)!;
+      if (e.index !== i) throw new InvariantViolation('Sanity', `${p.id} holds entry with index ${e.index} at ${i}`);
+      const prevTerm = i === 1 ? 0 : sh.refs[i - 2]!.term;
+      if (e.term < prevTerm || e.term > core.currentTerm) {
+        throw new InvariantViolation('Sanity', `${p.id} entry ${i} has term ${e.term} (previous ${prevTerm}, current ${core.currentTerm})`);
+      }
+      const hash = chain(i === 1 ? 0 : sh.hashes[i - 2]!, e.term, fingerprint(e));
+      const key = i * 4294967296 + e.term;
+      const seen = this.prefixOf.get(key);
+      if (seen === undefined) this.prefixOf.set(key, { hash, peer: p.id });
+      else if (seen.hash !== hash) {
+        throw new InvariantViolation(
+          'Log Matching',
+          `${p.id} and ${seen.peer} both hold an entry at index ${i} term ${e.term}, but their logs differ up to it`,
+        );
+      }
+      sh.refs.push(e);
+      sh.hashes.push(hash);
+    }
+  }
+
+  private onNewLeader(p: PeerView, core: CoreState): void {
+    this.stats.elections++;
+    // The leader's own term and vote are durable: otherwise a crash could let it be elected
+    // again in the same term with a different log.
+    if (p.disk.term !== core.currentTerm || p.disk.votedFor !== p.id) {
+      throw new InvariantViolation(
+        'Durability',
+        `${p.id} became leader of term ${core.currentTerm} with disk term ${p.disk.term} votedFor ${p.disk.votedFor}`,
+      );
+    }
+    // §5.2: elected by a majority, each vote granted durably (counted from the votes sent).
+    let votes = 1;
+    for (const v of this.peers()) {
+      if (v.id !== p.id && this.granted.get(`${v.id}@${core.currentTerm}`) === p.id) votes++;
+    }
+    if (votes < this.quorum) {
+      throw new InvariantViolation('Election Safety', `${p.id} leads term ${core.currentTerm} with only ${votes} votes granted`);
+    }
+    // Leader Completeness.
+    for (let i = 1; i < this.committed.length; i++) {
+      const c = this.committed[i];
+      if (c && c.commitTerm < core.currentTerm) this.expectHas(p, core, i, c, 'elected');
+    }
+  }
+
+  private expectHas(p: PeerView, core: CoreState, i: number, c: Committed, when: string): void {
+    const e = core.log.entry(i);
+    if (!e || e.term !== c.term || fingerprint(e) !== c.fp) {
+      throw new InvariantViolation(
+        'Leader Completeness',
+        `leader ${p.id} of term ${core.currentTerm} (${when}) lacks entry ${i} (term ${c.term}) committed in term ${c.commitTerm}; it has ${e ? `term ${e.term}` : 'nothing'}`,
+      );
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Effects
+
+  /** An `apply` effect of `p`, before the state machine takes the entries. */
+  onApply(p: PeerView, entries: readonly Entry[], requestIds: readonly (number | null)[]): void {
+    const core = p.core!;
+    if (requestIds.length !== entries.length) {
+      throw new InvariantViolation('Sanity', `${p.id} apply with ${entries.length} entries and ${requestIds.length} request ids`);
+    }
+    let expected = p.applied.length + 1;
+    for (let k = 0; k < entries.length; k++) {
+      const e = entries[k]!;
+      if (e.index !== expected) {
+        throw new InvariantViolation('State Machine Safety', `${p.id} applies index ${e.index}, expected ${expected}`);
+      }
+      expected++;
+      const fp = fingerprint(e);
+      const mine = core.log.entry(e.index);
+      if (mine !== e) {
+        throw new InvariantViolation('Sanity', `${p.id} applies entry ${e.index} that is not the one in its log`);
+      }
+      const c = this.committed[e.index];
+      if (c === undefined) {
+        const fresh: Committed = { term: e.term, fp, commitTerm: core.currentTerm };
+        this.committed[e.index] = fresh;
+        this.stats.maxCommitted = Math.max(this.stats.maxCommitted, e.index);
+        this.onNewlyCommitted(e.index, fresh);
+      } else {
+        if (c.term !== e.term || c.fp !== fp) {
+          throw new InvariantViolation(
+            'State Machine Safety',
+            `${p.id} applies ${fp} (term ${e.term}) at index ${e.index}, where ${c.fp} (term ${c.term}) was applied`,
+          );
+        }
+        if (core.currentTerm < c.commitTerm) {
+          c.commitTerm = core.currentTerm;
+          this.checkLeadersHave(e.index, c);
+        }
+      }
+      if (e.type === 'command') {
+        const at = this.appliedAt.get(fp);
+        if (at === undefined) this.appliedAt.set(fp, e.index);
+        else if (at !== e.index) {
+          throw new InvariantViolation('State Machine Safety', `command ${fp} applied at ${at} and at ${e.index}`);
+        }
+        const r = this.byFp.get(fp);
+        if (r && r.status === 'notLeader') {
+          throw new InvariantViolation('Client', `request ${r.id} answered NOT_LEADER (never appended) was applied at ${e.index}`);
+        }
+      }
+      const rid = requestIds[k];
+      if (rid !== null && rid !== undefined) {
+        const r = this.requests.get(rid);
+        if (!r) throw new InvariantViolation('Client', `${p.id} acknowledged unknown request ${rid}`);
+        if (r.fp !== fp) {
+          throw new InvariantViolation('Client', `${p.id} acknowledged request ${rid} with entry ${e.index} holding another command`);
+        }
+        if (r.peer !== p.id || r.status !== 'pending') {
+          throw new InvariantViolation('Client', `${p.id} acknowledged request ${rid} (sent to ${r.peer}, status ${r.status})`);
+        }
+        r.status = 'acked';
+        r.index = e.index;
+        this.stats.acked++;
+      }
+    }
+  }
+
+  private onNewlyCommitted(i: number, c: Committed): void {
+    // A committed entry is stored on a majority of disks.
+    let onDisk = 0;
+    for (const v of this.peers()) {
+      const d = v.disk.entries[i - 1];
+      if (d && d.term === c.term && fingerprint(d) === c.fp) onDisk++;
+    }
+    if (onDisk < this.quorum) {
+      throw new InvariantViolation('Durability', `entry ${i} (term ${c.term}) applied while on ${onDisk} disks, quorum ${this.quorum}`);
+    }
+    this.checkLeadersHave(i, c);
+  }
+
+  private checkLeadersHave(i: number, c: Committed): void {
+    for (const v of this.peers()) {
+      const core = v.core;
+      if (core && core.role === 'leader' && core.currentTerm > c.commitTerm) this.expectHas(v, core, i, c, 'committed');
+    }
+  }
+
+  /** A message leaves peer `p` (checked before the network sees it). */
+  onSend(p: PeerView, m: PeerMessage): void {
+    if (m.type === 'requestVoteReply' && m.granted) {
+      // §5.2 at most one vote per term, across restarts; granted only once durable.
+      const key = `${p.id}@${m.term}`;
+      const before = this.granted.get(key);
+      if (before !== undefined && before !== m.to) {
+        throw new InvariantViolation('Election Safety', `${p.id} granted votes to ${before} and ${m.to} in term ${m.term}`);
+      }
+      this.granted.set(key, m.to);
+      const d = p.disk;
+      if (d.term < m.term || (d.term === m.term && d.votedFor !== m.to)) {
+        throw new InvariantViolation(
+          'Durability',
+          `${p.id} grants a vote to ${m.to} in term ${m.term} with disk term ${d.term} votedFor ${d.votedFor}`,
+        );
+      }
+    } else if (m.type === 'appendEntriesReply' && m.success) {
+      // The entries were durable when the write they waited for landed. A later write of a
+      // higher term, committed in the same batch, may already have truncated them again:
+      // that is the same history as this reply being delayed in the network. Within the
+      // reply's own term the disk cannot have lost them (a leader never conflicts with itself).
+      const d = p.disk;
+      if (d.term < m.term || (d.term === m.term && d.entries.length < m.matchIndex)) {
+        throw new InvariantViolation(
+          'Durability',
+          `${p.id} acknowledges index ${m.matchIndex} of term ${m.term} with ${d.entries.length} entries on disk (disk term ${d.term})`,
+        );
+      }
+    }
+  }
+
+  /** Check a durable write against the disk before it lands; returns nothing, throws on a bad write. */
+  beforeDiskWrite(p: PeerView, w: PersistRequest): void {
+    const d = p.disk;
+    if (w.term < d.term) throw new InvariantViolation('Durability', `${p.id} writes term ${w.term} over ${d.term}`);
+    if (w.term === d.term && d.votedFor !== null && w.votedFor !== d.votedFor) {
+      throw new InvariantViolation('Election Safety', `${p.id} changes its durable vote in term ${w.term}: ${d.votedFor} → ${w.votedFor}`);
+    }
+    let last = d.entries.length;
+    if (w.truncateFrom > 0) {
+      if (w.truncateFrom > last + 1) {
+        throw new InvariantViolation('Durability', `${p.id} truncates from ${w.truncateFrom} beyond its disk (${last} entries)`);
+      }
+      for (let i = w.truncateFrom; i <= last; i++) {
+        const c = this.committed[i];
+        const e = d.entries[i - 1]!;
+        if (c && c.term === e.term && c.fp === fingerprint(e)) {
+          throw new InvariantViolation('Durability', `${p.id} removes committed entry ${i} (term ${e.term}) from its disk`);
+        }
+      }
+      last = Math.min(last, w.truncateFrom - 1);
+    }
+    if (w.entries.length > 0 && w.entries[0]!.index !== last + 1) {
+      throw new InvariantViolation('Durability', `${p.id} writes entry ${w.entries[0]!.index} after ${last} on disk`);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Clients
+
+  onPropose(id: number, fp: string, peer: string): void {
+    const r: ClientRequestRecord = { id, fp, peer, status: 'pending', index: 0 };
+    this.requests.set(id, r);
+    this.byFp.set(fp, r);
+  }
+
+  onClientError(p: PeerView, ids: readonly number[], code: 'NOT_LEADER' | 'LEADERSHIP_LOST'): void {
+    for (const id of ids) {
+      const r = this.requests.get(id);
+      if (!r) throw new InvariantViolation('Client', `${p.id} fails unknown request ${id}`);
+      if (r.status !== 'pending') throw new InvariantViolation('Client', `request ${id} got ${code} after ${r.status}`);
+      if (code === 'NOT_LEADER' && this.appliedAt.has(r.fp)) {
+        throw new InvariantViolation('Client', `request ${id} answered NOT_LEADER but applied at ${this.appliedAt.get(r.fp)}`);
+      }
+      r.status = code === 'NOT_LEADER' ? 'notLeader' : 'lost';
+    }
+  }
+
+  /** The committed entry at `i`, if any peer applied one. */
+  committedAt(i: number): { term: number; fp: string } | undefined {
+    return this.committed[i];
+  }
+}

@@ -1,0 +1,267 @@
+/**
+ * One randomized simulation run, everything drawn from its seed: the core options, the
+ * network's delays/drops/duplication, the disk's delays, a fault schedule (crashes of any
+ * peer or of the leader, whole-cluster crashes, partitions, isolated leaders, lossy links,
+ * heals) and client traffic. Invariants are checked after every event (SafetyChecker).
+ *
+ * After the chaos phase the run checks liveness: everything is healed and restarted, the
+ * network stops losing messages, and within bounded virtual time there must be a leader that
+ * has committed an entry of its term, fresh proposals must be acknowledged, and every live
+ * peer must have applied the same entries, including every command ever acknowledged.
+ */
+import { Rng } from './rng.js';
+import { Simulator, type SimOptions } from './simulator.js';
+
+export interface RandomRunOptions {
+  seed: number;
+  peers: number;
+  /** Virtual ms of faults and client traffic before the liveness phase. */
+  chaosMs: number;
+  /** Events of the trace shown in a failure report (60 by default). */
+  traceLines?: number;
+}
+
+export interface RunSummary {
+  seed: number;
+  peers: number;
+  profile: string;
+  virtualMs: number;
+  events: number;
+  steps: number;
+  elections: number;
+  crashes: number;
+  committed: number;
+  acked: number;
+  sent: number;
+  dropped: number;
+}
+
+/** A failed run: the message starts with SEED=<n>, then the rule, the peers and a trace. */
+export class SimulationFailure extends Error {
+  override readonly name = 'SimulationFailure';
+}
+
+export function runRandomized(o: RandomRunOptions): RunSummary {
+  const rng = new Rng(o.seed ^ 0x5eed);
+  const profileRng = rng.fork();
+  const faultRng = rng.fork();
+  const clientRng = rng.fork();
+
+  const heartbeatTicks = profileRng.pick([1, 1, 2, 3]);
+  const options: SimOptions = {
+    peers: o.peers,
+    seed: o.seed,
+    tickMs: 10,
+    clockDrift: profileRng.pick([0, 0.1, 0.3]),
+    core: {
+      heartbeatTicks,
+      electionTicks: profileRng.pick([8, 10, 15]),
+      maxEntriesPerAppend: profileRng.pick([1, 3, 64]),
+      maxInflightAppends: profileRng.pick([1, 4, 64]),
+    },
+    net: {
+      minDelayMs: 1,
+      maxDelayMs: profileRng.pick([3, 10, 25]),
+      longDelayP: profileRng.pick([0, 0.01, 0.05]),
+      longDelayMs: 150,
+      dropP: profileRng.pick([0, 0.02, 0.1, 0.25]),
+      duplicateP: profileRng.pick([0, 0.05, 0.2]),
+    },
+    disk: { minDelayMs: 0, maxDelayMs: profileRng.pick([1, 5, 20]), partialP: profileRng.pick([0, 0.3]) },
+  };
+  // A storm: faults every few election timeouts instead of every few hundred ms, quick
+  // restarts, so that leaders of many terms leave divergent suffixes (Figure 8 histories).
+  const storm = profileRng.chance(0.35);
+  const c = options.core!;
+  const net = options.net!;
+  const profile =
+    `hb=${c.heartbeatTicks} el=${c.electionTicks} batch=${c.maxEntriesPerAppend} window=${c.maxInflightAppends} ` +
+    `delay≤${net.maxDelayMs} long=${net.longDelayP} drop=${net.dropP} dup=${net.duplicateP} disk≤${options.disk!.maxDelayMs} partial=${options.disk!.partialP} drift=${options.clockDrift}` +
+    (storm ? ' storm' : '');
+
+  const traceLines = o.traceLines ?? 60;
+  const sim = new Simulator({ ...options, traceSize: Math.max(traceLines, 1) });
+  try {
+    sim.bootstrap();
+    scheduleFaults(sim, faultRng, o.chaosMs, storm);
+    let clientsOn = true;
+    const client = (): void => {
+      if (!clientsOn) return;
+      // Mostly the leader of the highest term; sometimes any leader (a deposed one in a
+      // minority keeps appending entries that must never commit); sometimes any peer.
+      const leaders = sim.leaders().map((c) => c.id);
+      const live = sim.ids.filter((id) => sim.isUp(id));
+      const r = clientRng.next();
+      const target =
+        leaders.length > 0 && r < 0.7 ? leaders[0]! : leaders.length > 0 && r < 0.85 ? clientRng.pick(leaders) : live.length > 0 ? clientRng.pick(live) : null;
+      if (target !== null) sim.propose(target, clientRng.chance(0.1) ? clientRng.int(4, 12) : clientRng.int(1, 3));
+      sim.at(sim.now + clientRng.int(2, 30), 'client', client);
+    };
+    sim.at(clientRng.int(0, 50), 'client', client);
+    sim.runUntil(o.chaosMs);
+
+    // Liveness: heal, restart, stop losing messages.
+    clientsOn = false;
+    sim.heal();
+    sim.net.dropP = 0;
+    sim.net.longDelayP = 0;
+    for (const id of sim.ids) sim.restart(id);
+    checkLiveness(sim);
+    return {
+      seed: o.seed,
+      peers: o.peers,
+      profile,
+      virtualMs: sim.now,
+      events: sim.stats.events,
+      steps: sim.stats.steps,
+      elections: sim.checker.stats.elections,
+      crashes: sim.stats.crashes,
+      committed: sim.checker.committedCount,
+      acked: sim.checker.stats.acked,
+      sent: sim.stats.sent,
+      dropped: sim.stats.dropped,
+    };
+  } catch (err) {
+    const e = err as Error;
+    throw new SimulationFailure(
+      [
+        `SEED=${o.seed} peers=${o.peers} (rerun: SIM_SEED=${o.seed} SIM_PEERS=${o.peers}) at virtual ${sim.now} ms: ${e.message}`,
+        `profile: ${profile}`,
+        ...sim.describePeers().map((l) => `  ${l}`),
+        'recent events:',
+        ...sim.recentTrace().slice(-traceLines).map((l) => `  ${l}`),
+        e.name === 'InvariantViolation' || e.name === 'Error' ? `stack: ${e.stack?.split('\n').slice(1, 6).join(' | ')}` : '',
+      ].join('\n'),
+    );
+  }
+}
+
+function scheduleFaults(sim: Simulator, rng: Rng, untilMs: number, storm: boolean): void {
+  const live = (): string[] => sim.ids.filter((id) => sim.isUp(id));
+  const restartLater = (id: string): void => {
+    sim.at(sim.now + (storm ? rng.int(1, 120) : rng.int(5, 400)), `restart ${id}`, () => sim.restart(id));
+  };
+  const healLater = (): void => {
+    sim.at(sim.now + (storm ? rng.int(20, 250) : rng.int(50, 600)), 'heal', () => sim.heal());
+  };
+  const actions: [number, () => void][] = [
+    [
+      3,
+      () => {
+        const ids = live();
+        if (ids.length === 0) return;
+        const id = rng.pick(ids);
+        sim.crash(id);
+        restartLater(id);
+      },
+    ],
+    [
+      2,
+      () => {
+        const id = sim.leader();
+        if (id === null) return;
+        sim.crash(id);
+        restartLater(id);
+      },
+    ],
+    [
+      0.3,
+      () => {
+        for (const id of live()) {
+          sim.crash(id);
+          restartLater(id);
+        }
+      },
+    ],
+    [
+      2,
+      () => {
+        const shuffled = rng.shuffle(sim.ids);
+        const cut = rng.int(1, shuffled.length - 1);
+        sim.partition([shuffled.slice(0, cut), shuffled.slice(cut)]);
+        healLater();
+      },
+    ],
+    [
+      1,
+      () => {
+        const id = sim.leader();
+        if (id === null) return;
+        sim.isolate(id);
+        healLater();
+      },
+    ],
+    [
+      1,
+      () => {
+        const [a, b] = rng.shuffle(sim.ids);
+        sim.drop(a!, b!, rng.pick([0.5, 0.9, 1]));
+        healLater();
+      },
+    ],
+    [1, () => sim.heal()],
+  ];
+  const total = actions.reduce((s, [w]) => s + w, 0);
+  for (let t = rng.int(100, 400); t < untilMs; t += storm ? rng.int(15, 150) : rng.int(60, 400)) {
+    // The choice is drawn now, carried out at `t` against whatever the state is then.
+    let r = rng.next() * total;
+    let chosen = actions[actions.length - 1]![1];
+    for (const [w, fn] of actions) {
+      if ((r -= w) < 0) {
+        chosen = fn;
+        break;
+      }
+    }
+    sim.at(t, 'fault', chosen);
+  }
+}
+
+/** A liveness failure; the caller's report adds the seed, the peers and the trace. */
+function fail(what: string): never {
+  throw new Error(`liveness: ${what}`);
+}
+
+function checkLiveness(sim: Simulator): void {
+  const committedInTerm = (): boolean => {
+    const leaders = sim.leaders();
+    const l = leaders[0];
+    return l !== undefined && l.log.term(l.commitIndex) === l.currentTerm;
+  };
+  if (!sim.runUntilCond(committedInTerm, 30_000)) fail('no leader committed an entry of its term within 30 s (virtual) after healing');
+
+  // Fresh proposals commit (retried on a new leader if leadership moves meanwhile).
+  const wanted = 5;
+  let acked = 0;
+  for (let attempt = 0; attempt < 5 && acked < wanted; attempt++) {
+    const leader = sim.leader();
+    if (leader === null) {
+      sim.runUntilCond(() => sim.leader() !== null, 2_000);
+      continue;
+    }
+    const ids = sim.propose(leader, wanted - acked);
+    const settled = (): boolean => ids.every((id) => sim.checker.requests.get(id)!.status !== 'pending');
+    sim.runUntilCond(settled, 10_000);
+    acked += ids.filter((id) => sim.checker.requests.get(id)!.status === 'acked').length;
+  }
+  if (acked < wanted) fail(`only ${acked} of ${wanted} proposals committed after healing`);
+
+  // Every live peer applies the same entries, up to the leader's commit index.
+  const converged = (): boolean => {
+    const l = sim.leaders()[0];
+    if (!l) return false;
+    return sim.ids.every((id) => sim.peer(id).applied.length === l.commitIndex);
+  };
+  if (!sim.runUntilCond(converged, 30_000)) fail(`peers did not apply the same prefix within 30 s (virtual)`);
+  const reference = sim.peer(sim.ids[0]!).applied;
+  for (const id of sim.ids) {
+    const applied = sim.peer(id).applied;
+    for (let i = 0; i < reference.length; i++) {
+      if (applied[i] !== reference[i]) fail(`${id} applied ${applied[i]} at ${i + 1}, ${sim.ids[0]} applied ${reference[i]}`);
+    }
+  }
+  // Nothing acknowledged to a client is lost.
+  for (const r of sim.checker.requests.values()) {
+    if (r.status !== 'acked') continue;
+    if (reference[r.index - 1] !== r.fp) fail(`acknowledged request ${r.id} (index ${r.index}) is not in the final state`);
+  }
+}
