@@ -93,7 +93,8 @@ async function start(dataDir: string): Promise<Running> {
 /** Ask the actor to close, and check it ends by itself (no terminate). */
 async function stop(r: Running): Promise<LogActorNotice> {
   r.worker.postMessage({ type: 'close' } satisfies LogActorControl);
-  const closed = await r.notices.next();
+  let closed = await r.notices.next();
+  while (closed.type === 'dropped') closed = await r.notices.next(); // drop reports come first
   expect(closed.type).to.equal('closed');
   expect(await r.exited).to.equal(0);
   r.consensus.close();
@@ -204,6 +205,10 @@ describe('log actor (worker thread over LMDB)', () => {
     expect((await r.consensus.expect('persisted')).seq).to.equal(1);
     r.consensus.send({ type: 'read', id: 1, from: 1, to: 1 });
     expect((await r.consensus.expect('readResult')).entries).to.have.length(1);
+    // Each drop is reported to the supervisor as it happens (status shows the count).
+    const reports: LogActorNotice[] = [];
+    for (let i = 0; i < 4; i++) reports.push(await r.notices.next());
+    expect(reports).to.deep.equal([1, 2, 3, 4].map((total) => ({ type: 'dropped', total })));
     expect(await stop(r)).to.deep.equal({ type: 'closed', dropped: 4 });
   });
 
