@@ -58,6 +58,8 @@ const peers = new Map<string, MessagePort>();
 let links = new FaultyLinks(data.faults);
 const delayed = new Set<NodeJS.Timeout>();
 let outcomes: OpOutcome[] = [];
+/** A running FNV-1a hash of every entry applied (index, term, command bytes), for comparing peers. */
+let appliedDigest = 0x811c9dc5;
 
 // ---------------------------------------------------------------------------------------------
 // Log actor port: recovery reads first, then persist acknowledgements.
@@ -169,6 +171,7 @@ function clientErrorMessage(code: string, leader: string | null): string {
 function applyEntries(entries: Entry[], requestIds: (number | null)[]): void {
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i]!;
+    appliedDigest = digestEntry(appliedDigest, e);
     if (e.type !== 'command') continue;
     let outcome: OpOutcome;
     const opId = requestIds[i] ?? -1;
@@ -180,6 +183,16 @@ function applyEntries(entries: Entry[], requestIds: (number | null)[]): void {
     }
     if (opId >= 0) outcomes.push(outcome);
   }
+}
+
+function fnv(h: number, byte: number): number {
+  return Math.imul(h ^ byte, 0x01000193) >>> 0;
+}
+
+function digestEntry(h: number, e: Entry): number {
+  for (const n of [e.index, e.term]) for (let k = 0; k < 4; k++) h = fnv(h, (n >>> (8 * k)) & 0xff);
+  if (e.type === 'command') for (let k = 0; k < e.data.length; k++) h = fnv(h, e.data[k]!);
+  return h;
 }
 
 /** Every outcome of one step leaves as one message. */
@@ -243,6 +256,7 @@ const control: ConsensusControl = {
     return {
       ...status(core),
       lastIndex: core.log.lastIndex,
+      appliedDigest,
       droppedMessages,
       connectedPeers: [...peers.keys()],
     };

@@ -16,6 +16,11 @@ import type { FaultPlan } from './transport/faults.js';
 export interface PeerStatus extends Status {
   /** Index of the last entry in this peer's log. */
   lastIndex: number;
+  /**
+   * A hash of every entry this peer applied, in order (index, term, command bytes): peers
+   * that applied the same log up to the same index have the same digest.
+   */
+  appliedDigest: number;
   /** Peer messages that were garbage or of the wrong shape, dropped since the actor started. */
   droppedMessages: number;
   /** Peers this actor has a live port to. */

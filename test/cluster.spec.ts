@@ -69,7 +69,9 @@ describe('a cluster of real peers', function () {
 
       // Every peer's own state machine holds the same state once it applied the last op.
       const leaderStatus = await status(leader);
-      await waitForApplied(ids, leaderStatus.lastApplied);
+      const applied = await waitForApplied(ids, leaderStatus.lastApplied);
+      // The same log, entry for entry, on every peer.
+      expect(new Set(applied.map((s) => `${s.lastApplied}/${s.appliedDigest}`)).size).to.equal(1);
       for (const id of ids) {
         expect(await query(id, { type: 'get', key: 'k1' })).to.equal('swapped');
         expect(await query(id, { type: 'get', key: 'k0' })).to.equal(null);

@@ -268,8 +268,16 @@ async function convergence(peers: readonly string[], keys: number, history: Hist
     await history.run('final', command, () => op(leader, command, { timeoutMs: 10_000 })).catch(() => undefined);
   }
   if ((await allApplied()) === null) return ['the cluster did not converge after the final reads'];
-  // Every peer has applied the same prefix: its own state must be the same.
   const diffs: string[] = [];
+  // Every peer applied the same log: same last index, same digest of every entry applied.
+  const final = await Promise.all(peers.map((id) => status(id)));
+  for (const s of final.slice(1)) {
+    const f = final[0]!;
+    if (s.lastApplied !== f.lastApplied || s.appliedDigest !== f.appliedDigest) {
+      diffs.push(`applied log: ${f.id} has ${f.lastApplied}/${f.appliedDigest.toString(16)} but ${s.id} ${s.lastApplied}/${s.appliedDigest.toString(16)}`);
+    }
+  }
+  // And so holds the same state.
   for (let k = 0; k < keys; k++) {
     const key = `k${k}`;
     const values = await Promise.all(peers.map((id) => query(id, { type: 'get', key })));
