@@ -58,6 +58,8 @@ const peers = new Map<string, MessagePort>();
 let links = new FaultyLinks(data.faults);
 const delayed = new Set<NodeJS.Timeout>();
 let outcomes: OpOutcome[] = [];
+/** Queries of reads in progress, by request id, until the core releases them. */
+const queries = new Map<number, Uint8Array>();
 /** A running FNV-1a hash of every entry applied (index, term, command bytes), for comparing peers. */
 let appliedDigest = 0x811c9dc5;
 
@@ -129,9 +131,14 @@ function execute(e: Effect): void {
       return applyEntries(e.entries, e.requestIds);
     case 'clientError': {
       const error: WireError = { code: e.code, message: clientErrorMessage(e.code, e.leader), leader: e.leader };
-      for (const opId of e.ids) outcomes.push({ id: opId, ok: false, result: null, error });
+      for (const opId of e.ids) {
+        queries.delete(opId);
+        outcomes.push({ id: opId, ok: false, result: null, error });
+      }
       return;
     }
+    case 'readReady':
+      return answerReads(e.ids);
     case 'roleChanged':
       notify({ type: 'role', role: e.role, term: e.term, leader: e.leader });
       return;
@@ -195,6 +202,21 @@ function digestEntry(h: number, e: Entry): number {
   return h;
 }
 
+/** Answer reads from the state machine's applied state (the core says it is recent enough). */
+function answerReads(ids: number[]): void {
+  for (const readId of ids) {
+    const q = queries.get(readId);
+    if (q === undefined) continue;
+    queries.delete(readId);
+    try {
+      if (typeof machine.query !== 'function') throw new InvalidCommandError('this state machine does not answer queries');
+      outcomes.push({ id: readId, ok: true, result: machine.query(decodeCommand(q)) ?? null, error: null });
+    } catch (err) {
+      outcomes.push({ id: readId, ok: false, result: null, error: toWire(err, 'STATE_MACHINE_ERROR') });
+    }
+  }
+}
+
 /** Every outcome of one step leaves as one message. */
 function flushOutcomes(): void {
   if (outcomes.length === 0) return;
@@ -245,7 +267,9 @@ function onClientMessage(bytes: unknown): void {
     droppedMessages++;
     return;
   }
-  run({ type: 'propose', requests: m.ops });
+  if (m.type === 'ops') return run({ type: 'propose', requests: m.ops });
+  for (const r of m.reads) queries.set(r.id, r.query);
+  run({ type: 'read', ids: m.reads.map((r) => r.id) });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -26,7 +26,15 @@ import {
   TimeoutError,
   UnknownNodeError,
 } from './errors.js';
-import { decodeChecked, encodeCommand, isClientReply, postEncoded, type ClientReply, type OpRequest } from './messages.js';
+import {
+  decodeChecked,
+  encodeCommand,
+  isClientReply,
+  postEncoded,
+  type ClientReply,
+  type OpRequest,
+  type ReadQuery,
+} from './messages.js';
 import type { StateMachineSpec } from './state-machines/index.js';
 import {
   NO_FAULTS,
@@ -105,6 +113,7 @@ class NodeHandle {
   private control: ControlProxy | null = null;
   private readonly pending = new Map<number, PendingOp>();
   private outbox: OpRequest[] = [];
+  private readOutbox: ReadQuery[] = [];
   private flushScheduled = false;
   private sweeper: NodeJS.Timeout | null = null;
   private nextOpId = 1;
@@ -123,12 +132,13 @@ class NodeHandle {
   }
 
   /** Submit one op to this peer; resolves with its result, rejects with a typed error. */
-  submit(command: Uint8Array, timeoutMs: number): Promise<unknown> {
+  submit(kind: 'op' | 'read', bytes: Uint8Array, timeoutMs: number): Promise<unknown> {
     if (this.state !== 'running') return Promise.reject(this.stoppedError());
     const id = this.nextOpId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, deadline: Date.now() + timeoutMs, timeoutMs });
-      this.outbox.push({ id, command });
+      if (kind === 'op') this.outbox.push({ id, command: bytes });
+      else this.readOutbox.push({ id, query: bytes });
       this.scheduleFlush();
       this.startSweeper();
     });
@@ -188,6 +198,7 @@ class NodeHandle {
     const all = [...this.pending.values()];
     this.pending.clear();
     this.outbox = [];
+    this.readOutbox = [];
     for (const p of all) p.reject(err);
     this.stopSweeper();
   }
@@ -225,14 +236,21 @@ class NodeHandle {
   }
 
   private scheduleFlush(): void {
-    if (this.flushScheduled || this.outbox.length === 0 || !this.port) return;
+    if (this.flushScheduled || (this.outbox.length === 0 && this.readOutbox.length === 0) || !this.port) return;
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
-      if (!this.port || this.outbox.length === 0) return;
-      const ops = this.outbox;
-      this.outbox = [];
-      postEncoded(this.port, { type: 'ops', ops });
+      if (!this.port) return;
+      if (this.outbox.length > 0) {
+        const ops = this.outbox;
+        this.outbox = [];
+        postEncoded(this.port, { type: 'ops', ops });
+      }
+      if (this.readOutbox.length > 0) {
+        const reads = this.readOutbox;
+        this.readOutbox = [];
+        postEncoded(this.port, { type: 'reads', reads });
+      }
     });
   }
 
@@ -256,6 +274,7 @@ class NodeHandle {
         if (p.deadline > now) continue;
         this.pending.delete(id);
         this.outbox = this.outbox.filter((o) => o.id !== id);
+        this.readOutbox = this.readOutbox.filter((o) => o.id !== id);
         p.reject(new TimeoutError(p.timeoutMs, `op not applied within ${p.timeoutMs} ms; its outcome is unknown`));
       }
       if (this.pending.size === 0) this.stopSweeper();
@@ -387,7 +406,28 @@ async function setConfigNow(id: string, peers: string[]): Promise<void> {
 export async function op(id: string, command: unknown, options: OpOptions = {}): Promise<unknown> {
   const first = running(id);
   const timeoutMs = positiveInt(options.timeoutMs, 'timeoutMs', DEFAULT_OP_TIMEOUT_MS);
-  const data = encodeCommand(command);
+  return submitWithRetry(first, 'op', encodeCommand(command), timeoutMs);
+}
+
+/**
+ * A linearizable read of the state machine (its `query`, e.g. kv `{ type: 'get', key }`)
+ * without writing to the log, by ReadIndex (thesis §6.4): the leader confirms it still leads
+ * with one heartbeat round (concurrent reads share it) and answers once it has applied the
+ * commit index it recorded; a follower asks the leader for that index and answers from its
+ * own state once it has applied it. As strong as `op(id, get)`, much cheaper.
+ */
+export async function read(id: string, query: unknown, options: OpOptions = {}): Promise<unknown> {
+  const first = running(id);
+  const timeoutMs = positiveInt(options.timeoutMs, 'timeoutMs', DEFAULT_OP_TIMEOUT_MS);
+  return submitWithRetry(first, 'read', encodeCommand(query), timeoutMs);
+}
+
+/**
+ * Submit until answered. Only NOT_LEADER is retried (nothing was appended or read): an op
+ * follows the redirect to the leader; a read retries where it is, since any peer can serve
+ * it once a leader is known.
+ */
+async function submitWithRetry(first: NodeHandle, kind: 'op' | 'read', data: Uint8Array, timeoutMs: number): Promise<unknown> {
   const deadline = Date.now() + timeoutMs;
   let target = first;
   let notLeader: NotLeaderError | null = null;
@@ -396,20 +436,21 @@ export async function op(id: string, command: unknown, options: OpOptions = {}):
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw notLeader ?? new TimeoutError(timeoutMs);
     try {
-      return await target.submit(data, remaining);
+      return await target.submit(kind, data, remaining);
     } catch (err) {
-      // Only NOT_LEADER is safe to retry: the command was never appended.
       if (!(err instanceof NotLeaderError)) throw err;
       notLeader = err;
-      const hinted = err.leader === null ? undefined : nodes.get(err.leader);
-      if (hinted && hinted.state === 'running' && hinted !== target) {
-        target = hinted; // follow the redirect at once
-        continue;
+      if (kind === 'op') {
+        const hinted = err.leader === null ? undefined : nodes.get(err.leader);
+        if (hinted && hinted.state === 'running' && hinted !== target) {
+          target = hinted; // follow the redirect at once
+          continue;
+        }
+        if (err.leader !== null && !hinted) throw err; // the leader is not in this process
       }
-      if (err.leader !== null && !hinted) throw err; // the leader is not in this process
       await sleep(Math.min(backoffMs, Math.max(deadline - Date.now(), 0)));
       backoffMs = Math.min(backoffMs * 2, 200);
-      if (target.state !== 'running') target = running(id);
+      if (target.state !== 'running') target = running(first.id);
     }
   }
 }

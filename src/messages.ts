@@ -65,6 +65,8 @@ export interface AppendEntries {
   prevLogTerm: number;
   entries: Entry[];
   leaderCommit: number;
+  /** The leader's latest ReadIndex round when this was sent (thesis §6.4); echoed back. */
+  readSeq: number;
 }
 /**
  * Beyond the paper (README, "Beyond the paper"): a success carries `matchIndex` (prevLogIndex +
@@ -82,8 +84,38 @@ export interface AppendEntriesReply {
   rejectedIndex: number;
   conflictIndex: number;
   conflictTerm: number;
+  /** The `readSeq` of the AppendEntries answered: the follower acknowledged that round. */
+  readSeq: number;
 }
-export type PeerMessage = RequestVote | RequestVoteReply | AppendEntries | AppendEntriesReply;
+/** A follower asks the leader for a read index on behalf of its clients (thesis §6.4). */
+export interface ReadIndexRequest {
+  type: 'readIndex';
+  term: number;
+  from: string;
+  to: string;
+  /** The follower's id for this batch of reads. */
+  id: number;
+}
+/**
+ * The leader's answer: once the follower has applied `readIndex` it may serve the reads
+ * locally; `ok` false means the peer asked is not (or no longer) the leader.
+ */
+export interface ReadIndexReply {
+  type: 'readIndexReply';
+  term: number;
+  from: string;
+  to: string;
+  id: number;
+  readIndex: number;
+  ok: boolean;
+}
+export type PeerMessage =
+  | RequestVote
+  | RequestVoteReply
+  | AppendEntries
+  | AppendEntriesReply
+  | ReadIndexRequest
+  | ReadIndexReply;
 
 // ---------------------------------------------------------------------------------------------
 // Log protocol: consensus actor <-> its log actor
@@ -150,7 +182,17 @@ export interface ClientOps {
   type: 'ops';
   ops: OpRequest[];
 }
-export type ClientRequest = ClientOps;
+export interface ReadQuery {
+  id: number;
+  /** The query packed with this codec, answered by the state machine's `query`. */
+  query: Uint8Array;
+}
+/** Linearizable reads (ReadIndex, thesis §6.4), every one of a turn in one message. */
+export interface ClientReads {
+  type: 'reads';
+  reads: ReadQuery[];
+}
+export type ClientRequest = ClientOps | ClientReads;
 
 /** An error as it crosses a thread: rebuilt into a typed class by `src/errors.ts`. */
 export interface WireError {
@@ -190,8 +232,8 @@ const SHARED_STRUCTURES: readonly (readonly string[])[] = [
   ['type', 'index', 'term', 'peers'],
   ['type', 'term', 'from', 'to', 'lastLogIndex', 'lastLogTerm'],
   ['type', 'term', 'from', 'to', 'granted'],
-  ['type', 'term', 'from', 'to', 'prevLogIndex', 'prevLogTerm', 'entries', 'leaderCommit'],
-  ['type', 'term', 'from', 'to', 'success', 'matchIndex', 'rejectedIndex', 'conflictIndex', 'conflictTerm'],
+  ['type', 'term', 'from', 'to', 'prevLogIndex', 'prevLogTerm', 'entries', 'leaderCommit', 'readSeq'],
+  ['type', 'term', 'from', 'to', 'success', 'matchIndex', 'rejectedIndex', 'conflictIndex', 'conflictTerm', 'readSeq'],
   ['type', 'seq', 'term', 'votedFor', 'truncateFrom', 'entries'],
   ['type', 'id', 'from', 'to'],
   ['type', 'term', 'votedFor', 'firstIndex', 'lastIndex', 'lastTerm'],
@@ -203,6 +245,10 @@ const SHARED_STRUCTURES: readonly (readonly string[])[] = [
   ['code', 'message', 'leader'],
   ['id', 'ok', 'result', 'error'],
   ['type', 'results'],
+  ['type', 'term', 'from', 'to', 'id'],
+  ['type', 'term', 'from', 'to', 'id', 'readIndex', 'ok'],
+  ['id', 'query'],
+  ['type', 'reads'],
 ];
 
 function codecOptions() {
@@ -310,6 +356,7 @@ export function isPeerMessage(v: unknown): v is PeerMessage {
         isNum(m.prevLogIndex) &&
         isNum(m.prevLogTerm) &&
         isNum(m.leaderCommit) &&
+        isNum(m.readSeq) &&
         Array.isArray(m.entries) &&
         m.entries.every(isEntry)
       );
@@ -319,8 +366,13 @@ export function isPeerMessage(v: unknown): v is PeerMessage {
         isNum(m.matchIndex) &&
         isNum(m.rejectedIndex) &&
         isNum(m.conflictIndex) &&
-        isNum(m.conflictTerm)
+        isNum(m.conflictTerm) &&
+        isNum(m.readSeq)
       );
+    case 'readIndex':
+      return isNum(m.id);
+    case 'readIndexReply':
+      return isNum(m.id) && isNum(m.readIndex) && typeof m.ok === 'boolean';
     default:
       return false;
   }
@@ -329,17 +381,18 @@ export function isPeerMessage(v: unknown): v is PeerMessage {
 export function isClientRequest(v: unknown): v is ClientRequest {
   if (typeof v !== 'object' || v === null) return false;
   const m = v as Record<string, unknown>;
-  return (
-    m.type === 'ops' &&
-    Array.isArray(m.ops) &&
-    m.ops.every(
-      (o) =>
+  const withBytes = (list: unknown, field: 'command' | 'query') =>
+    Array.isArray(list) &&
+    list.every(
+      (o: unknown) =>
         typeof o === 'object' &&
         o !== null &&
-        isNum((o as OpRequest).id) &&
-        (o as OpRequest).command instanceof Uint8Array,
-    )
-  );
+        isNum((o as Record<string, unknown>).id) &&
+        (o as Record<string, unknown>)[field] instanceof Uint8Array,
+    );
+  if (m.type === 'ops') return withBytes(m.ops, 'command');
+  if (m.type === 'reads') return withBytes(m.reads, 'query');
+  return false;
 }
 
 export function isLogRequest(v: unknown): v is LogRequest {

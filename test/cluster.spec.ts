@@ -3,7 +3,7 @@
  */
 import { expect } from 'chai';
 import fs from 'node:fs';
-import { events, nemesis, op, query, setConfig, startNode, status, stopNode } from '../src/api.js';
+import { events, nemesis, op, query, read, setConfig, startNode, status, stopNode } from '../src/api.js';
 import {
   ConfigError,
   InvalidCommandError,
@@ -79,6 +79,26 @@ describe('a cluster of real peers', function () {
       }
     });
   }
+
+  it('linearizable reads (ReadIndex) through the leader and through followers see every acknowledged write', async () => {
+    const ids = ['a', 'b', 'c'];
+    await startPeers(ids, root);
+    await setConfig('a', ids);
+    const { leader } = await waitForLeader(ids);
+    for (let i = 0; i < 20; i++) {
+      await op(ids[i % 3]!, { type: 'set', key: 'r', value: i });
+      // Right after the write is acknowledged, a read at any peer must see it.
+      for (const id of ids) expect(await read(id, { type: 'get', key: 'r' }), `read at ${id}`).to.equal(i);
+    }
+    // Many concurrent reads share confirmation rounds and all see the last write.
+    const values = await Promise.all(Array.from({ length: 300 }, (_, i) => read(ids[i % 3]!, { type: 'get', key: 'r' })));
+    expect(new Set(values)).to.deep.equal(new Set([19]));
+    expect(await read(leader, { type: 'get', key: 'missing' })).to.equal(null);
+    // A read is a query, not a command: a write-shaped one is refused by the kv.
+    const err = await read(leader, { type: 'set', key: 'r', value: 1 }).catch((e: unknown) => e);
+    expect(err).to.be.instanceOf(InvalidCommandError);
+    expect(await read(leader, { type: 'get', key: 'r' })).to.equal(19);
+  });
 
   it('stopping the leader elects a new one with every acknowledged write intact', async () => {
     const ids = ['a', 'b', 'c'];

@@ -72,6 +72,7 @@ const appendEntries: AppendEntries = {
   prevLogTerm: 0,
   entries: ENTRIES,
   leaderCommit: 0,
+  readSeq: 3,
 };
 const heartbeat: AppendEntries = { ...appendEntries, entries: [], prevLogIndex: 4, prevLogTerm: 2, leaderCommit: 4 };
 const appendOk: AppendEntriesReply = {
@@ -84,6 +85,7 @@ const appendOk: AppendEntriesReply = {
   rejectedIndex: 0,
   conflictIndex: 0,
   conflictTerm: 0,
+  readSeq: 3,
 };
 const appendRejected: AppendEntriesReply = {
   ...appendOk,

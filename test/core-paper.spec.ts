@@ -38,8 +38,8 @@ function requestVote(from: string, to: string, term: number, lastLogIndex: numbe
   return { type: 'requestVote', term, from, to, lastLogIndex, lastLogTerm };
 }
 
-function appendEntries(m: Omit<AppendEntries, 'type'>): AppendEntries {
-  return { type: 'appendEntries', ...m };
+function appendEntries(m: Omit<AppendEntries, 'type' | 'readSeq'> & { readSeq?: number }): AppendEntries {
+  return { type: 'appendEntries', readSeq: 0, ...m };
 }
 
 /** a, leader of term 2 of {a, b, c}, with b and c holding its no-op (index 2) and every write durable. */
@@ -139,7 +139,7 @@ describe('§5.2 leader election', function () {
     expect(termsOf(a.core)).to.deep.equal([1, 2]);
     expect(appendReplies(effects), 'withheld until the no-op is durable').to.deep.equal([]);
     expect(appendReplies(a.ackAll())).to.deep.equal([
-      { type: 'appendEntriesReply', term: 2, from: 'a', to: 'b', success: true, matchIndex: 2, rejectedIndex: 0, conflictIndex: 0, conflictTerm: 0 },
+      { type: 'appendEntriesReply', term: 2, from: 'a', to: 'b', success: true, matchIndex: 2, rejectedIndex: 0, conflictIndex: 0, conflictTerm: 0, readSeq: 0 },
     ]);
   });
 
@@ -269,7 +269,7 @@ describe('§5.3 log replication', function () {
     const b = new Peer({ id: 'b', peers: P3, term: 2, entries: logOfTerms(P3, [1, 2]) });
     const effects = [...b.receive(appendEntries({ term: 2, from: 'a', to: 'b', prevLogIndex: 5, prevLogTerm: 2, entries: [command(6, 2)], leaderCommit: 0 })), ...b.ackAll()];
     expect(appendReplies(effects)).to.deep.equal([
-      { type: 'appendEntriesReply', term: 2, from: 'b', to: 'a', success: false, matchIndex: 0, rejectedIndex: 5, conflictIndex: 3, conflictTerm: 0 },
+      { type: 'appendEntriesReply', term: 2, from: 'b', to: 'a', success: false, matchIndex: 0, rejectedIndex: 5, conflictIndex: 3, conflictTerm: 0, readSeq: 0 },
     ]);
     expect(termsOf(b.core)).to.deep.equal([1, 2]);
   });
@@ -278,7 +278,7 @@ describe('§5.3 log replication', function () {
     const b = new Peer({ id: 'b', peers: P3, term: 2, entries: logOfTerms(P3, [1, 2, 2, 2]) });
     const effects = [...b.receive(appendEntries({ term: 3, from: 'a', to: 'b', prevLogIndex: 4, prevLogTerm: 3, entries: [], leaderCommit: 0 })), ...b.ackAll()];
     expect(appendReplies(effects)).to.deep.equal([
-      { type: 'appendEntriesReply', term: 3, from: 'b', to: 'a', success: false, matchIndex: 0, rejectedIndex: 4, conflictIndex: 2, conflictTerm: 2 },
+      { type: 'appendEntriesReply', term: 3, from: 'b', to: 'a', success: false, matchIndex: 0, rejectedIndex: 4, conflictIndex: 2, conflictTerm: 2, readSeq: 0 },
     ]);
     expect(termsOf(b.core), 'a rejection changes nothing').to.deep.equal([1, 2, 2, 2]);
   });
@@ -430,7 +430,7 @@ describe('§5.4.2 Figure 8: committing entries from previous terms', function ()
     a.ackAll();
     expect(termsOf(a.core)).to.deep.equal([1, 2, 4]);
     const ok = (from: string, matchIndex: number) =>
-      a.receive({ type: 'appendEntriesReply', term: 4, from, to: 'a', success: true, matchIndex, rejectedIndex: 0, conflictIndex: 0, conflictTerm: 0 });
+      a.receive({ type: 'appendEntriesReply', term: 4, from, to: 'a', success: true, matchIndex, rejectedIndex: 0, conflictIndex: 0, conflictTerm: 0, readSeq: 0 });
     ok('b', 2);
     ok('c', 2);
     expect(a.core.commitIndex, 'index 2 is on a, b and c, but it is of term 2').to.equal(0);

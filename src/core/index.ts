@@ -2,4 +2,4 @@ export { createCore, isBlank, status, step, validateCoreOptions } from './step.j
 export type { CoreInit } from './step.js';
 export { RaftLog } from './raft-log.js';
 export { DEFAULT_CORE_OPTIONS } from './types.js';
-export type { ClientErrorCode, CoreOptions, CoreState, Effect, Input, PendingWrite, Progress, Role, Status, StepResult } from './types.js';
+export type { ClientErrorCode, CoreOptions, CoreState, Effect, Input, PendingWrite, Progress, ReadBatch, ReadState, Role, Status, StepResult } from './types.js';

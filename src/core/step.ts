@@ -15,13 +15,14 @@
  * answers) wait in `pendingWrites` until the log actor acknowledges the write (§5.2, §5.3;
  * thesis §3.8).
  */
-import { committedIndex, isVoter, stableConfig, voteResult, voters, type Config } from '../config.js';
+import { committedIndex, hasQuorum, isVoter, stableConfig, voteResult, voters, type Config } from '../config.js';
 import type {
   AppendEntries,
   AppendEntriesReply,
   Entry,
   OpRequest,
   PeerMessage,
+  ReadIndexReply,
   RequestVote,
   RequestVoteReply,
 } from '../messages.js';
@@ -87,6 +88,14 @@ export function createCore(init: CoreInit): CoreState {
     durableIndex: log.lastIndex,
     pendingWrites: [],
     waiting: new Map(),
+    reads: {
+      round: 0,
+      acked: new Map(),
+      waiting: [],
+      inRound: null,
+      forwarded: new Map(),
+      awaitingApply: [],
+    },
     rngSeed: init.seed | 0,
   };
   refreshConfig(state);
@@ -158,6 +167,9 @@ export function step(state: CoreState, input: Input): StepResult {
       break;
     case 'bootstrap':
       onBootstrap(state, ctx, input.peers);
+      break;
+    case 'read':
+      onRead(state, ctx, input.ids);
       break;
     default:
       assertNever(input);
@@ -232,6 +244,7 @@ function resetElectionTimer(s: CoreState): void {
 // Role changes: the only writers of `role`
 
 function becomeFollower(s: CoreState, ctx: StepContext, term: number, leader: string | null): void {
+  if (s.role === 'leader' || term > s.currentTerm || leader !== s.leader) abortReads(s, ctx);
   if (term > s.currentTerm) {
     s.currentTerm = term;
     s.votedFor = null;
@@ -248,6 +261,7 @@ function becomeFollower(s: CoreState, ctx: StepContext, term: number, leader: st
 function campaign(s: CoreState, ctx: StepContext): void {
   if (s.role === 'leader') throw new Error('illegal transition: leader -> candidate');
   const config = s.config!;
+  abortReads(s, ctx);
   s.role = 'candidate';
   s.currentTerm += 1;
   s.votedFor = s.id;
@@ -280,6 +294,7 @@ function becomeLeader(s: CoreState, ctx: StepContext): void {
   s.leader = s.id;
   s.votes.clear();
   s.heartbeatElapsed = 0;
+  s.reads.acked.clear();
   const next = s.log.lastIndex + 1;
   s.progress.clear();
   for (const peer of voters(s.config!)) {
@@ -304,6 +319,7 @@ function onMessage(s: CoreState, ctx: StepContext, m: PeerMessage): void {
     // Answer stale RPCs so the sender learns the new term; ignore stale replies.
     if (m.type === 'requestVote') replyVote(s, ctx, m, false);
     else if (m.type === 'appendEntries') replyAppend(s, ctx, m, false, 0);
+    else if (m.type === 'readIndex') replyReadIndex(s, ctx, m.from, m.id, 0, false);
     return;
   }
   HANDLERS[s.role](s, ctx, m);
@@ -334,6 +350,10 @@ const HANDLERS: Record<Role, Handler> = {
       case 'requestVoteReply':
       case 'appendEntriesReply':
         return; // answers to a campaign or leadership of ours that has ended
+      case 'readIndex':
+        return replyReadIndex(s, ctx, m.from, m.id, 0, false);
+      case 'readIndexReply':
+        return handleReadIndexReply(s, ctx, m);
     }
   },
   candidate(s, ctx, m) {
@@ -348,7 +368,10 @@ const HANDLERS: Record<Role, Handler> = {
         s.votes.set(m.from, m.granted);
         return countVotes(s, ctx);
       case 'appendEntriesReply':
+      case 'readIndexReply':
         return;
+      case 'readIndex':
+        return replyReadIndex(s, ctx, m.from, m.id, 0, false);
     }
   },
   leader(s, ctx, m) {
@@ -360,9 +383,13 @@ const HANDLERS: Record<Role, Handler> = {
         // in tests by never answering.
         return;
       case 'requestVoteReply':
+      case 'readIndexReply':
         return;
       case 'appendEntriesReply':
         return handleAppendReply(s, ctx, m);
+      case 'readIndex':
+        s.reads.waiting.push({ kind: 'forwarded', from: m.from, id: m.id });
+        return startReadRound(s, ctx);
     }
   },
 };
@@ -458,6 +485,7 @@ function replyAppend(
     rejectedIndex: success ? 0 : m.prevLogIndex,
     conflictIndex,
     conflictTerm,
+    readSeq: m.readSeq,
   };
   // A success claims the entries are stored: only once they are durable (§5.3, thesis §3.8).
   ctx.afterDurable.push(reply);
@@ -467,6 +495,11 @@ function replyAppend(
 function handleAppendReply(s: CoreState, ctx: StepContext, m: AppendEntriesReply): void {
   const pr = s.progress.get(m.from);
   if (!pr) return;
+  // Any answer of our term acknowledges us as leader as of the round it echoes (§6.4).
+  if (m.readSeq > (s.reads.acked.get(m.from) ?? 0)) {
+    s.reads.acked.set(m.from, m.readSeq);
+    confirmReadRound(s, ctx);
+  }
   if (m.success) {
     if (m.matchIndex > pr.matchIndex) pr.matchIndex = m.matchIndex;
     if (pr.nextIndex <= pr.matchIndex) pr.nextIndex = pr.matchIndex + 1;
@@ -520,6 +553,7 @@ function sendAppend(s: CoreState, ctx: StepContext, peer: string, heartbeat: boo
       prevLogTerm: log.term(prevLogIndex)!,
       entries,
       leaderCommit: s.commitIndex,
+      readSeq: s.reads.round,
     },
   });
   if (pr.mode === 'probe') {
@@ -652,5 +686,122 @@ function applyCommitted(s: CoreState, ctx: StepContext): void {
   s.lastApplied = s.commitIndex;
   ctx.effects.push({ type: 'apply', entries, requestIds });
   if (lost) ctx.effects.push({ type: 'clientError', ids: lost, code: 'LEADERSHIP_LOST', leader: null });
+  releaseAppliedReads(s, ctx);
+  // A new leader serves reads once it has committed an entry of its term (§6.4 step 1).
+  if (s.role === 'leader') startReadRound(s, ctx);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linearizable reads: ReadIndex (thesis §6.4)
+
+function onRead(s: CoreState, ctx: StepContext, ids: number[]): void {
+  if (ids.length === 0) return;
+  if (s.role === 'leader') {
+    s.reads.waiting.push({ kind: 'local', ids });
+    return startReadRound(s, ctx);
+  }
+  if (s.role === 'follower' && s.leader !== null) {
+    // A follower asks the leader for a read index, then serves the reads itself. The id is
+    // random, not a counter: a counter restarts with the peer, and a late answer to its
+    // previous incarnation's request would then pass for an answer to a new one.
+    const id = randomForwardId(s);
+    s.reads.forwarded.set(id, ids);
+    ctx.effects.push({
+      type: 'send',
+      message: { type: 'readIndex', term: s.currentTerm, from: s.id, to: s.leader, id },
+    });
+    return;
+  }
+  ctx.effects.push({ type: 'clientError', ids, code: 'NOT_LEADER', leader: s.leader });
+}
+
+function randomForwardId(s: CoreState): number {
+  const hi = nextRandom(s.rngSeed);
+  const lo = nextRandom(hi.seed);
+  s.rngSeed = lo.seed;
+  return Math.floor(hi.value * 2 ** 21) * 2 ** 32 + Math.floor(lo.value * 2 ** 32);
+}
+
+/**
+ * §6.4: (1) wait until an entry of this term is committed; (2) take the commit index as the
+ * read index; (3) confirm leadership with one round of heartbeats acknowledged by a quorum.
+ * One round at a time: reads arriving while it is in flight share the next one.
+ */
+function startReadRound(s: CoreState, ctx: StepContext): void {
+  const r = s.reads;
+  if (s.role !== 'leader' || r.inRound !== null || r.waiting.length === 0) return;
+  if (s.log.term(s.commitIndex) !== s.currentTerm) return;
+  r.inRound = { round: ++r.round, readIndex: s.commitIndex, batches: r.waiting };
+  r.waiting = [];
+  if (!confirmReadRound(s, ctx)) {
+    for (const peer of s.progress.keys()) sendAppend(s, ctx, peer, true);
+  }
+}
+
+/** Finish the round in flight if a quorum has acknowledged it; true if it finished. */
+function confirmReadRound(s: CoreState, ctx: StepContext): boolean {
+  const r = s.reads;
+  const current = r.inRound;
+  if (current === null || s.config === null) return false;
+  if (!hasQuorum(s.config, (id) => id === s.id || (r.acked.get(id) ?? 0) >= current.round)) return false;
+  r.inRound = null;
+  // Our state machine has applied everything committed, so at least the read index.
+  for (const b of current.batches) {
+    if (b.kind === 'local') ctx.effects.push({ type: 'readReady', ids: b.ids });
+    else replyReadIndex(s, ctx, b.from, b.id, current.readIndex, true);
+  }
+  startReadRound(s, ctx);
+  return true;
+}
+
+function replyReadIndex(s: CoreState, ctx: StepContext, to: string, id: number, readIndex: number, ok: boolean): void {
+  ctx.effects.push({
+    type: 'send',
+    message: { type: 'readIndexReply', term: s.currentTerm, from: s.id, to, id, readIndex, ok },
+  });
+}
+
+function handleReadIndexReply(s: CoreState, ctx: StepContext, m: ReadIndexReply): void {
+  const ids = s.reads.forwarded.get(m.id);
+  if (ids === undefined) return;
+  s.reads.forwarded.delete(m.id);
+  if (!m.ok) {
+    ctx.effects.push({ type: 'clientError', ids, code: 'NOT_LEADER', leader: s.leader === m.from ? null : s.leader });
+    return;
+  }
+  s.reads.awaitingApply.push({ readIndex: m.readIndex, ids });
+  releaseAppliedReads(s, ctx);
+}
+
+/** Follower: serve reads whose read index this peer has applied. */
+function releaseAppliedReads(s: CoreState, ctx: StepContext): void {
+  const waiting = s.reads.awaitingApply;
+  if (waiting.length === 0) return;
+  const ready: number[] = [];
+  s.reads.awaitingApply = waiting.filter((w) => {
+    if (w.readIndex > s.lastApplied) return true;
+    ready.push(...w.ids);
+    return false;
+  });
+  if (ready.length > 0) ctx.effects.push({ type: 'readReady', ids: ready });
+}
+
+/**
+ * Leadership changed: reads not yet confirmed fail (NOT_LEADER, safe to retry: a read has
+ * no effect). Reads that already hold a confirmed read index stay until it is applied.
+ */
+function abortReads(s: CoreState, ctx: StepContext): void {
+  const r = s.reads;
+  const failed: number[] = [];
+  const batches = [...r.waiting, ...(r.inRound?.batches ?? [])];
+  r.waiting = [];
+  r.inRound = null;
+  for (const b of batches) {
+    if (b.kind === 'local') failed.push(...b.ids);
+    else replyReadIndex(s, ctx, b.from, b.id, 0, false);
+  }
+  for (const ids of r.forwarded.values()) failed.push(...ids);
+  r.forwarded.clear();
+  if (failed.length > 0) ctx.effects.push({ type: 'clientError', ids: failed, code: 'NOT_LEADER', leader: null });
 }
 

@@ -37,7 +37,9 @@ export type Input =
   /** The log actor made every write up to `seq` durable. */
   | { type: 'persisted'; seq: number }
   /** Form a new cluster from a blank peer (rafter's first set_config). */
-  | { type: 'bootstrap'; peers: string[] };
+  | { type: 'bootstrap'; peers: string[] }
+  /** Linearizable reads by clients of this peer (ReadIndex, thesis §6.4). */
+  | { type: 'read'; ids: number[] };
 
 export type ClientErrorCode = 'NOT_LEADER' | 'LEADERSHIP_LOST';
 
@@ -52,6 +54,11 @@ export type Effect =
   | { type: 'apply'; entries: Entry[]; requestIds: (number | null)[] }
   /** These client requests failed (NOT_LEADER: never appended; LEADERSHIP_LOST: outcome unknown). */
   | { type: 'clientError'; ids: number[]; code: ClientErrorCode; leader: string | null }
+  /**
+   * These reads may now be answered from the state machine: this peer has applied at least
+   * a read index confirmed by a quorum after the reads arrived (thesis §6.4).
+   */
+  | { type: 'readReady'; ids: number[] }
   /** Role, term or known leader changed (for logs and status). */
   | { type: 'roleChanged'; role: Role; term: number; leader: string | null };
 
@@ -81,6 +88,25 @@ export interface PendingWrite {
   lastIndex: number;
   messages: PeerMessage[];
   selfVoteTerm: number;
+}
+
+/** Reads waiting for a ReadIndex round: local client ids, or a follower's forwarded batch. */
+export type ReadBatch = { kind: 'local'; ids: number[] } | { kind: 'forwarded'; from: string; id: number };
+
+/** ReadIndex bookkeeping (thesis §6.4). */
+export interface ReadState {
+  /** Leader: the latest confirmation round started; AppendEntries carry it as `readSeq`. */
+  round: number;
+  /** Leader: the highest round each follower has acknowledged in this term. */
+  acked: Map<string, number>;
+  /** Leader: reads that arrived and wait for the next round. */
+  waiting: ReadBatch[];
+  /** Leader: the round in flight (at most one; reads arriving meanwhile share the next). */
+  inRound: { round: number; readIndex: number; batches: ReadBatch[] } | null;
+  /** Follower: batches forwarded to the leader, by (random) forward id. */
+  forwarded: Map<number, number[]>;
+  /** Follower: reads with a confirmed read index, waiting until it is applied. */
+  awaitingApply: { readIndex: number; ids: number[] }[];
 }
 
 export interface CoreState {
@@ -113,6 +139,7 @@ export interface CoreState {
   pendingWrites: PendingWrite[];
   /** Client requests this peer appended as leader, by log index. */
   waiting: Map<number, { term: number; id: number }>;
+  reads: ReadState;
   /** Seed of the PRNG for election timeouts. */
   rngSeed: number;
 }

@@ -98,6 +98,16 @@ export function runRandomized(o: RandomRunOptions): RunSummary {
       sim.at(sim.now + clientRng.int(2, 30), 'client', client);
     };
     sim.at(clientRng.int(0, 50), 'client', client);
+    // Readers on their own PRNG (so the writers' schedule per seed is unchanged): ReadIndex
+    // reads at random live peers, leaders and followers alike.
+    const readRng = new Rng(o.seed ^ 0x4ead);
+    const reader = (): void => {
+      if (!clientsOn) return;
+      const live = sim.ids.filter((id) => sim.isUp(id));
+      if (live.length > 0) sim.read(readRng.pick(live), readRng.int(1, 3));
+      sim.at(sim.now + readRng.int(5, 40), 'client', reader);
+    };
+    sim.at(readRng.int(0, 50), 'client', reader);
     sim.runUntil(o.chaosMs);
 
     // Liveness: heal, restart, stop losing messages.

@@ -201,6 +201,10 @@ export class Simulator {
   /** Called with every message before it is sent; return false to drop it. */
   msgHook: ((m: PeerMessage) => boolean) | null = null;
   private nextRequestId = 1;
+  /** Reads issued and not yet served: the highest index committed anywhere at issue time. */
+  private readonly readsIssued = new Map<number, number>();
+  /** Reads served and checked. */
+  readsServed = 0;
   private bootstrapper: string | null = null;
   /** Ring buffer of recent events, for the failure report. */
   private readonly trace: (string | SimEvent)[] = [];
@@ -321,9 +325,29 @@ export class Simulator {
         for (const entry of e.entries) p.applied.push(fingerprint(entry));
         for (const id of e.requestIds) if (id !== null) p.pending.delete(id);
         return;
-      case 'clientError':
-        this.checker.onClientError(p, e.ids, e.code);
+      case 'clientError': {
+        // Refused reads only need forgetting (NOT_LEADER; a read has no effect to check).
+        const writes = e.ids.filter((id) => !this.readsIssued.delete(id));
+        if (writes.length > 0) this.checker.onClientError(p, writes, e.code);
         for (const id of e.ids) p.pending.delete(id);
+        return;
+      }
+      case 'readReady':
+        // Linearizable reads (thesis §6.4): a read served now must reflect every entry
+        // committed anywhere before it was issued.
+        for (const id of e.ids) {
+          const mustSee = this.readsIssued.get(id);
+          if (mustSee === undefined) continue;
+          this.readsIssued.delete(id);
+          const applied = p.core!.lastApplied;
+          if (applied < mustSee) {
+            throw new InvariantViolation(
+              'Linearizable Read',
+              `${p.id} served read ${id} at applied index ${applied}, but index ${mustSee} was committed before the read was issued`,
+            );
+          }
+          this.readsServed++;
+        }
         return;
       case 'roleChanged':
         this.record(`${p.id} ${e.role} term ${e.term} leader ${e.leader}`);
@@ -476,6 +500,23 @@ export class Simulator {
 
   // -------------------------------------------------------------------------------------------
   // Clients
+
+  /** Issue `count` linearizable reads at `id` (ReadIndex); returns their request ids. */
+  read(id: string, count = 1): number[] {
+    const p = this.peer(id);
+    if (!p.core) return [];
+    let committed = 0;
+    for (const q of this.peers.values()) if (q.core) committed = Math.max(committed, q.core.commitIndex);
+    const ids: number[] = [];
+    for (let k = 0; k < count; k++) {
+      const rid = this.nextRequestId++;
+      this.readsIssued.set(rid, committed);
+      ids.push(rid);
+    }
+    this.record(`read ${ids.join(',')} at ${id} (must see ${committed})`);
+    this.input(p, { type: 'read', ids });
+    return ids;
+  }
 
   /** Propose `count` fresh commands to `id`; returns the request ids. */
   propose(id: string, count = 1): number[] {
@@ -665,6 +706,10 @@ function describeEvent(e: SimEvent): string {
       return `${head} prev ${m.prevLogIndex}/${m.prevLogTerm} entries [${m.entries.map((x) => `${x.index}/${x.term}`).join(' ')}] commit ${m.leaderCommit}`;
     case 'appendEntriesReply':
       return `${head} ${m.success ? `ok match ${m.matchIndex}` : `reject ${m.rejectedIndex} hint ${m.conflictIndex}/${m.conflictTerm}`}`;
+    case 'readIndex':
+      return `${head} id ${m.id}`;
+    case 'readIndexReply':
+      return `${head} id ${m.id} ${m.ok ? `index ${m.readIndex}` : 'refused'}`;
   }
 }
 
