@@ -12,7 +12,7 @@ import { exposeControl, type ConsensusControl, type PeerStatus } from '../src/co
 import { createCore, isBlank, status, step, type CoreOptions, type CoreState, type Effect, type Input } from '../src/core/index.js';
 import { ConfigChangeUnsupportedError, ConfigError, InvalidCommandError, toWire } from '../src/errors.js';
 import {
-  decodeChecked,
+  decodeAll,
   decodeCommand,
   isClientRequest,
   isLogReply,
@@ -20,6 +20,7 @@ import {
   postEncoded,
   type Entry,
   type LogReady,
+  type LogReply,
   type OpOutcome,
   type PeerMessage,
   type ReadResult,
@@ -27,6 +28,7 @@ import {
 } from '../src/messages.js';
 import { loadStateMachine, type StateMachineSpec } from '../src/state-machines/index.js';
 import type { StateMachine } from '../src/state-machines/types.js';
+import { Batcher } from '../src/transport/batcher.js';
 import { FaultyLinks, type FaultPlan } from '../src/transport/faults.js';
 
 export interface ConsensusActorData {
@@ -58,6 +60,8 @@ const peers = new Map<string, MessagePort>();
 let links = new FaultyLinks(data.faults);
 const delayed = new Set<NodeJS.Timeout>();
 let outcomes: OpOutcome[] = [];
+/** Everything sent to one port in one turn leaves as one message; outcomes go with it. */
+const batcher = new Batcher(() => flushOutcomes());
 /** Queries of reads in progress, by request id, until the core releases them. */
 const queries = new Map<number, Uint8Array>();
 /** A running FNV-1a hash of every entry applied (index, term, command bytes), for comparing peers. */
@@ -71,11 +75,12 @@ const pendingReads = new Map<number, (r: ReadResult) => void>();
 let nextReadId = 1;
 
 logPort.on('message', (bytes: unknown) => {
-  const m = decodeChecked(bytes, isLogReply);
-  if (m === null) {
-    droppedMessages++;
-    return;
-  }
+  const { messages, dropped } = decodeAll(bytes, isLogReply);
+  droppedMessages += dropped;
+  for (const m of messages) onLogReply(m);
+});
+
+function onLogReply(m: LogReply): void {
   switch (m.type) {
     case 'logReady':
       onLogReady?.(m);
@@ -91,7 +96,7 @@ logPort.on('message', (bytes: unknown) => {
       // The log actor crashes itself after this; the supervisor restarts both of us.
       return;
   }
-});
+}
 
 function readEntries(from: number, to: number): Promise<Entry[]> {
   const readId = nextReadId++;
@@ -117,13 +122,13 @@ function run(input: Input): void {
   const result = step(core, input);
   core = result.state;
   for (const effect of result.effects) execute(effect);
-  flushOutcomes();
+  if (outcomes.length > 0) batcher.schedule();
 }
 
 function execute(e: Effect): void {
   switch (e.type) {
     case 'persist':
-      postEncoded(logPort, e.write);
+      batcher.send(logPort, e.write);
       return;
     case 'send':
       return sendToPeer(e.message);
@@ -155,16 +160,16 @@ function assertNever(x: never): never {
 function sendToPeer(message: PeerMessage): void {
   const port = peers.get(message.to);
   if (!port) return; // not connected: as good as lost
-  if (!links.active) return postEncoded(port, message);
+  if (!links.active) return batcher.send(port, message);
   for (const delay of links.deliveries(id, message.to)) {
     if (delay === 0) {
-      postEncoded(port, message);
+      batcher.send(port, message);
       continue;
     }
     const timer = setTimeout(() => {
       delayed.delete(timer);
       const later = peers.get(message.to);
-      if (later) postEncoded(later, message);
+      if (later) batcher.send(later, message);
     }, delay);
     delayed.add(timer);
   }
@@ -249,12 +254,12 @@ function connectPeer(peer: string, port: MessagePort): void {
   peers.get(peer)?.close();
   peers.set(peer, port);
   port.on('message', (bytes: unknown) => {
-    const m = decodeChecked(bytes, isPeerMessage);
-    if (m === null || m.from !== peer) {
-      droppedMessages++;
-      return;
+    const { messages, dropped } = decodeAll(bytes, isPeerMessage);
+    droppedMessages += dropped;
+    for (const m of messages) {
+      if (m.from === peer) run({ type: 'message', message: m });
+      else droppedMessages++;
     }
-    run({ type: 'message', message: m });
   });
   port.on('close', () => {
     if (peers.get(peer) === port) peers.delete(peer);
@@ -262,14 +267,16 @@ function connectPeer(peer: string, port: MessagePort): void {
 }
 
 function onClientMessage(bytes: unknown): void {
-  const m = decodeChecked(bytes, isClientRequest);
-  if (m === null) {
-    droppedMessages++;
-    return;
+  const { messages, dropped } = decodeAll(bytes, isClientRequest);
+  droppedMessages += dropped;
+  for (const m of messages) {
+    if (m.type === 'ops') {
+      run({ type: 'propose', requests: m.ops });
+      continue;
+    }
+    for (const r of m.reads) queries.set(r.id, r.query);
+    run({ type: 'read', ids: m.reads.map((r) => r.id) });
   }
-  if (m.type === 'ops') return run({ type: 'propose', requests: m.ops });
-  for (const r of m.reads) queries.set(r.id, r.query);
-  run({ type: 'read', ids: m.reads.map((r) => r.id) });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -329,6 +336,7 @@ const control: ConsensusControl = {
     ticker = undefined;
     for (const timer of delayed) clearTimeout(timer);
     delayed.clear();
+    batcher.clear();
     for (const port of peers.values()) port.close();
     peers.clear();
     clientPort.close();

@@ -20,7 +20,8 @@
  *    `{ type: 'closed', dropped }`, and let the thread end.
  */
 import { isMainThread, parentPort as maybeParentPort, workerData, MessagePort } from 'node:worker_threads';
-import { codec, isLogRequest, postEncoded, type LogRequest, type PersistRequest, type ReadRequest } from '../src/messages.js';
+import { decodeAll, isLogRequest, postEncoded, type PersistRequest, type ReadRequest } from '../src/messages.js';
+import { Batcher } from '../src/transport/batcher.js';
 import { LmdbLogStore } from '../src/log/lmdb-store.js';
 import { StorageError } from '../src/errors.js';
 
@@ -78,37 +79,31 @@ let dropped = 0;
 let failed = false;
 /** Set by the `failNextWrite` fault. */
 let failNextWrite = false;
+/** The acknowledgements of one LMDB batch leave as one message. */
+const replies = new Batcher();
 let closing = false;
 /** Bumped by every attach, so a superseded attach does not go on. */
 let attachments = 0;
 
 function onRequest(bytes: unknown): void {
   if (failed || closing) return;
-  const request = decodeRequest(bytes);
-  if (request === null) {
-    countDrop();
-    return;
-  }
+  const { messages, dropped } = decodeAll(bytes, isLogRequest);
+  for (let i = 0; i < dropped; i++) countDrop();
   // Replies go to the port the request came on: if a restarted consensus actor has been
   // attached since, the old port is closed and the reply is dropped with it.
   const replyTo = consensus;
-  switch (request.type) {
-    case 'persist':
-      return persist(request, replyTo);
-    case 'read':
-      return read(request, replyTo);
-    default:
-      return assertNever(request);
-  }
-}
-
-function decodeRequest(bytes: unknown): LogRequest | null {
-  if (!(bytes instanceof Uint8Array)) return null;
-  try {
-    const m = codec.decode(bytes);
-    return isLogRequest(m) ? m : null;
-  } catch {
-    return null; // DecodeError: garbage on the port
+  for (const request of messages) {
+    if (failed) return;
+    switch (request.type) {
+      case 'persist':
+        persist(request, replyTo);
+        break;
+      case 'read':
+        read(request, replyTo);
+        break;
+      default:
+        assertNever(request);
+    }
   }
 }
 
@@ -130,7 +125,7 @@ function persist(request: PersistRequest, replyTo: MessagePort): void {
     () => undefined,
   );
   written.then(
-    () => postEncoded(replyTo, { type: 'persisted', seq: request.seq }),
+    () => replies.send(replyTo, { type: 'persisted', seq: request.seq }),
     (e: unknown) => fail(e, replyTo),
   );
 }
@@ -140,7 +135,8 @@ function read(request: ReadRequest, replyTo: MessagePort): void {
   void writesSettled.then(() => {
     if (failed) return;
     try {
-      postEncoded(replyTo, { type: 'readResult', id: request.id, entries: store.entries(request.from, request.to) });
+      // Through the same batcher as acknowledgements, so it never overtakes them.
+      replies.send(replyTo, { type: 'readResult', id: request.id, entries: store.entries(request.from, request.to) });
     } catch (e) {
       fail(e, replyTo);
     }
@@ -152,6 +148,7 @@ function fail(e: unknown, replyTo: MessagePort): void {
   if (failed) return;
   failed = true;
   const error = e instanceof Error ? e : new Error(String(e));
+  replies.flush(); // acknowledgements of earlier writes first
   postEncoded(replyTo, { type: 'logFailure', message: error.message });
   queueMicrotask(() => {
     throw error;
@@ -194,6 +191,7 @@ async function close(): Promise<void> {
   consensus.removeAllListeners();
   // Pending writes finish and their replies are posted before the port closes.
   await store.close();
+  replies.flush();
   consensus.close();
   parentPort.off('message', onControl);
   parentPort.postMessage({ type: 'closed', dropped } satisfies LogActorNotice);

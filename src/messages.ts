@@ -215,7 +215,16 @@ export interface ClientResults {
 }
 export type ClientReply = ClientResults;
 
-export type AnyMessage = PeerMessage | LogRequest | LogReply | ClientRequest | ClientReply;
+/**
+ * Several messages for one port, produced in one event-loop turn, sent as one: one encode
+ * of the envelope, one copy, one postMessage (see src/transport/batcher.ts).
+ */
+export interface Bundle {
+  type: 'bundle';
+  messages: AnyMessage[];
+}
+
+export type AnyMessage = PeerMessage | LogRequest | LogReply | ClientRequest | ClientReply | Bundle;
 
 // ---------------------------------------------------------------------------------------------
 // The codec
@@ -249,6 +258,11 @@ const SHARED_STRUCTURES: readonly (readonly string[])[] = [
   ['type', 'term', 'from', 'to', 'id', 'readIndex', 'ok'],
   ['id', 'query'],
   ['type', 'reads'],
+  ['type', 'messages'],
+  // The built-in kv's commands, so they pack as records too.
+  ['type', 'key', 'value'],
+  ['type', 'key'],
+  ['type', 'key', 'expected', 'value'],
 ];
 
 function codecOptions() {
@@ -470,6 +484,26 @@ export function decodeChecked<T>(bytes: unknown, guard: (v: unknown) => v is T):
   } catch {
     return null;
   }
+}
+
+/**
+ * Decode bytes from a port that may carry a bundle: the messages that pass `guard`, and how
+ * many were dropped (garbage, truncated, wrong shape).
+ */
+export function decodeAll<T>(bytes: unknown, guard: (v: unknown) => v is T): { messages: T[]; dropped: number } {
+  if (!(bytes instanceof Uint8Array)) return { messages: [], dropped: 1 };
+  let decoded: unknown;
+  try {
+    decoded = codec.decode(bytes);
+  } catch {
+    return { messages: [], dropped: 1 };
+  }
+  const items =
+    typeof decoded === 'object' && decoded !== null && (decoded as Bundle).type === 'bundle' && Array.isArray((decoded as Bundle).messages)
+      ? (decoded as Bundle).messages
+      : [decoded];
+  const messages = items.filter(guard);
+  return { messages, dropped: items.length - messages.length };
 }
 
 /** Post an encoded message on a port, transferring its (owned) buffer. */

@@ -10,6 +10,8 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { LogActorControl, LogActorData, LogActorNotice } from '../actors/log-actor.js';
 import {
   codec,
+  decodeAll,
+  isLogReply,
   postEncoded,
   type Entry,
   type LogReady,
@@ -47,7 +49,11 @@ class ConsensusEnd {
   readonly inbox = new Inbox<LogReply>();
 
   constructor(readonly port: MessagePort) {
-    port.on('message', (bytes: Uint8Array) => this.inbox.push(codec.decode(bytes) as LogReply));
+    // Replies of one turn may arrive as a bundle: the consensus actor takes them in order.
+    port.on('message', (bytes: Uint8Array) => {
+      const { messages } = decodeAll(bytes, isLogReply);
+      for (const m of messages) this.inbox.push(m);
+    });
   }
 
   send(request: LogRequest): void {
