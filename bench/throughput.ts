@@ -1,170 +1,346 @@
 /**
- * `npm run bench`: committed ops/s and latency of kv `set` against a durable cluster
- * (fsync on every peer), at several numbers of ops in flight. Not part of `npm test`.
+ * `npm run bench`: kv `set` and linearizable `get` against durable actor-raft clusters
+ * (fsync on every peer) at several numbers of ops in flight and value sizes; optionally the
+ * same workload against a local etcd cluster of the same size (`--vs-etcd`), the process's
+ * memory under load with a follower down (`--rss`), and the data-path ceiling (`--ceiling`).
+ * Not part of `npm test`. See USAGE in bench/args.ts, or `npm run bench -- --help`.
  *
- *   npm run bench -- [--peers 3] [--inflight 1,16,256] [--seconds 5] [--warmup 1] [--value-size 64]
- *
- * Prints a progress line per second and a table; writes JSON to bench/results/.
- * Compare with ../shared/ceiling in the same sitting: the machine is noisy, ratios hold.
+ * One cluster per (system, peers, value size); every in-flight point runs on it after a
+ * warm-up. Prints a progress line per second, a table of ops/s and p50/p99/max latency, and
+ * writes JSON and an SVG chart to bench/results/. Machines here are noisy: compare ratios
+ * measured in the same run.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
-import { op, setConfig, startNode, status, stopNode } from '../src/api.js';
+import { formatBytes, parseArgs, USAGE, type BenchArgs, type Workload } from './args.js';
+import { isInterrupted } from './cleanup.js';
+import { drive, type DriveResult } from './driver.js';
+import { ensureEtcd, EtcdCluster, type EtcdBinary, type KvClient } from './etcd.js';
+import { ceilingDir, ceilingHint, describeMachine, machine, resultsDir, runCeiling, type CeilingResult } from './machine.js';
+import { RaftCluster, readMode } from './raft-target.js';
+import { runRss, runRssPhase, type RssResult } from './rss.js';
+import { renderChart } from './svg.js';
 
-interface Args {
+type System = 'actor-raft' | 'etcd';
+
+interface Point extends DriveResult {
+  system: System;
   peers: number;
-  inflight: number[];
-  seconds: number;
-  warmup: number;
-  valueSize: number;
+  workload: Workload;
+  valueBytes: number;
+  inFlight: number;
 }
 
-function parseArgs(argv: string[]): Args {
-  const args: Args = { peers: 3, inflight: [1, 16, 256], seconds: 5, warmup: 1, valueSize: 64 };
-  for (let i = 0; i < argv.length; i += 2) {
-    const [flag, value] = [argv[i], argv[i + 1]];
-    if (value === undefined) throw new Error(`${flag} needs a value`);
-    switch (flag) {
-      case '--peers':
-        args.peers = positive(flag, value);
-        break;
-      case '--inflight':
-        args.inflight = value.split(',').map((v) => positive(flag, v));
-        break;
-      case '--seconds':
-        args.seconds = positive(flag, value);
-        break;
-      case '--warmup':
-        args.warmup = Number(value);
-        break;
-      case '--value-size':
-        args.valueSize = positive(flag, value);
-        break;
-      default:
-        throw new Error(`unknown option ${flag} (see the header of bench/throughput.ts)`);
+interface Target {
+  set(key: string, value: Uint8Array): Promise<unknown>;
+  get(key: string): Promise<unknown>;
+  /** Cumulative CPU seconds of the server processes, when they are not this process. */
+  externalCpuSeconds?: () => number;
+}
+
+const log = (line: string) => console.log(line);
+
+function readDescription(): string {
+  return readMode === 'read'
+    ? 'get = read(leader, {type:"get", key}) (ReadIndex, linearizable)'
+    : 'get = op(leader, {type:"get", key}) (through the log, linearizable; read() is not exported by src/api.ts yet)';
+}
+
+async function runPoints(args: BenchArgs, system: System, peers: number, valueBytes: number, target: Target): Promise<Point[]> {
+  const value = new Uint8Array(valueBytes).fill(7);
+  const points: Point[] = [];
+  const maxInFlight = Math.max(...args.inflight);
+  for (const workload of args.workloads) {
+    if (workload === 'get') {
+      // Every client reads its own key: write them all first, then check one reads back.
+      for (let k = 0; k < maxInFlight; k += 256) {
+        await Promise.all(Array.from({ length: Math.min(256, maxInFlight - k) }, (_, i) => target.set(`bench:${k + i}`, value)));
+      }
+      const back = (await target.get('bench:0')) as Uint8Array | null;
+      if (!back || back.length !== valueBytes) {
+        console.log(`  warning: ${system} get returned ${back === null ? 'null' : `${back.length} bytes`} for a ${valueBytes}-byte value`);
+      }
+    }
+    for (const inFlight of args.inflight) {
+      const label = `${system.padEnd(10)} ${peers}p ${formatBytes(valueBytes).padStart(6)} ${workload} ×${String(inFlight).padEnd(5)}`;
+      const r = await drive({
+        label,
+        inFlight,
+        warmupMs: args.warmup * 1000,
+        durationMs: args.seconds * 1000,
+        issue: workload === 'set' ? (c) => target.set(`bench:${c}`, value) : (c) => target.get(`bench:${c}`),
+        externalCpuSeconds: target.externalCpuSeconds,
+      });
+      console.log(
+        `  ${label}  ${Math.round(r.opsPerSec).toString().padStart(7)} ops/s  p50 ${ms(r.p50Ms)}  p99 ${ms(r.p99Ms)}  max ${ms(r.maxMs)} ms  cpu ${cpu(r)}${r.errors ? `  ${r.errors} errors (first: ${r.firstError})` : ''}`,
+      );
+      points.push({ system, peers, workload, valueBytes, inFlight, ...r });
     }
   }
-  return args;
+  return points;
 }
 
-function positive(flag: string | undefined, v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag} must be a positive number, got ${v}`);
-  return n;
+function ms(v: number): string {
+  return Number.isFinite(v) ? v.toFixed(2).padStart(7) : '      -';
 }
 
-interface Point {
+/** CPU cores busy while measuring: this process, plus the etcd members when they did the work. */
+function cpu(r: DriveResult): string {
+  const own = Number.isFinite(r.cpuCores) ? r.cpuCores.toFixed(2) : '-';
+  return r.externalCpuCores === null ? own : `${own} + etcd ${r.externalCpuCores.toFixed(2)}`;
+}
+
+function num(v: number): string {
+  return Number.isFinite(v) ? Math.round(v).toLocaleString('en-US').replace(/,/g, ' ') : '-';
+}
+
+function ratio(a: number, b: number): string {
+  return Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : '-';
+}
+
+function printTable(points: Point[]): void {
+  console.log('\n| system | peers | op | value | in flight | ops/s | p50 ms | p99 ms | max ms | errors | CPU cores (node [+ etcd]) |');
+  console.log('|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const p of points) {
+    console.log(
+      `| ${p.system} | ${p.peers} | ${p.workload} | ${formatBytes(p.valueBytes)} | ${p.inFlight} | ${num(p.opsPerSec)} | ${ms(p.p50Ms).trim()} | ${ms(p.p99Ms).trim()} | ${ms(p.maxMs).trim()} | ${p.errors} | ${cpu(p)} |`,
+    );
+  }
+}
+
+interface Comparison {
   peers: number;
-  inFlight: number;
+  workload: Workload;
   valueBytes: number;
-  seconds: number;
-  ops: number;
-  opsPerSec: number;
-  p50ms: number;
-  p99ms: number;
-  maxMs: number;
+  inFlight: number;
+  oursOpsPerSec: number;
+  etcdOpsPerSec: number;
+  opsRatio: number;
+  oursP99Ms: number;
+  etcdP99Ms: number;
+  p99Ratio: number;
 }
 
-function quantile(sorted: Float64Array, q: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))]!;
+function compare(points: Point[]): Comparison[] {
+  const out: Comparison[] = [];
+  for (const o of points.filter((p) => p.system === 'actor-raft')) {
+    const e = points.find(
+      (p) => p.system === 'etcd' && p.peers === o.peers && p.workload === o.workload && p.valueBytes === o.valueBytes && p.inFlight === o.inFlight,
+    );
+    if (!e) continue;
+    out.push({
+      peers: o.peers,
+      workload: o.workload,
+      valueBytes: o.valueBytes,
+      inFlight: o.inFlight,
+      oursOpsPerSec: o.opsPerSec,
+      etcdOpsPerSec: e.opsPerSec,
+      opsRatio: o.opsPerSec / e.opsPerSec,
+      oursP99Ms: o.p99Ms,
+      etcdP99Ms: e.p99Ms,
+      p99Ratio: o.p99Ms / e.p99Ms,
+    });
+  }
+  return out;
 }
 
-/** Keep `inFlight` sets going against `leader` for `seconds`; latencies only after warm-up. */
-async function drive(leader: string, inFlight: number, seconds: number, warmup: number, value: Uint8Array): Promise<Point & { latencies: number }> {
-  const latencies: number[] = [];
-  const start = performance.now();
-  const measureFrom = start + warmup * 1000;
-  const end = measureFrom + seconds * 1000;
-  let measured = 0;
-  let lastReport = measureFrom;
-  let lastCount = 0;
-  const progress = setInterval(() => {
-    const now = performance.now();
-    if (now < measureFrom) return;
-    const rate = ((measured - lastCount) * 1000) / (now - lastReport);
-    const line = `  in flight ${String(inFlight).padStart(5)}: ${Math.round(rate).toString().padStart(7)} ops/s, ${measured} ops`;
-    // One line rewritten in place on a terminal; a line per second in a log.
-    process.stdout.write(process.stdout.isTTY ? `\r${line}   ` : `${line}\n`);
-    lastReport = now;
-    lastCount = measured;
-  }, 1000);
-  await Promise.all(
-    Array.from({ length: inFlight }, async (_, w) => {
-      const key = `bench:${w}`;
-      for (;;) {
-        const t0 = performance.now();
-        if (t0 >= end) return;
-        await op(leader, { type: 'set', key, value });
-        const t1 = performance.now();
-        if (t0 >= measureFrom && t1 <= end) {
-          latencies.push(t1 - t0);
-          measured++;
-        }
-      }
-    }),
+function printComparison(rows: Comparison[]): void {
+  console.log('\nactor-raft vs etcd (ratio = actor-raft / etcd; ops/s above 1× and p99 below 1× favour actor-raft)\n');
+  console.log('| peers | op | value | in flight | actor-raft ops/s | etcd ops/s | ops/s ratio | actor-raft p99 ms | etcd p99 ms | p99 ratio |');
+  console.log('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of rows) {
+    console.log(
+      `| ${r.peers} | ${r.workload} | ${formatBytes(r.valueBytes)} | ${r.inFlight} | ${num(r.oursOpsPerSec)} | ${num(r.etcdOpsPerSec)} | ${ratio(r.oursOpsPerSec, r.etcdOpsPerSec)} | ${ms(r.oursP99Ms).trim()} | ${ms(r.etcdP99Ms).trim()} | ${ratio(r.oursP99Ms, r.etcdP99Ms)} |`,
+    );
+  }
+}
+
+function stamp(): string {
+  return new Date().toISOString().replace(/[:.]/g, '-');
+}
+
+/** Anonymous memory grown per committed op, per peer still running (3, or 2 with one stopped). */
+function perPeer(r: RssResult): string {
+  if (r.startAnonMiB === null || r.endAnonMiB === null || r.ops === 0) return '-';
+  const peers = r.stoppedFollower ? 2 : 3;
+  return Math.round(((r.endAnonMiB - r.startAnonMiB) * 2 ** 20) / r.ops / peers).toString();
+}
+
+async function rssMain(args: BenchArgs, header: Record<string, unknown>): Promise<void> {
+  const seconds = args.rss ?? 10;
+  const valueBytes = args.values[0] ?? 64;
+  const results: RssResult[] = await runRss(seconds, valueBytes);
+  console.log('\n| phase | start MiB | end MiB (anon / file) | max MiB | growth MiB | ops | ops/s | MiB per 100k ops | anon bytes per op per running peer |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of results) {
+    const growth = r.maxMiB - r.startMiB;
+    console.log(
+      `| ${r.phase} | ${r.startMiB.toFixed(1)} | ${r.endMiB.toFixed(1)} (${r.endAnonMiB?.toFixed(0) ?? '?'} / ${r.endFileMiB?.toFixed(0) ?? '?'}) | ${r.maxMiB.toFixed(1)} | ${growth.toFixed(1)} | ${num(r.ops)} | ${num(r.opsPerSec)} | ${r.ops ? ((growth / r.ops) * 1e5).toFixed(1) : '-'} | ${perPeer(r)} |`,
+    );
+  }
+  console.log(
+    '\n(rss is the whole process: the driver, every peer\'s worker threads and the resident pages of their LMDB maps; the core keeps its log in memory until log compaction lands, so some growth with the number of entries written is expected in both phases)',
   );
-  clearInterval(progress);
-  if (process.stdout.isTTY) process.stdout.write('\n');
-  const sorted = Float64Array.from(latencies).sort();
-  return {
-    peers: 0,
-    inFlight,
-    valueBytes: value.length,
-    seconds,
-    ops: measured,
-    opsPerSec: measured / seconds,
-    p50ms: quantile(sorted, 0.5),
-    p99ms: quantile(sorted, 0.99),
-    maxMs: sorted.length ? sorted[sorted.length - 1]! : NaN,
-    latencies: sorted.length,
-  };
+  const file = path.join(resultsDir(), `rss-${stamp()}.json`);
+  fs.writeFileSync(file, JSON.stringify({ ...header, rss: results }, null, 2));
+  console.log(`\nresults: ${path.relative(process.cwd(), file)}`);
 }
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'actor-raft-bench-'));
-  const ids = Array.from({ length: args.peers }, (_, i) => `b${i + 1}`);
-  const value = new Uint8Array(args.valueSize).fill(7);
-  console.log(`actor-raft bench: ${args.peers} durable peers, kv set, ${args.valueSize} B values, ${args.seconds}s per point after ${args.warmup}s warm-up`);
-  console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}, data in ${root}`);
-  const points: Point[] = [];
-  try {
-    await Promise.all(ids.map((id) => startNode(id, { stateMachine: 'kv', dataDir: path.join(root, id) })));
-    await setConfig(ids[0]!, ids);
-    await op(ids[0]!, { type: 'set', key: 'bench:ready', value: true });
-    const leader = (await status(ids[0]!)).leader ?? ids[0]!;
-    for (const inFlight of args.inflight) {
-      const { latencies: _count, ...point } = await drive(leader, inFlight, args.seconds, args.warmup, value);
-      points.push({ ...point, peers: args.peers });
-    }
-  } finally {
-    await Promise.all(ids.map((id) => stopNode(id).catch(() => undefined)));
-    fs.rmSync(root, { recursive: true, force: true });
+  if (args.help) {
+    console.log(USAGE);
+    return;
+  }
+  if (args.rssPhase) {
+    await runRssPhase(args.rssPhase, args.rss ?? 10, args.values[0] ?? 64);
+    return;
+  }
+  const m = machine();
+  const startedAt = new Date().toISOString();
+  console.log(`actor-raft bench, ${startedAt}`);
+  console.log(describeMachine(m));
+  const ceiling = ceilingDir();
+  if (ceiling) console.log(ceilingHint(ceiling));
+  const header = { date: startedAt, machine: m, args, readMode };
+
+  if (args.rss !== null) {
+    await rssMain(args, header);
+    return;
   }
 
-  console.log('\n| peers | in flight | value | ops/s | p50 ms | p99 ms | max ms |');
-  console.log('|---:|---:|---:|---:|---:|---:|---:|');
-  for (const p of points) {
+  let etcd: EtcdBinary | null = null;
+  let etcdSkipped: string | null = null;
+  let etcdClientKind = args.etcdClient;
+  let etcdClientName: string | null = null;
+  if (args.vsEtcd) {
+    const found = ensureEtcd(log);
+    if ('error' in found) {
+      etcdSkipped = found.error;
+      console.log(`\n*** --vs-etcd: ${found.error}; the etcd rows are SKIPPED ***\n`);
+    } else {
+      etcd = found;
+      if (etcdClientKind === 'grpc') {
+        try {
+          await import('etcd3');
+        } catch (err) {
+          console.log(`etcd3 npm package unusable (${(err as Error).message}): using etcd's v3 JSON gateway over HTTP instead`);
+          etcdClientKind = 'http';
+        }
+      }
+      etcdClientName =
+        etcdClientKind === 'grpc'
+          ? 'etcd3 npm package (gRPC via @grpc/grpc-js, one HTTP/2 connection to the leader)'
+          : "etcd's v3 JSON gRPC-gateway over HTTP/1.1 (node:http keep-alive agent, to the leader)";
+    }
+  }
+
+  const perTarget = args.workloads.length * args.inflight.length * (args.seconds + args.warmup);
+  const targets = args.peers.length * args.values.length * (etcd ? 2 : 1);
+  console.log(
+    `\nworkloads: ${args.workloads.join(', ')} (set = op(leader, {type:"set", key, value}); ${readDescription()})`,
+  );
+  console.log(
+    `matrix: peers ${args.peers.join(',')} × values ${args.values.map(formatBytes).join(',')} × in flight ${args.inflight.join(',')}; ${args.seconds}s per point after ${args.warmup}s warm-up; durable (fsync on every peer); about ${Math.ceil((perTarget * targets) / 60 + targets * 0.05)} min`,
+  );
+  if (etcd) {
     console.log(
-      `| ${p.peers} | ${p.inFlight} | ${p.valueBytes} B | ${Math.round(p.opsPerSec)} | ${p.p50ms.toFixed(2)} | ${p.p99ms.toFixed(2)} | ${p.maxMs.toFixed(2)} |`,
+      `etcd: ${etcd.bin} version ${etcd.version}, a cluster of the same size per (peers, value) on 127.0.0.1:${23790}+ (peer ports 23890+), default durability (WAL fsync), client: ${etcdClientName}; set = Put, get = Range with serializable=false (linearizable)`,
     );
   }
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const resultsDir = path.resolve(here, '../../bench/results');
-  fs.mkdirSync(resultsDir, { recursive: true });
-  const file = path.join(resultsDir, `throughput-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  fs.writeFileSync(
-    file,
-    JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, args, points }, null, 2),
+  console.log('');
+
+  const points: Point[] = [];
+  for (const peers of args.peers) {
+    for (const valueBytes of args.values) {
+      {
+        const t0 = Date.now();
+        const cluster = await RaftCluster.start(peers, `p${peers}v${valueBytes}-`);
+        console.log(`actor-raft: ${peers} peers up in ${Date.now() - t0} ms (leader ${cluster.leader}, data in ${cluster.root})`);
+        try {
+          points.push(...(await runPoints(args, 'actor-raft', peers, valueBytes, cluster)));
+        } finally {
+          await cluster.stop();
+        }
+      }
+      if (etcd) {
+        const t0 = Date.now();
+        const cluster = await EtcdCluster.start(etcd.bin, peers);
+        let client: KvClient | null = null;
+        try {
+          client = await cluster.client(etcdClientKind);
+          console.log(`etcd: ${peers} members up in ${Date.now() - t0} ms (leader ${cluster.leaderUrl}, data in ${cluster.root})`);
+          const target: Target = { set: (k, v) => client!.set(k, v), get: (k) => client!.get(k), externalCpuSeconds: () => cluster.cpuSeconds() };
+          points.push(...(await runPoints(args, 'etcd', peers, valueBytes, target)));
+        } finally {
+          await client?.close().catch(() => undefined);
+          await cluster.stop();
+        }
+      }
+    }
+  }
+
+  printTable(points);
+  console.log(
+    `\nCPU cores: busy time over the measured window of this Node process (for actor-raft the driver and every peer's worker threads; for etcd the driver and its client only)${etcd ? ", plus the etcd members' own (from /proc). Near 1.0 in the node column of an etcd row means its single-threaded client, not etcd, set the pace" : ''}.`,
   );
-  console.log(`\nresults: ${path.relative(process.cwd(), file)}`);
+  const comparison = compare(points);
+  if (etcd) {
+    console.log(`\netcd ${etcd.version}, client: ${etcdClientName}`);
+    printComparison(comparison);
+  } else if (etcdSkipped) {
+    console.log(`\n(etcd rows skipped: ${etcdSkipped})`);
+  }
+
+  let ceilingResults: CeilingResult[] | null = null;
+  if (args.ceiling) {
+    if (!ceiling) console.log('\n--ceiling: ../shared/ceiling not found; skipped');
+    else {
+      console.log('');
+      try {
+        ceilingResults = await runCeiling(ceiling, log);
+        console.log('\nactor-raft (3 peers, 64 B, set) vs the data-path ceiling, same run:\n');
+        console.log('| in flight | actor-raft ops/s | ceiling case | ceiling ops/s | ratio |');
+        console.log('|---:|---:|---|---:|---:|');
+        for (const [inFlight, c] of [
+          [64, ceilingResults[0]!],
+          [1024, ceilingResults[1]!],
+        ] as const) {
+          const ours = points.find((p) => p.system === 'actor-raft' && p.peers === 3 && p.valueBytes === 64 && p.workload === 'set' && p.inFlight === inFlight);
+          console.log(`| ${inFlight} | ${ours ? num(ours.opsPerSec) : 'not measured'} | ${c.case} | ${num(c.opsPerSec)} | ${ours ? ratio(ours.opsPerSec, c.opsPerSec) : '-'} |`);
+        }
+      } catch (err) {
+        console.log(`--ceiling failed: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  const dir = resultsDir();
+  const base = path.join(dir, `bench-${stamp()}`);
+  fs.writeFileSync(
+    `${base}.json`,
+    JSON.stringify(
+      {
+        ...header,
+        etcd: etcd ? { version: etcd.version, bin: etcd.bin, client: etcdClientName } : etcdSkipped ? { skipped: etcdSkipped } : null,
+        points,
+        comparison,
+        ceiling: ceilingResults,
+      },
+      null,
+      2,
+    ),
+  );
+  const subtitle = `${m.cpus} × ${m.model}, node ${m.node}; durable; ${args.seconds}s per point after ${args.warmup}s warm-up; get via ${readMode === 'read' ? 'read() (ReadIndex)' : 'op() (log)'}${etcd ? `; etcd ${etcd.version} dashed` : ''}`;
+  fs.writeFileSync(`${base}.svg`, renderChart(points, `actor-raft${etcd ? ' vs etcd' : ''}: kv throughput and p99 latency`, subtitle));
+  console.log(`\nresults: ${path.relative(process.cwd(), base)}.json, ${path.relative(process.cwd(), base)}.svg`);
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+main().then(
+  () => process.exit(process.exitCode ?? 0),
+  (err: unknown) => {
+    if (isInterrupted()) return; // the signal handler finishes the cleanup and exits
+    console.error(err);
+    process.exit(1); // the 'exit' handler kills any etcd still running and removes temp dirs
+  },
+);

@@ -1,0 +1,195 @@
+/** Command line of `npm run bench` (see USAGE). */
+
+export type Workload = 'set' | 'get';
+
+export interface BenchArgs {
+  peers: number[];
+  inflight: number[];
+  values: number[];
+  workloads: Workload[];
+  /** Measured seconds per point. */
+  seconds: number;
+  /** Warm-up seconds per point (ops run, nothing recorded). */
+  warmup: number;
+  vsEtcd: boolean;
+  /** `--etcd-client grpc|http`: the etcd3 package (default) or the v3 JSON gateway. */
+  etcdClient: 'grpc' | 'http';
+  /** `--rss [N]`: seconds per RSS phase, or null when not asked for. */
+  rss: number | null;
+  full: boolean;
+  ceiling: boolean;
+  help: boolean;
+  /** Internal: `--rss-phase all-up|follower-down` runs one RSS phase in a child process. */
+  rssPhase: 'all-up' | 'follower-down' | null;
+}
+
+export const USAGE = `npm run bench -- [options]
+
+  --peers 3,5            cluster sizes (durable peers, fsync on every peer)
+  --inflight 1,16,64,256,1024
+                         ops in flight (closed loop: each of N clients issues its next op
+                         when the previous one returns)
+  --values 64,1k         value sizes in bytes (k = 1024)
+  --workloads set,get    kv set, and linearizable get (read() when the API has it, else op get)
+  --seconds 2            measured seconds per point
+  --warmup 0.5           warm-up seconds per point
+  --full                 the longer matrix: in flight 1,4,16,64,256,1024,4096; values 64,1k,16k;
+                         5 s per point after 1 s warm-up (explicit flags still win)
+  --vs-etcd              also run a local etcd cluster of the same size (Debian's etcd-server,
+                         installed with apt-get if missing) with the same workload; prints
+                         both rows and the ratio per point
+  --etcd-client grpc|http  the etcd3 npm package (default) or etcd's v3 JSON gateway
+  --rss [N]              only measure process RSS while writing at 256 in flight to 3 peers,
+                         N seconds (default 10) with all peers up, then N with one follower stopped
+  --ceiling              also run ../shared/ceiling's batch=64 and batch=1024 cases and print
+                         our ratio to them
+  --help
+
+Results (JSON and an SVG chart) go to bench/results/.`;
+
+const DEFAULTS = {
+  peers: [3, 5],
+  inflight: [1, 16, 64, 256, 1024],
+  values: [64, 1024],
+  workloads: ['set', 'get'] as Workload[],
+  seconds: 2,
+  warmup: 0.5,
+};
+
+const FULL = {
+  peers: [3, 5],
+  inflight: [1, 4, 16, 64, 256, 1024, 4096],
+  values: [64, 1024, 16384],
+  workloads: ['set', 'get'] as Workload[],
+  seconds: 5,
+  warmup: 1,
+};
+
+export function parseArgs(argv: string[]): BenchArgs {
+  const explicit: Partial<BenchArgs> = {};
+  let full = false;
+  let vsEtcd = false;
+  let ceiling = false;
+  let help = false;
+  let rss: number | null = null;
+  let rssPhase: BenchArgs['rssPhase'] = null;
+  let etcdClient: BenchArgs['etcdClient'] = 'grpc';
+  const tokens = argv.flatMap((a) => (a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a]));
+  for (let i = 0; i < tokens.length; i++) {
+    const flag = tokens[i]!;
+    const value = (): string => {
+      const v = tokens[++i];
+      if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value\n\n${USAGE}`);
+      return v;
+    };
+    switch (flag) {
+      case '--peers':
+        explicit.peers = list(flag, value(), (v) => integer(flag, v));
+        break;
+      case '--inflight':
+        explicit.inflight = list(flag, value(), (v) => integer(flag, v));
+        break;
+      case '--values':
+      case '--value-size': // the first version's name
+        explicit.values = list(flag, value(), (v) => bytes(flag, v));
+        break;
+      case '--workloads':
+        explicit.workloads = list(flag, value(), (v) => {
+          if (v !== 'set' && v !== 'get') throw new Error(`${flag}: unknown workload '${v}' (set, get)`);
+          return v;
+        });
+        break;
+      case '--seconds':
+        explicit.seconds = positive(flag, value());
+        break;
+      case '--warmup': {
+        const w = Number(value());
+        if (!Number.isFinite(w) || w < 0) throw new Error(`--warmup must be a number >= 0`);
+        explicit.warmup = w;
+        break;
+      }
+      case '--full':
+        full = true;
+        break;
+      case '--vs-etcd':
+        vsEtcd = true;
+        break;
+      case '--etcd-client': {
+        const v = value();
+        if (v !== 'grpc' && v !== 'http') throw new Error(`--etcd-client must be grpc or http, got ${v}`);
+        etcdClient = v;
+        break;
+      }
+      case '--rss': {
+        const next = tokens[i + 1];
+        rss = next !== undefined && /^\d+(\.\d+)?$/.test(next) ? positive(flag, tokens[++i]!) : 10;
+        break;
+      }
+      case '--rss-phase': {
+        const v = value();
+        if (v !== 'all-up' && v !== 'follower-down') throw new Error(`--rss-phase must be all-up or follower-down`);
+        rssPhase = v;
+        break;
+      }
+      case '--ceiling':
+        ceiling = true;
+        break;
+      case '--help':
+      case '-h':
+        help = true;
+        break;
+      default:
+        throw new Error(`unknown option ${flag}\n\n${USAGE}`);
+    }
+  }
+  const base = full ? FULL : DEFAULTS;
+  return {
+    peers: explicit.peers ?? base.peers,
+    inflight: explicit.inflight ?? base.inflight,
+    values: explicit.values ?? base.values,
+    workloads: explicit.workloads ?? base.workloads,
+    seconds: explicit.seconds ?? base.seconds,
+    warmup: explicit.warmup ?? base.warmup,
+    vsEtcd,
+    etcdClient,
+    rss,
+    full,
+    ceiling,
+    help,
+    rssPhase,
+  };
+}
+
+function list<T>(flag: string, v: string, each: (s: string) => T): T[] {
+  const items = v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (items.length === 0) throw new Error(`${flag} needs at least one value`);
+  return [...new Set(items.map(each))];
+}
+
+function positive(flag: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag} must be a positive number, got ${v}`);
+  return n;
+}
+
+function integer(flag: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${flag} must be positive integers, got ${v}`);
+  return n;
+}
+
+/** "64", "1k", "1KiB", "16k" → bytes. */
+export function bytes(flag: string, v: string): number {
+  const m = /^(\d+)\s*(k|kb|kib|m|mb|mib|b)?$/i.exec(v);
+  if (!m) throw new Error(`${flag}: cannot read '${v}' as a size (64, 1k, 16KiB)`);
+  const unit = (m[2] ?? 'b').toLowerCase();
+  const n = Number(m[1]) * (unit.startsWith('k') ? 1024 : unit.startsWith('m') ? 1024 * 1024 : 1);
+  if (n <= 0) throw new Error(`${flag}: size must be positive`);
+  return n;
+}
+
+export function formatBytes(n: number): string {
+  if (n >= 1024 * 1024 && n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
+  if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n} B`;
+}
