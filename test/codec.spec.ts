@@ -3,6 +3,7 @@
  * records, decode errors) and the shape guards for bytes that arrive from ports.
  */
 import { expect } from 'chai';
+import { Rng } from '../src/core/rng.js';
 import { MessageChannel } from 'node:worker_threads';
 import {
   Codec,
@@ -35,14 +36,8 @@ import {
 } from '../src/messages.js';
 
 function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Rng(seed);
+  return () => rng.next();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
  * below counts with `2 * count > n` rather than reusing ⌊n/2⌋ + 1.
  */
 import { expect } from 'chai';
+import { Rng } from '../src/core/rng.js';
 import {
   allowConfig,
   committedIndex,
@@ -21,16 +22,9 @@ import {
 
 const POOL = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
 
-/** mulberry32: a tiny seeded PRNG, so every random case is reproducible from its seed. */
 function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Rng(seed);
+  return () => rng.next();
 }
 
 /** Every subset of `ids`, as a Set. */

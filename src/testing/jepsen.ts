@@ -11,7 +11,7 @@
  */
 import path from 'node:path';
 import { nemesis, op, query, read, runningNodes, setConfig, startNode, status, stopNode } from '../api.js';
-import { nextRandom } from '../core/rng.js';
+import { Rng } from '../core/rng.js';
 import type { KvCommand } from '../state-machines/kv.js';
 import { History } from './history.js';
 import { formatResult, KvChecker, type CheckResult } from './linearizability.js';
@@ -53,28 +53,6 @@ export interface JepsenResult {
 const TIMING = { heartbeatMs: 20, electionTimeoutMs: 200 };
 const OP_TIMEOUT_MS = 1_500;
 
-class Rng {
-  constructor(private seed: number) {}
-  next(): number {
-    const r = nextRandom(this.seed);
-    this.seed = r.seed;
-    return r.value;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)]!;
-  }
-  shuffle<T>(xs: readonly T[]): T[] {
-    const out = [...xs];
-    for (let i = out.length - 1; i > 0; i--) {
-      const j = this.int(i + 1);
-      [out[i], out[j]] = [out[j]!, out[i]!];
-    }
-    return out;
-  }
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -82,12 +60,12 @@ function sleep(ms: number): Promise<void> {
 
 /** A random kv command; values written are unique (`fresh()`), cas expects a recent one. */
 function randomCommand(rng: Rng, keys: number, fresh: () => number, latest: () => number): KvCommand {
-  const key = `k${rng.int(keys)}`;
+  const key = `k${rng.int(0, keys - 1)}`;
   const roll = rng.next();
   if (roll < 0.35) return { type: 'get', key };
   if (roll < 0.7) return { type: 'set', key, value: fresh() };
   if (roll < 0.9) {
-    const expected = rng.int(4) === 0 ? null : Math.max(latest() - rng.int(keys * 2), 0);
+    const expected = rng.int(0, 3) === 0 ? null : Math.max(latest() - rng.int(0, keys * 2 - 1), 0);
     return { type: 'cas', key, expected, value: fresh() };
   }
   return { type: 'delete', key };
@@ -143,14 +121,14 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
   const nemesisLoop = async () => {
     const end = t0 + o.seconds * 1000;
     while (Date.now() < end) {
-      await sleep(300 + rng.int(900));
+      await sleep(rng.int(300, 1199));
       if (Date.now() >= end || o.faults === false) continue;
       const up = peers.filter((id) => !killed.has(id));
       const roll = rng.next();
       try {
         if (roll < 0.15) {
           const id = rng.pick(up);
-          const actor = rng.int(2) === 0 ? 'consensus' : 'log';
+          const actor = rng.int(0, 1) === 0 ? 'consensus' : 'log';
           note(`crash ${id} ${actor}`);
           await nemesis.crash(id, actor);
         } else if (roll < 0.25 && killed.size < Math.floor((peers.length - 1) / 2)) {
