@@ -58,6 +58,10 @@ export interface NodeOptions {
   maxEntriesPerAppend?: number;
   /** AppendEntries in flight per follower (default 64). */
   maxInflightAppends?: number;
+  /** Bytes of entries per AppendEntries (default 1 MiB; at least one entry is always sent). */
+  maxAppendBytes?: number;
+  /** Bytes of entries in flight per follower (default 16 MiB): what a slow follower can hold up. */
+  maxInflightBytes?: number;
   /** Restart intensity: more than `maxRestarts` within `restartPeriodMs` stops the peer (default 5 in 10 s). */
   maxRestarts?: number;
   restartPeriodMs?: number;
@@ -345,6 +349,8 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
       electionTicks: Math.round(electionTimeoutMs / heartbeatMs),
       maxEntriesPerAppend: positiveInt(options.maxEntriesPerAppend, 'maxEntriesPerAppend', 4096),
       maxInflightAppends: positiveInt(options.maxInflightAppends, 'maxInflightAppends', 64),
+      maxAppendBytes: positiveInt(options.maxAppendBytes, 'maxAppendBytes', 1 << 20),
+      maxInflightBytes: positiveInt(options.maxInflightBytes, 'maxInflightBytes', 16 << 20),
     },
     maxRestarts: positiveInt(options.maxRestarts, 'maxRestarts', 5),
     faults: () => faults,

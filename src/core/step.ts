@@ -55,6 +55,8 @@ export function validateCoreOptions(o: CoreOptions): CoreOptions {
   positive('electionTicks');
   positive('maxEntriesPerAppend');
   positive('maxInflightAppends');
+  positive('maxAppendBytes');
+  positive('maxInflightBytes');
   if (o.electionTicks <= o.heartbeatTicks) {
     throw new RangeError('options.electionTicks must be greater than options.heartbeatTicks');
   }
@@ -299,7 +301,7 @@ function becomeLeader(s: CoreState, ctx: StepContext): void {
   s.progress.clear();
   for (const peer of voters(s.config!)) {
     if (peer === s.id) continue;
-    s.progress.set(peer, { nextIndex: next, matchIndex: 0, mode: 'probe', probeSent: false, inflight: [] });
+    s.progress.set(peer, { nextIndex: next, matchIndex: 0, mode: 'probe', probeSent: false, inflight: [], inflightBytes: 0 });
   }
   // §8: a no-op of the new term, so entries of earlier terms get committed (§5.4.2).
   appendEntry(s, ctx, { type: 'noop', index: next, term: s.currentTerm });
@@ -506,8 +508,9 @@ function handleAppendReply(s: CoreState, ctx: StepContext, m: AppendEntriesReply
     if (pr.mode === 'probe') {
       pr.mode = 'replicate';
       pr.inflight = [];
+      pr.inflightBytes = 0;
     } else {
-      while (pr.inflight.length > 0 && pr.inflight[0]! <= m.matchIndex) pr.inflight.shift();
+      while (pr.inflight.length > 0 && pr.inflight[0]!.last <= m.matchIndex) pr.inflightBytes -= pr.inflight.shift()!.bytes;
     }
     pr.probeSent = false;
     maybeCommit(s, ctx);
@@ -526,6 +529,7 @@ function handleAppendReply(s: CoreState, ctx: StepContext, m: AppendEntriesReply
   pr.nextIndex = Math.max(pr.matchIndex + 1, Math.min(next, m.rejectedIndex));
   pr.mode = 'probe';
   pr.inflight = [];
+  pr.inflightBytes = 0;
   pr.probeSent = false;
   sendAppend(s, ctx, m.from, true);
 }
@@ -534,13 +538,27 @@ function handleAppendReply(s: CoreState, ctx: StepContext, m: AppendEntriesReply
 function sendAppend(s: CoreState, ctx: StepContext, peer: string, heartbeat: boolean): boolean {
   const pr = s.progress.get(peer)!;
   const log = s.log;
-  const windowOpen = pr.mode === 'probe' ? heartbeat || !pr.probeSent : pr.inflight.length < s.options.maxInflightAppends;
+  const o = s.options;
+  // The window per follower is bounded in messages and in bytes.
+  const windowOpen =
+    pr.mode === 'probe'
+      ? heartbeat || !pr.probeSent
+      : pr.inflight.length < o.maxInflightAppends && pr.inflightBytes < o.maxInflightBytes;
   const hasEntries = pr.nextIndex <= log.lastIndex;
   if (!(windowOpen && hasEntries) && !heartbeat) return false;
-  const entries =
-    windowOpen && hasEntries
-      ? log.slice(pr.nextIndex, pr.nextIndex + s.options.maxEntriesPerAppend - 1)
-      : [];
+  let entries: Entry[] = [];
+  let bytes = 0;
+  if (windowOpen && hasEntries) {
+    entries = log.slice(pr.nextIndex, pr.nextIndex + o.maxEntriesPerAppend - 1);
+    for (let k = 0; k < entries.length; k++) {
+      const size = entryBytes(entries[k]!);
+      if (k > 0 && bytes + size > o.maxAppendBytes) {
+        entries.length = k;
+        break;
+      }
+      bytes += size;
+    }
+  }
   const prevLogIndex = pr.nextIndex - 1;
   ctx.effects.push({
     type: 'send',
@@ -563,8 +581,21 @@ function sendAppend(s: CoreState, ctx: StepContext, peer: string, heartbeat: boo
   if (entries.length === 0) return false;
   const last = entries[entries.length - 1]!.index;
   pr.nextIndex = last + 1;
-  pr.inflight.push(last);
+  pr.inflight.push({ last, bytes });
+  pr.inflightBytes += bytes;
   return true;
+}
+
+/** An entry's weight for the byte limits: its payload plus a fixed overhead. */
+function entryBytes(e: Entry): number {
+  switch (e.type) {
+    case 'command':
+      return 16 + e.data.length;
+    case 'config':
+      return 16 + e.peers.reduce((n, p) => n + p.length + 1, 0);
+    case 'noop':
+      return 16;
+  }
 }
 
 /** Leader: pipeline whatever the follower's window allows. */

@@ -18,6 +18,10 @@ export interface CoreOptions {
   maxEntriesPerAppend: number;
   /** Most AppendEntries with entries in flight to one follower (pipelining window). */
   maxInflightAppends: number;
+  /** Most bytes of entries in one AppendEntries (at least one entry is always sent). */
+  maxAppendBytes: number;
+  /** Most bytes of entries in flight to one follower: what a slow follower can hold up. */
+  maxInflightBytes: number;
 }
 
 export const DEFAULT_CORE_OPTIONS: CoreOptions = {
@@ -25,6 +29,8 @@ export const DEFAULT_CORE_OPTIONS: CoreOptions = {
   electionTicks: 10,
   maxEntriesPerAppend: 4096,
   maxInflightAppends: 64,
+  maxAppendBytes: 1 << 20,
+  maxInflightBytes: 16 << 20,
 };
 
 export type Input =
@@ -73,8 +79,10 @@ export interface Progress {
   mode: 'probe' | 'replicate';
   /** In probe mode: an AppendEntries is out; wait for its reply or the next heartbeat. */
   probeSent: boolean;
-  /** In replicate mode: last index of each AppendEntries in flight, oldest first. */
-  inflight: number[];
+  /** In replicate mode: each AppendEntries in flight (its last index, its entries' bytes), oldest first. */
+  inflight: { last: number; bytes: number }[];
+  /** Sum of `inflight` bytes. */
+  inflightBytes: number;
 }
 
 /**
