@@ -300,7 +300,7 @@ const stopped = new Map<string, NodeStoppedError>();
 let configLock: Promise<unknown> = Promise.resolve();
 
 function validateId(id: unknown, what = 'id'): asserts id is string {
-  if (typeof id !== 'string' || !ID_PATTERN.test(id)) {
+  if (typeof id !== 'string' || !ID_PATTERN.test(id) || id === '.' || id === '..') {
     throw new TypeError(`${what} must be 1-64 characters of A-Z a-z 0-9 _ . -, got ${JSON.stringify(id)}`);
   }
 }

@@ -247,6 +247,7 @@ describe('a cluster of real peers', function () {
       expect(again).to.be.instanceOf(NodeExistsError);
       expect(await startNode('', { stateMachine: 'kv' }).catch((e: unknown) => e)).to.be.instanceOf(TypeError);
       expect(await startNode('../x', { stateMachine: 'kv' }).catch((e: unknown) => e)).to.be.instanceOf(TypeError);
+      expect(await startNode('..', { stateMachine: 'kv' }).catch((e: unknown) => e)).to.be.instanceOf(TypeError);
       expect(
         await startNode('b', { stateMachine: 'nope' as 'kv', dataDir: `${root}/b` }).catch((e: unknown) => e),
       ).to.be.instanceOf(TypeError);
