@@ -51,7 +51,7 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import { codec, isEntry, type Entry } from '../messages.js';
 import { StorageError } from '../errors.js';
 import type { HardState, LogStore, LogWrite } from './store.js';
-import { canonicalEntry, checkWrite, EMPTY_TIP, pendingTerm, type LogTip } from './write-check.js';
+import { canonicalEntry, checkWrite, DurableTipQueries, EMPTY_TIP, pendingTerm, type LogTip } from './write-check.js';
 
 const FORMAT_VERSION = 1;
 const FORMAT_KEY = 'format';
@@ -99,9 +99,8 @@ function decodeEntry(bytes: Uint8Array, index: number): Entry {
   return e;
 }
 
-export class LmdbLogStore implements LogStore {
-  /** What is durable; every query answers from this. */
-  private durable: LogTip;
+export class LmdbLogStore extends DurableTipQueries implements LogStore {
+  protected durable: LogTip;
   /** The state after every issued write; new writes are checked against it. */
   private tip: LogTip;
   /** Writes issued and not yet durable, oldest first. */
@@ -121,6 +120,7 @@ export class LmdbLogStore implements LogStore {
     private readonly entriesDb: Database<Uint8Array, number>,
     recovered: LogTip,
   ) {
+    super();
     this.durable = recovered;
     this.tip = recovered;
   }
@@ -174,22 +174,6 @@ export class LmdbLogStore implements LogStore {
       throw new StorageError(`the stored log is not contiguous: ${count} entries between ${first} and ${last.key}`);
     }
     return { term: hs.term, votedFor: hs.votedFor, firstIndex: first, lastIndex: last.key, lastTerm: lastEntry.term };
-  }
-
-  hardState(): HardState {
-    return { term: this.durable.term, votedFor: this.durable.votedFor };
-  }
-
-  firstIndex(): number {
-    return this.durable.firstIndex;
-  }
-
-  lastIndex(): number {
-    return this.durable.lastIndex;
-  }
-
-  lastTerm(): number {
-    return this.durable.lastTerm;
   }
 
   /** Durable entries with from <= index <= to, read from LMDB. */

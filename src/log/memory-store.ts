@@ -14,8 +14,8 @@
  */
 import type { Entry } from '../messages.js';
 import { StorageError } from '../errors.js';
-import type { HardState, LogStore, LogWrite } from './store.js';
-import { canonicalEntry, checkWrite, EMPTY_TIP, pendingTerm, type LogTip } from './write-check.js';
+import type { LogStore, LogWrite } from './store.js';
+import { canonicalEntry, checkWrite, DurableTipQueries, EMPTY_TIP, pendingTerm, type LogTip } from './write-check.js';
 
 export interface MemoryLogStoreOptions {
   /**
@@ -35,10 +35,9 @@ interface Pending {
   reject: (e: StorageError) => void;
 }
 
-export class MemoryLogStore implements LogStore {
+export class MemoryLogStore extends DurableTipQueries implements LogStore {
   private readonly autoFlush: boolean;
-  /** What is durable; every query answers from this. */
-  private durable: LogTip = EMPTY_TIP;
+  protected durable: LogTip = EMPTY_TIP;
   /** Durable entries: log[k] has index durable.firstIndex + k. */
   private log: Entry[] = [];
   /** The state after every issued write; new writes are checked against it. */
@@ -47,26 +46,11 @@ export class MemoryLogStore implements LogStore {
   private closed = false;
 
   constructor(options: MemoryLogStoreOptions = {}) {
+    super();
     if (options.autoFlush !== undefined && typeof options.autoFlush !== 'boolean') {
       throw new TypeError('options.autoFlush must be a boolean');
     }
     this.autoFlush = options.autoFlush ?? true;
-  }
-
-  hardState(): HardState {
-    return { term: this.durable.term, votedFor: this.durable.votedFor };
-  }
-
-  firstIndex(): number {
-    return this.durable.firstIndex;
-  }
-
-  lastIndex(): number {
-    return this.durable.lastIndex;
-  }
-
-  lastTerm(): number {
-    return this.durable.lastTerm;
   }
 
   /** Durable entries with from <= index <= to. Treat them as immutable: they are the store's own. */

@@ -1,3 +1,4 @@
+import type { HardState } from './store.js';
 /**
  * What both log stores check before they accept a write, so that `MemoryLogStore` and
  * `LmdbLogStore` refuse exactly the same writes (test/log-store.spec.ts holds them to it).
@@ -20,6 +21,28 @@ export interface LogTip {
 }
 
 export const EMPTY_TIP: LogTip = { term: 0, votedFor: null, firstIndex: 1, lastIndex: 0, lastTerm: 0 };
+
+/** The LogStore queries both stores answer alike, from what is durable. */
+export abstract class DurableTipQueries {
+  /** What is durable; every query answers from this. */
+  protected abstract durable: LogTip;
+
+  hardState(): HardState {
+    return { term: this.durable.term, votedFor: this.durable.votedFor };
+  }
+
+  firstIndex(): number {
+    return this.durable.firstIndex;
+  }
+
+  lastIndex(): number {
+    return this.durable.lastIndex;
+  }
+
+  lastTerm(): number {
+    return this.durable.lastTerm;
+  }
+}
 
 const isIndex = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
