@@ -8,6 +8,7 @@ import { MessageChannel } from 'node:worker_threads';
 import {
   Codec,
   codec,
+  decodeAll,
   decodeCommand,
   DecodeError,
   encodeCommand,
@@ -18,7 +19,9 @@ import {
   type AnyMessage,
   type AppendEntries,
   type AppendEntriesReply,
+  type Bundle,
   type ClientOps,
+  type ClientReads,
   type ClientResults,
   type CommandEntry,
   type ConfigEntry,
@@ -29,6 +32,8 @@ import {
   type PeerMessage,
   type PersistRequest,
   type Persisted,
+  type ReadIndexReply,
+  type ReadIndexRequest,
   type ReadRequest,
   type ReadResult,
   type RequestVote,
@@ -117,6 +122,12 @@ const results: ClientResults = {
   ],
 };
 
+const readIndex: ReadIndexRequest = { type: 'readIndex', term: 7, from: 'n2', to: 'n1', id: 2 ** 40 + 17 };
+const readIndexOk: ReadIndexReply = { type: 'readIndexReply', term: 7, from: 'n1', to: 'n2', id: 2 ** 40 + 17, readIndex: 41, ok: true };
+const readIndexRefused: ReadIndexReply = { ...readIndexOk, readIndex: 0, ok: false };
+const reads: ClientReads = { type: 'reads', reads: [{ id: 9, query: encodeCommand({ type: 'get', key: 'k' }) }] };
+const bundle: Bundle = { type: 'bundle', messages: [appendOk, readIndexOk, persisted] };
+
 const SAMPLES: Record<string, AnyMessage> = {
   requestVote,
   requestVoteReply,
@@ -136,6 +147,11 @@ const SAMPLES: Record<string, AnyMessage> = {
   ops,
   noOps,
   results,
+  readIndex,
+  readIndexOk,
+  readIndexRefused,
+  reads,
+  bundle,
 };
 const PEER_SAMPLES: Record<string, PeerMessage> = {
   requestVote,
@@ -144,6 +160,9 @@ const PEER_SAMPLES: Record<string, PeerMessage> = {
   heartbeat,
   appendOk,
   appendRejected,
+  readIndex,
+  readIndexOk,
+  readIndexRefused,
 };
 
 function bigBatch(n: number): Entry[] {
@@ -227,6 +246,10 @@ describe('codec: round trips', () => {
       [logFailure, 12],
       [ops, 14],
       [results, 17],
+      [readIndex, 18],
+      [readIndexOk, 19],
+      [reads, 21],
+      [bundle, 22],
     ];
     for (const [message, id] of expected) {
       expect(codec.encode(message)[0], (message as { type: string }).type).to.equal(0x40 + id);
@@ -234,6 +257,20 @@ describe('codec: round trips', () => {
     expect(codec.encode(ops.ops[0])[0], 'OpRequest').to.equal(0x40 + 13);
     expect(codec.encode(results.results[2]!.error)[0], 'WireError').to.equal(0x40 + 15);
     expect(codec.encode(results.results[0])[0], 'OpOutcome').to.equal(0x40 + 16);
+    expect(codec.encode(reads.reads[0])[0], 'ReadQuery').to.equal(0x40 + 20);
+    expect(codec.encode({ type: 'set', key: 'k', value: 1 })[0], 'kv set').to.equal(0x40 + 23);
+    expect(codec.encode({ type: 'get', key: 'k' })[0], 'kv get').to.equal(0x40 + 24);
+    expect(codec.encode({ type: 'cas', key: 'k', expected: 1, value: 2 })[0], 'kv cas').to.equal(0x40 + 25);
+  });
+
+  it('decodeAll unpacks a bundle in order and drops (and counts) what fails the guard', () => {
+    const mixed: Bundle = { type: 'bundle', messages: [appendOk, persisted, readIndex] };
+    const { messages, dropped } = decodeAll(codec.encode(mixed), isPeerMessage);
+    expect(messages).to.deep.equal([appendOk, readIndex]);
+    expect(dropped).to.equal(1);
+    expect(decodeAll(codec.encode(appendOk), isPeerMessage)).to.deep.equal({ messages: [appendOk], dropped: 0 });
+    expect(decodeAll(new Uint8Array([0xc1]), isPeerMessage)).to.deep.equal({ messages: [], dropped: 1 });
+    expect(decodeAll('not bytes', isPeerMessage)).to.deep.equal({ messages: [], dropped: 1 });
   });
 });
 
@@ -593,8 +630,8 @@ describe('guards: isPeerMessage', () => {
 });
 
 describe('guards: isClientRequest', () => {
-  it('accepts ops batches, empty or not, before and after a round trip', () => {
-    for (const m of [ops, noOps]) {
+  it('accepts ops and reads batches, empty or not, before and after a round trip', () => {
+    for (const m of [ops, noOps, reads]) {
       expect(isClientRequest(m)).to.equal(true);
       expect(isClientRequest(roundTrip(m))).to.equal(true);
     }
@@ -602,7 +639,7 @@ describe('guards: isClientRequest', () => {
 
   it('rejects other messages and wrong shapes', () => {
     for (const [name, m] of Object.entries(SAMPLES)) {
-      if (m !== ops && m !== noOps) expect(isClientRequest(m), name).to.equal(false);
+      if (m !== ops && m !== noOps && m !== reads) expect(isClientRequest(m), name).to.equal(false);
     }
     const op = ops.ops[0]!;
     const bad: [string, unknown][] = [
@@ -611,6 +648,8 @@ describe('guards: isClientRequest', () => {
       ['no ops', { type: 'ops' }],
       ['ops not an array', { type: 'ops', ops: op }],
       ['op null', { type: 'ops', ops: [op, null] }],
+      ['read without query bytes', { type: 'reads', reads: [{ id: 1, query: 'get k' }] }],
+      ['reads carrying ops', { type: 'reads', ops: [op] }],
       ['op without id', { type: 'ops', ops: [{ command: op.command }] }],
       ['negative id', { type: 'ops', ops: [{ id: -1, command: op.command }] }],
       ['fractional id', { type: 'ops', ops: [{ id: 1.5, command: op.command }] }],
