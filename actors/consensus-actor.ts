@@ -7,10 +7,9 @@
  * No Raft rule lives here: decode → step → execute effects.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { allowConfig } from '../src/config.js';
 import { exposeControl, type ConsensusControl, type PeerStatus } from '../src/control.js';
-import { createCore, isBlank, status, step, type CoreOptions, type CoreState, type Effect, type Input } from '../src/core/index.js';
-import { ConfigChangeUnsupportedError, ConfigError, InvalidCommandError, toWire } from '../src/errors.js';
+import { configDecision, createCore, status, step, type CoreOptions, type CoreState, type Effect, type Input } from '../src/core/index.js';
+import { InvalidCommandError, toWire } from '../src/errors.js';
 import {
   decodeAll,
   decodeCommand,
@@ -207,6 +206,12 @@ function digestEntry(h: number, e: Entry): number {
   return h;
 }
 
+/** The state machine's read-only answer to `q`; throws if it has no `query`. */
+function queryMachine(q: unknown): unknown {
+  if (typeof machine.query !== 'function') throw new InvalidCommandError('this state machine does not answer queries');
+  return machine.query(q) ?? null;
+}
+
 /** Answer reads from the state machine's applied state (the core says it is recent enough). */
 function answerReads(ids: number[]): void {
   for (const readId of ids) {
@@ -214,8 +219,7 @@ function answerReads(ids: number[]): void {
     if (q === undefined) continue;
     queries.delete(readId);
     try {
-      if (typeof machine.query !== 'function') throw new InvalidCommandError('this state machine does not answer queries');
-      outcomes.push({ id: readId, ok: true, result: machine.query(decodeCommand(q)) ?? null, error: null });
+      outcomes.push({ id: readId, ok: true, result: queryMachine(decodeCommand(q)), error: null });
     } catch (err) {
       outcomes.push({ id: readId, ok: false, result: null, error: toWire(err, 'STATE_MACHINE_ERROR') });
     }
@@ -293,25 +297,10 @@ const control: ConsensusControl = {
     };
   },
   setConfig(peerIds: string[]): WireError | null {
-    const allowed = allowConfig(core.config, peerIds);
-    if (allowed.ok) {
-      if (core.config !== null) {
-        return new ConfigChangeUnsupportedError('membership changes on a running cluster are not supported yet').toWire();
-      }
-      if (!isBlank(core)) return new ConfigError(`${id} has log entries but no configuration`).toWire();
-      run({ type: 'bootstrap', peers: peerIds });
-      return null;
-    }
-    switch (allowed.reason) {
-      case 'notModified':
-        return null;
-      case 'empty':
-        return new ConfigError('a configuration needs at least one peer').toWire();
-      case 'duplicate':
-        return new ConfigError('a configuration lists each peer once').toWire();
-      case 'configInProgress':
-        return new ConfigChangeUnsupportedError('a configuration change is in progress').toWire();
-    }
+    const decision = configDecision(core, peerIds);
+    if (decision.kind === 'refused') return { code: decision.code, message: decision.message, leader: null };
+    if (decision.kind === 'bootstrap') run({ type: 'bootstrap', peers: peerIds });
+    return null;
   },
   connectPeer,
   sendRaw(to: string, bytes: Uint8Array): void {
@@ -322,11 +311,8 @@ const control: ConsensusControl = {
     links = new FaultyLinks(plan);
   },
   query(q: unknown) {
-    if (typeof machine.query !== 'function') {
-      return { ok: false, error: new InvalidCommandError('this state machine does not answer queries').toWire() };
-    }
     try {
-      return { ok: true, result: machine.query(q) ?? null };
+      return { ok: true, result: queryMachine(q) };
     } catch (err) {
       return { ok: false, error: toWire(err, 'STATE_MACHINE_ERROR') };
     }

@@ -27,7 +27,7 @@ import {
   UnknownNodeError,
 } from './errors.js';
 import {
-  decodeChecked,
+  decodeAll,
   encodeCommand,
   isClientReply,
   postEncoded,
@@ -211,9 +211,9 @@ class NodeHandle {
     this.port = port;
     this.control = control;
     port.on('message', (bytes: unknown) => {
-      const reply = decodeChecked(bytes, isClientReply);
-      if (reply) this.onResults(reply);
-      else this.droppedReplies++;
+      const { messages, dropped } = decodeAll(bytes, isClientReply);
+      this.droppedReplies += dropped;
+      for (const reply of messages) this.onResults(reply);
     });
     this.down$ = new Promise((resolve) => (this.signalDown = resolve));
     for (const w of this.upWaiters.splice(0)) w();

@@ -473,20 +473,6 @@ export function isClientReply(v: unknown): v is ClientReply {
 }
 
 /**
- * Decode bytes that arrived on a port and check their shape: the message, or null for
- * garbage, truncated bytes or a message of another protocol (the caller drops and counts it).
- */
-export function decodeChecked<T>(bytes: unknown, guard: (v: unknown) => v is T): T | null {
-  if (!(bytes instanceof Uint8Array)) return null;
-  try {
-    const m = codec.decode(bytes);
-    return guard(m) ? m : null;
-  } catch {
-    return null;
-  }
-}
-
-/**
  * Decode bytes from a port that may carry a bundle: the messages that pass `guard`, and how
  * many were dropped (garbage, truncated, wrong shape).
  */

@@ -48,7 +48,6 @@ const MAX_RESTART_BACKOFF_MS = 1_000;
 
 export class PeerSupervisor {
   private readonly supervisor: Supervisor;
-  private logWorker: Worker | null = null;
   private logChild: WorkerChild | null = null;
   /** Malformed messages the current log actor dropped (it reports each one). */
   private logDroppedBefore = 0;
@@ -102,7 +101,7 @@ export class PeerSupervisor {
 
   /** Fault injection: the log actor's next write fails, so it crashes and is restarted. */
   failNextWrite(): void {
-    this.logWorker?.postMessage({ type: 'failNextWrite' });
+    this.logChild?.worker.postMessage({ type: 'failNextWrite' });
   }
 
   start(): Promise<void> {
@@ -132,7 +131,6 @@ export class PeerSupervisor {
         if (notice.type === 'dropped') this.logDroppedBefore = notice.total;
       },
     });
-    this.logWorker = child.worker;
     this.logChild = child;
     this.unclaimedLogPort = port1;
     return child;
@@ -143,7 +141,7 @@ export class PeerSupervisor {
     this.unclaimedLogPort = null;
     if (unclaimed) return unclaimed;
     const { port1, port2 } = new MessageChannel();
-    this.logWorker!.postMessage({ type: 'attach', port: port2 }, [port2]);
+    this.logChild!.worker.postMessage({ type: 'attach', port: port2 }, [port2]);
     return port1;
   }
 

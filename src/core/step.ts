@@ -15,7 +15,7 @@
  * answers) wait in `pendingWrites` until the log actor acknowledges the write (§5.2, §5.3;
  * thesis §3.8).
  */
-import { committedIndex, hasQuorum, isVoter, stableConfig, voteResult, voters, type Config } from '../config.js';
+import { allowConfig, committedIndex, hasQuorum, isVoter, stableConfig, voteResult, voters, type Config } from '../config.js';
 import type {
   AppendEntries,
   AppendEntriesReply,
@@ -120,6 +120,37 @@ export function status(s: CoreState): Status {
 /** True while the peer has no configuration and no log: it may be bootstrapped. */
 export function isBlank(s: CoreState): boolean {
   return s.config === null && s.log.lastIndex === 0;
+}
+
+export type ConfigDecision =
+  | { kind: 'bootstrap' }
+  | { kind: 'unchanged' }
+  | { kind: 'refused'; code: 'CONFIG_INVALID' | 'CONFIG_CHANGE_UNSUPPORTED'; message: string };
+
+/**
+ * What a setConfig(peers) asked of this peer means (rafter's set_config): bootstrap a blank
+ * peer, nothing for the configuration it already has, or a refusal. Membership changes on a
+ * running cluster (§6) are not supported yet.
+ */
+export function configDecision(s: CoreState, peers: readonly string[]): ConfigDecision {
+  const allowed = allowConfig(s.config, peers);
+  if (!allowed.ok) {
+    switch (allowed.reason) {
+      case 'notModified':
+        return { kind: 'unchanged' };
+      case 'empty':
+        return { kind: 'refused', code: 'CONFIG_INVALID', message: 'a configuration needs at least one peer' };
+      case 'duplicate':
+        return { kind: 'refused', code: 'CONFIG_INVALID', message: 'a configuration lists each peer once' };
+      case 'configInProgress':
+        return { kind: 'refused', code: 'CONFIG_CHANGE_UNSUPPORTED', message: 'a configuration change is in progress' };
+    }
+  }
+  if (s.config !== null) {
+    return { kind: 'refused', code: 'CONFIG_CHANGE_UNSUPPORTED', message: 'membership changes on a running cluster are not supported yet' };
+  }
+  if (!isBlank(s)) return { kind: 'refused', code: 'CONFIG_INVALID', message: `${s.id} has log entries but no configuration` };
+  return { kind: 'bootstrap' };
 }
 
 // ---------------------------------------------------------------------------------------------
