@@ -8,7 +8,19 @@
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { exposeControl, type ConsensusControl, type PeerStatus } from '../src/control.js';
-import { configDecision, createCore, status, step, type CoreOptions, type CoreState, type Effect, type Input } from '../src/core/index.js';
+import {
+  configDecision,
+  createCore,
+  DEFAULT_CORE_OPTIONS,
+  RaftLog,
+  status,
+  step,
+  validateCoreOptions,
+  type CoreOptions,
+  type CoreState,
+  type Effect,
+  type Input,
+} from '../src/core/index.js';
 import { InvalidCommandError, toWire } from '../src/errors.js';
 import {
   decodeAll,
@@ -54,6 +66,7 @@ const READ_CHUNK = 8192;
 let core: CoreState;
 let machine: StateMachine;
 let ticker: NodeJS.Timeout | undefined;
+let stopped = false;
 let droppedMessages = 0;
 const peers = new Map<string, MessagePort>();
 let links = new FaultyLinks(data.faults);
@@ -105,13 +118,19 @@ function readEntries(from: number, to: number): Promise<Entry[]> {
   });
 }
 
+/**
+ * Read the stored log back in chunks. Only the core's memory window of entries is kept (the
+ * log keeps every term and configuration); the core fetches older entries when it needs them.
+ */
 async function recover(): Promise<CoreState> {
   const ready = await new Promise<LogReady>((resolve) => (onLogReady = resolve));
-  const entries: Entry[] = [];
+  const options = validateCoreOptions({ ...DEFAULT_CORE_OPTIONS, ...data.core });
+  const log = new RaftLog();
   for (let from = ready.firstIndex; from <= ready.lastIndex; from += READ_CHUNK) {
-    entries.push(...(await readEntries(from, Math.min(from + READ_CHUNK - 1, ready.lastIndex))));
+    for (const e of await readEntries(from, Math.min(from + READ_CHUNK - 1, ready.lastIndex))) log.push(e);
+    log.evict(log.lastIndex, options.maxCachedEntries, options.maxCachedBytes);
   }
-  return createCore({ id, seed: data.seed, options: data.core, term: ready.term, votedFor: ready.votedFor, entries });
+  return createCore({ id, seed: data.seed, options, term: ready.term, votedFor: ready.votedFor, log });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -143,6 +162,13 @@ function execute(e: Effect): void {
     }
     case 'readReady':
       return answerReads(e.ids);
+    case 'fetch': {
+      const reason = e.reason;
+      void readEntries(e.from, e.to).then((entries) => {
+        if (!stopped) run({ type: 'fetched', reason, entries });
+      });
+      return;
+    }
     case 'roleChanged':
       notify({ type: 'role', role: e.role, term: e.term, leader: e.leader });
       return;
@@ -318,6 +344,7 @@ const control: ConsensusControl = {
     }
   },
   stop(): void {
+    stopped = true;
     if (ticker) clearInterval(ticker);
     ticker = undefined;
     for (const timer of delayed) clearTimeout(timer);

@@ -135,7 +135,10 @@ export interface PersistRequest {
   truncateFrom: number;
   entries: Entry[];
 }
-/** Read entries [from, to] (inclusive) for recovery. */
+/**
+ * Read entries [from, to] (inclusive): for recovery, and for entries the core no longer holds
+ * in memory (its `fetch` effects). Answered after every write sent before it.
+ */
 export interface ReadRequest {
   type: 'read';
   id: number;

@@ -79,6 +79,9 @@ describe('simulation: seeded runs with faults, invariants after every event', fu
             runs.filter((r) => r.acked > 5).length,
             'runs that acknowledged commands during the faults, not only after healing',
           ).to.be.greaterThan(runs.length * 0.9);
+          // Most profiles keep a tiny memory window: lagging followers and restarted peers
+          // must have been served entries read back from the disk.
+          expect(runs.filter((r) => r.fetches > 0).length, 'runs that fetched evicted entries').to.be.greaterThan(runs.length / 2);
         });
       }
     });
@@ -156,6 +159,55 @@ describe('simulation harness (etcd-style network)', function () {
     sim.tick(1, [leader]);
     sim.stabilize();
     for (const id of sim.ids) expect(sim.peer(id).applied.slice(0, before.length), id).to.deep.equal(before);
+  });
+
+  describe('memory window (maxCachedEntries): entries leave memory, the disk serves them back', function () {
+    const WINDOW = { maxCachedEntries: 8, maxEntriesPerAppend: 5 };
+
+    it('a stopped follower does not hold entries in the leader\'s memory; it is caught up from the log', function () {
+      const sim = cluster(3, WINDOW);
+      sim.isolate('p3');
+      for (let k = 0; k < 40; k++) {
+        sim.propose('p1', 5);
+        sim.stabilize();
+        expect(sim.core('p1').log.cachedCount, 'leader entries in memory').to.be.at.most(8);
+      }
+      const leader = sim.core('p1');
+      expect(leader.commitIndex).to.equal(202);
+      expect(leader.log.firstCachedIndex, 'the window moved on').to.be.greaterThan(190);
+      expect(sim.core('p3').log.lastIndex).to.equal(2);
+      const fetchesBefore = sim.stats.fetches;
+      sim.heal();
+      for (let k = 0; k < 10 && sim.core('p3').lastApplied < 202; k++) {
+        sim.tick(1, ['p1']);
+        sim.stabilize();
+      }
+      expect(sim.stats.fetches - fetchesBefore, 'fetches for the follower').to.be.greaterThan(30);
+      expect(sim.core('p3').lastApplied).to.equal(202);
+      expect(sim.peer('p3').applied).to.deep.equal(sim.peer('p1').applied);
+      expect(sim.core('p3').log.cachedCount).to.be.at.most(8);
+    });
+
+    it('a restarted peer keeps only the window in memory and applies the rest from its disk', function () {
+      const sim = cluster(3, WINDOW);
+      for (let k = 0; k < 10; k++) {
+        sim.propose('p1', 10);
+        sim.stabilize();
+      }
+      sim.tick(1, ['p1']);
+      sim.stabilize();
+      const reference = sim.peer('p1').applied.slice();
+      expect(reference).to.have.length(102);
+      sim.crash('p2');
+      sim.restart('p2');
+      expect(sim.core('p2').log.lastIndex).to.equal(102);
+      expect(sim.core('p2').log.cachedCount).to.be.at.most(8);
+      const fetchesBefore = sim.stats.fetches;
+      sim.tick(1, ['p1']);
+      sim.stabilize();
+      expect(sim.stats.fetches - fetchesBefore, 'fetches to apply').to.be.greaterThan(10);
+      expect(sim.peer('p2').applied).to.deep.equal(reference);
+    });
   });
 
   it('drop(from, to, 1) one way: the follower still follows and catches up once healed', function () {

@@ -1,5 +1,5 @@
 export { configDecision, createCore, isBlank, status, step, validateCoreOptions } from './step.js';
 export type { ConfigDecision, CoreInit } from './step.js';
-export { RaftLog } from './raft-log.js';
+export { entryBytes, RaftLog } from './raft-log.js';
 export { DEFAULT_CORE_OPTIONS } from './types.js';
-export type { ClientErrorCode, CoreOptions, CoreState, Effect, Input, PendingWrite, Progress, ReadBatch, ReadState, Role, Status, StepResult } from './types.js';
+export type { ClientErrorCode, CoreOptions, CoreState, Effect, FetchReason, Input, PendingWrite, Progress, ReadBatch, ReadState, Role, Status, StepResult } from './types.js';

@@ -26,9 +26,9 @@ import type {
   RequestVote,
   RequestVoteReply,
 } from '../messages.js';
-import { RaftLog } from './raft-log.js';
+import { entryBytes, RaftLog } from './raft-log.js';
 import { nextRandom } from './rng.js';
-import type { CoreOptions, CoreState, Effect, Input, Role, Status, StepResult } from './types.js';
+import type { CoreOptions, CoreState, Effect, FetchReason, Input, Progress, Role, Status, StepResult } from './types.js';
 import { DEFAULT_CORE_OPTIONS } from './types.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -42,7 +42,9 @@ export interface CoreInit {
   /** Recovered from the log store (a fresh peer passes nothing). */
   term?: number;
   votedFor?: string | null;
+  /** The recovered log: its entries, or a RaftLog built from them (which may have evicted some). */
   entries?: readonly Entry[];
+  log?: RaftLog;
 }
 
 export function validateCoreOptions(o: CoreOptions): CoreOptions {
@@ -57,6 +59,8 @@ export function validateCoreOptions(o: CoreOptions): CoreOptions {
   positive('maxInflightAppends');
   positive('maxAppendBytes');
   positive('maxInflightBytes');
+  positive('maxCachedEntries');
+  positive('maxCachedBytes');
   if (o.electionTicks <= o.heartbeatTicks) {
     throw new RangeError('options.electionTicks must be greater than options.heartbeatTicks');
   }
@@ -66,7 +70,9 @@ export function validateCoreOptions(o: CoreOptions): CoreOptions {
 /** A core for a peer starting (or restarting from what its log store recovered). */
 export function createCore(init: CoreInit): CoreState {
   const options = validateCoreOptions({ ...DEFAULT_CORE_OPTIONS, ...init.options });
-  const log = new RaftLog(init.entries ?? []);
+  const log = init.log ?? new RaftLog(init.entries ?? []);
+  // Everything recovered is durable: keep only the memory window (the rest is fetched to apply).
+  log.evict(log.lastIndex, options.maxCachedEntries, options.maxCachedBytes);
   const state: CoreState = {
     id: init.id,
     options,
@@ -98,6 +104,7 @@ export function createCore(init: CoreInit): CoreState {
       forwarded: new Map(),
       awaitingApply: [],
     },
+    fetchingApply: false,
     rngSeed: init.seed | 0,
   };
   refreshConfig(state);
@@ -204,6 +211,9 @@ export function step(state: CoreState, input: Input): StepResult {
     case 'read':
       onRead(state, ctx, input.ids);
       break;
+    case 'fetched':
+      onFetched(state, ctx, input.reason, input.entries);
+      break;
     default:
       assertNever(input);
   }
@@ -245,6 +255,8 @@ function finish(s: CoreState, ctx: StepContext): void {
   if (s.role !== ctx.roleBefore || s.currentTerm !== ctx.termBefore || s.leader !== ctx.leaderBefore) {
     effects.push({ type: 'roleChanged', role: s.role, term: s.currentTerm, leader: s.leader });
   }
+  // Entries applied and on our disk can leave memory: the log actor has them.
+  s.log.evict(Math.min(s.lastApplied, s.durableIndex), s.options.maxCachedEntries, s.options.maxCachedBytes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -332,7 +344,7 @@ function becomeLeader(s: CoreState, ctx: StepContext): void {
   s.progress.clear();
   for (const peer of voters(s.config!)) {
     if (peer === s.id) continue;
-    s.progress.set(peer, { nextIndex: next, matchIndex: 0, mode: 'probe', probeSent: false, inflight: [], inflightBytes: 0 });
+    s.progress.set(peer, { nextIndex: next, matchIndex: 0, mode: 'probe', probeSent: false, inflight: [], inflightBytes: 0, fetching: false });
   }
   // §8: a no-op of the new term, so entries of earlier terms get committed (§5.4.2).
   appendEntry(s, ctx, { type: 'noop', index: next, term: s.currentTerm });
@@ -569,26 +581,45 @@ function handleAppendReply(s: CoreState, ctx: StepContext, m: AppendEntriesReply
 function sendAppend(s: CoreState, ctx: StepContext, peer: string, heartbeat: boolean): boolean {
   const pr = s.progress.get(peer)!;
   const log = s.log;
-  const o = s.options;
-  // The window per follower is bounded in messages and in bytes.
-  const windowOpen =
-    pr.mode === 'probe'
-      ? heartbeat || !pr.probeSent
-      : pr.inflight.length < o.maxInflightAppends && pr.inflightBytes < o.maxInflightBytes;
+  const windowOpen = isWindowOpen(s, pr, heartbeat);
   const hasEntries = pr.nextIndex <= log.lastIndex;
-  if (!(windowOpen && hasEntries) && !heartbeat) return false;
   let entries: Entry[] = [];
-  let bytes = 0;
   if (windowOpen && hasEntries) {
-    entries = log.slice(pr.nextIndex, pr.nextIndex + o.maxEntriesPerAppend - 1);
-    for (let k = 0; k < entries.length; k++) {
-      const size = entryBytes(entries[k]!);
-      if (k > 0 && bytes + size > o.maxAppendBytes) {
-        entries.length = k;
-        break;
-      }
-      bytes += size;
+    if (pr.nextIndex >= log.firstCachedIndex) {
+      entries = log.slice(pr.nextIndex, pr.nextIndex + s.options.maxEntriesPerAppend - 1);
+    } else if (pr.mode === 'replicate') {
+      // Behind the memory window: the entries come back from the log actor (onFetched).
+      // A probe goes without them: it only has to find where the two logs match.
+      fetchForFollower(s, ctx, peer, pr);
+      if (!heartbeat) return false;
     }
+  } else if (!heartbeat) {
+    return false;
+  }
+  return sendEntries(s, ctx, peer, pr, entries);
+}
+
+/** The window per follower is bounded in messages and in bytes. */
+function isWindowOpen(s: CoreState, pr: Progress, heartbeat: boolean): boolean {
+  const o = s.options;
+  return pr.mode === 'probe'
+    ? heartbeat || !pr.probeSent
+    : pr.inflight.length < o.maxInflightAppends && pr.inflightBytes < o.maxInflightBytes;
+}
+
+/**
+ * Send an AppendEntries from `pr.nextIndex` with as many of `entries` (which start there) as
+ * the byte limit allows, at least one, and count it in the window; true if entries were sent.
+ */
+function sendEntries(s: CoreState, ctx: StepContext, peer: string, pr: Progress, entries: Entry[]): boolean {
+  let bytes = 0;
+  for (let k = 0; k < entries.length; k++) {
+    const size = entryBytes(entries[k]!);
+    if (k > 0 && bytes + size > s.options.maxAppendBytes) {
+      entries = entries.slice(0, k);
+      break;
+    }
+    bytes += size;
   }
   const prevLogIndex = pr.nextIndex - 1;
   ctx.effects.push({
@@ -599,7 +630,7 @@ function sendAppend(s: CoreState, ctx: StepContext, peer: string, heartbeat: boo
       from: s.id,
       to: peer,
       prevLogIndex,
-      prevLogTerm: log.term(prevLogIndex)!,
+      prevLogTerm: s.log.term(prevLogIndex)!,
       entries,
       leaderCommit: s.commitIndex,
       readSeq: s.reads.round,
@@ -617,16 +648,56 @@ function sendAppend(s: CoreState, ctx: StepContext, peer: string, heartbeat: boo
   return true;
 }
 
-/** An entry's weight for the byte limits: its payload plus a fixed overhead. */
-function entryBytes(e: Entry): number {
-  switch (e.type) {
-    case 'command':
-      return 16 + e.data.length;
-    case 'config':
-      return 16 + e.peers.reduce((n, p) => n + p.length + 1, 0);
-    case 'noop':
-      return 16;
+/** Ask the log actor for the next entries of a follower that is behind the memory window. */
+function fetchForFollower(s: CoreState, ctx: StepContext, peer: string, pr: Progress): void {
+  if (pr.fetching) return;
+  pr.fetching = true;
+  const to = Math.min(s.log.firstCachedIndex - 1, pr.nextIndex + s.options.maxEntriesPerAppend - 1);
+  ctx.effects.push({ type: 'fetch', from: pr.nextIndex, to, reason: { kind: 'replicate', peer } });
+}
+
+/**
+ * The leading run of `entries` that starts at `from`, ends by `to` and agrees with our log
+ * (same index and term, hence the same entry: §5.3 Log Matching). A fetch reads the disk as it
+ * was when the log actor got to it; whatever our log has changed since is cut off here.
+ */
+function usableFetched(s: CoreState, entries: Entry[], from: number, to: number): Entry[] {
+  let k = 0;
+  while (k < entries.length) {
+    const e = entries[k]!;
+    if (e.index !== from + k || e.index > to || s.log.term(e.index) !== e.term) break;
+    k++;
   }
+  return k === entries.length ? entries : entries.slice(0, k);
+}
+
+function onFetched(s: CoreState, ctx: StepContext, reason: FetchReason, entries: Entry[]): void {
+  if (reason.kind === 'apply') {
+    if (!s.fetchingApply) return;
+    s.fetchingApply = false;
+    const usable = usableFetched(s, entries, s.lastApplied + 1, s.commitIndex);
+    if (usable.length > 0) {
+      applyEntries(s, ctx, usable);
+    } else if (s.lastApplied < s.commitIndex && s.lastApplied + 1 < s.log.firstCachedIndex) {
+      // Committed entries are never truncated (Leader Completeness) and were durable when
+      // they left memory: a store that cannot return them has lost data.
+      throw new Error(`the log store returned no entries to apply from ${s.lastApplied + 1}`);
+    }
+    return applyCommitted(s, ctx);
+  }
+  const pr = s.progress.get(reason.peer);
+  if (s.role !== 'leader' || pr === undefined) return;
+  pr.fetching = false;
+  if (pr.mode === 'replicate') {
+    let usable = usableFetched(s, entries, pr.nextIndex, s.log.lastIndex);
+    // One fetch can fill several AppendEntries, as far as the window allows.
+    while (usable.length > 0 && isWindowOpen(s, pr, false)) {
+      const before = pr.nextIndex;
+      if (!sendEntries(s, ctx, reason.peer, pr, usable)) break;
+      usable = usable.slice(pr.nextIndex - before);
+    }
+  }
+  replicate(s, ctx, reason.peer);
 }
 
 /** Leader: pipeline whatever the follower's window allows. */
@@ -732,7 +803,17 @@ function maybeCommit(s: CoreState, ctx: StepContext): void {
 
 function applyCommitted(s: CoreState, ctx: StepContext): void {
   if (s.commitIndex <= s.lastApplied) return;
-  const entries = s.log.slice(s.lastApplied + 1, s.commitIndex);
+  const from = s.lastApplied + 1;
+  if (from >= s.log.firstCachedIndex) return applyEntries(s, ctx, s.log.slice(from, s.commitIndex));
+  // Committed entries no longer in memory (a restarted peer with a long log): fetch them.
+  if (s.fetchingApply) return;
+  s.fetchingApply = true;
+  const to = Math.min(s.commitIndex, s.log.firstCachedIndex - 1, from + s.options.maxEntriesPerAppend - 1);
+  ctx.effects.push({ type: 'fetch', from, to, reason: { kind: 'apply' } });
+}
+
+/** Apply committed `entries`, which continue lastApplied, and answer the requests waiting for them. */
+function applyEntries(s: CoreState, ctx: StepContext, entries: Entry[]): void {
   const requestIds: (number | null)[] = new Array(entries.length).fill(null);
   let lost: number[] | null = null;
   if (s.waiting.size > 0) {
@@ -745,7 +826,7 @@ function applyCommitted(s: CoreState, ctx: StepContext): void {
       else (lost ??= []).push(w.id);
     }
   }
-  s.lastApplied = s.commitIndex;
+  s.lastApplied = entries[entries.length - 1]!.index;
   ctx.effects.push({ type: 'apply', entries, requestIds });
   if (lost) ctx.effects.push({ type: 'clientError', ids: lost, code: 'LEADERSHIP_LOST', leader: null });
   releaseAppliedReads(s, ctx);
@@ -807,11 +888,12 @@ function confirmReadRound(s: CoreState, ctx: StepContext): boolean {
   if (current === null || s.config === null) return false;
   if (!hasQuorum(s.config, (id) => id === s.id || (r.acked.get(id) ?? 0) >= current.round)) return false;
   r.inRound = null;
-  // Our state machine has applied everything committed, so at least the read index.
+  // §6.4 step 4: our reads are served once the read index is applied (usually it already is).
   for (const b of current.batches) {
-    if (b.kind === 'local') ctx.effects.push({ type: 'readReady', ids: b.ids });
+    if (b.kind === 'local') r.awaitingApply.push({ readIndex: current.readIndex, ids: b.ids });
     else replyReadIndex(s, ctx, b.from, b.id, current.readIndex, true);
   }
+  releaseAppliedReads(s, ctx);
   startReadRound(s, ctx);
   return true;
 }
@@ -835,7 +917,7 @@ function handleReadIndexReply(s: CoreState, ctx: StepContext, m: ReadIndexReply)
   releaseAppliedReads(s, ctx);
 }
 
-/** Follower: serve reads whose read index this peer has applied. */
+/** Serve reads whose confirmed read index this peer has applied. */
 function releaseAppliedReads(s: CoreState, ctx: StepContext): void {
   const waiting = s.reads.awaitingApply;
   if (waiting.length === 0) return;

@@ -22,6 +22,14 @@ export interface CoreOptions {
   maxAppendBytes: number;
   /** Most bytes of entries in flight to one follower: what a slow follower can hold up. */
   maxInflightBytes: number;
+  /**
+   * Most entries kept in memory at the end of the log (older ones, once applied and durable,
+   * are read back from the log actor when needed): bounds a peer's memory whatever the length
+   * of its log and however far behind a follower is.
+   */
+  maxCachedEntries: number;
+  /** Most bytes of entries kept in memory (see `maxCachedEntries`). */
+  maxCachedBytes: number;
 }
 
 export const DEFAULT_CORE_OPTIONS: CoreOptions = {
@@ -31,7 +39,16 @@ export const DEFAULT_CORE_OPTIONS: CoreOptions = {
   maxInflightAppends: 64,
   maxAppendBytes: 1 << 20,
   maxInflightBytes: 16 << 20,
+  maxCachedEntries: 16384,
+  maxCachedBytes: 32 << 20,
 };
+
+/** Why the core asked for entries it no longer holds in memory. */
+export type FetchReason =
+  /** To apply them (a restarted peer whose log was longer than its memory window). */
+  | { kind: 'apply' }
+  /** To send them to a follower that is behind the memory window. */
+  | { kind: 'replicate'; peer: string };
 
 export type Input =
   /** One unit of time passed. */
@@ -45,7 +62,9 @@ export type Input =
   /** Form a new cluster from a blank peer (rafter's first set_config). */
   | { type: 'bootstrap'; peers: string[] }
   /** Linearizable reads by clients of this peer (ReadIndex, thesis §6.4). */
-  | { type: 'read'; ids: number[] };
+  | { type: 'read'; ids: number[] }
+  /** The answer to a `fetch` effect: the stored entries of the range asked for, in order. */
+  | { type: 'fetched'; reason: FetchReason; entries: Entry[] };
 
 export type ClientErrorCode = 'NOT_LEADER' | 'LEADERSHIP_LOST';
 
@@ -65,6 +84,11 @@ export type Effect =
    * a read index confirmed by a quorum after the reads arrived (thesis §6.4).
    */
   | { type: 'readReady'; ids: number[] }
+  /**
+   * Read entries from..to (inclusive) back from the log store, after every write already
+   * handed to it, and answer with a `fetched` input carrying `reason`.
+   */
+  | { type: 'fetch'; from: number; to: number; reason: FetchReason }
   /** Role, term or known leader changed (for logs and status). */
   | { type: 'roleChanged'; role: Role; term: number; leader: string | null };
 
@@ -83,6 +107,8 @@ export interface Progress {
   inflight: { last: number; bytes: number }[];
   /** Sum of `inflight` bytes. */
   inflightBytes: number;
+  /** A `fetch` of entries before the memory window is out for this follower. */
+  fetching: boolean;
 }
 
 /**
@@ -148,6 +174,8 @@ export interface CoreState {
   /** Client requests this peer appended as leader, by log index. */
   waiting: Map<number, { term: number; id: number }>;
   reads: ReadState;
+  /** A `fetch` of committed entries to apply is out. */
+  fetchingApply: boolean;
   /** Seed of the PRNG for election timeouts. */
   rngSeed: number;
 }

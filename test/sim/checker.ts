@@ -210,7 +210,7 @@ export class SafetyChecker {
     const newLast = log.lastIndex;
     const oldLast = sh.refs.length;
     let k = Math.min(oldLast, newLast);
-    while (k > 0 && sh.refs[k - 1] !== log.entry(k)) k--;
+    while (k > 0 && sh.refs[k - 1] !== entryAt(p, core, k)) k--;
     if (k === oldLast && k === newLast) return;
     if (k < oldLast) {
       // §5.3 / Figure 3 Leader Append-Only.
@@ -227,7 +227,7 @@ export class SafetyChecker {
       sh.hashes.length = k;
     }
     for (let i = k + 1; i <= newLast; i++) {
-      const e = log.entry(i)!;
+      const e = entryAt(p, core, i)!;
       if (e.index !== i) throw new InvariantViolation('Sanity', `${p.id} holds entry with index ${e.index} at ${i}`);
       const prevTerm = i === 1 ? 0 : sh.refs[i - 2]!.term;
       if (e.term < prevTerm || e.term > core.currentTerm) {
@@ -274,7 +274,7 @@ export class SafetyChecker {
   }
 
   private expectHas(p: PeerView, core: CoreState, i: number, c: Committed, when: string): void {
-    const e = core.log.entry(i);
+    const e = entryAt(p, core, i);
     if (!e || e.term !== c.term || fingerprint(e) !== c.fp) {
       throw new InvariantViolation(
         'Leader Completeness',
@@ -300,7 +300,7 @@ export class SafetyChecker {
       }
       expected++;
       const fp = fingerprint(e);
-      const mine = core.log.entry(e.index);
+      const mine = entryAt(p, core, e.index);
       if (mine !== e) {
         throw new InvariantViolation('Sanity', `${p.id} applies entry ${e.index} that is not the one in its log`);
       }
@@ -453,4 +453,13 @@ export class SafetyChecker {
   committedAt(i: number): { term: number; fp: string } | undefined {
     return this.committed[i];
   }
+}
+
+/**
+ * Entry `i` of `p`'s log: from the core's memory window, or, before it, from the disk. Entries
+ * leave memory only once applied and durable (or, at a restart, straight from the disk), and
+ * the sim's disk holds the very objects the core had.
+ */
+function entryAt(p: PeerView, core: CoreState, i: number): Entry | undefined {
+  return i >= core.log.firstCachedIndex ? core.log.entry(i) : p.disk.entries[i - 1];
 }

@@ -27,7 +27,7 @@
  * an etcd-style manual harness: `tick`, `deliver`, `stabilize`, `drop(from, to, p)`, `cut`,
  * `isolate`, `partition`, `heal`, `ignore(type)`, `crash`, `restart`, `propose`.
  */
-import { createCore, step, type CoreOptions, type CoreState, type Effect, type Input } from '../../src/core/index.js';
+import { createCore, step, type CoreOptions, type CoreState, type Effect, type FetchReason, type Input } from '../../src/core/index.js';
 import type { Entry, OpRequest, PeerMessage, PersistRequest } from '../../src/messages.js';
 import { fingerprint, InvariantViolation, SafetyChecker, type Disk, type PeerView } from './checker.js';
 import { Rng } from './rng.js';
@@ -105,6 +105,7 @@ type SimEvent =
   | { kind: 'msg'; at: number; n: number; msg: PeerMessage }
   | { kind: 'flush'; at: number; n: number; peer: string; incarnation: number }
   | { kind: 'tick'; at: number; n: number; peer: string; incarnation: number }
+  | { kind: 'fetch'; at: number; n: number; peer: string; incarnation: number; from: number; to: number; reason: FetchReason }
   | { kind: 'call'; at: number; n: number; what: string; fn: () => void };
 
 /** Binary min-heap on (at, n): events due at the same time run in the order they were queued. */
@@ -210,7 +211,7 @@ export class Simulator {
   private readonly trace: (string | SimEvent)[] = [];
   private traceAt = 0;
   private readonly traceSize: number;
-  readonly stats = { events: 0, steps: 0, sent: 0, dropped: 0, duplicated: 0, crashes: 0, flushes: 0 };
+  readonly stats = { events: 0, steps: 0, sent: 0, dropped: 0, duplicated: 0, crashes: 0, flushes: 0, fetches: 0 };
 
   constructor(opts: SimOptions) {
     this.rng = new Rng(opts.seed);
@@ -349,6 +350,13 @@ export class Simulator {
           this.readsServed++;
         }
         return;
+      case 'fetch': {
+        // The log actor reads its disk once the writes before the request have landed.
+        const at = this.now + this.rng.int(this.diskOptions.minDelayMs, this.diskOptions.maxDelayMs);
+        this.stats.fetches++;
+        this.queue.push({ kind: 'fetch', at, n: this.n++, peer: p.id, incarnation: p.incarnation, from: e.from, to: e.to, reason: e.reason });
+        return;
+      }
       case 'roleChanged':
         this.record(`${p.id} ${e.role} term ${e.term} leader ${e.leader}`);
         return;
@@ -577,11 +585,24 @@ export class Simulator {
         this.scheduleTick(p);
         return true;
       }
+      case 'fetch':
+        this.answerFetch(e);
+        return true;
       case 'call':
         this.record(e.what);
         e.fn();
         return true;
     }
+  }
+
+  /** Answer a `fetch` from the peer's disk, after its queued writes (as the log actor does). */
+  private answerFetch(e: Extract<SimEvent, { kind: 'fetch' }>): void {
+    const p = this.peer(e.peer);
+    if (p.incarnation !== e.incarnation || !p.core) return;
+    while (p.queued.length > 0) this.flushDisk(p, true);
+    if (!p.core) return;
+    this.record(`${p.id} fetched ${e.from}..${e.to} (${e.reason.kind === 'apply' ? 'apply' : `for ${e.reason.peer}`})`);
+    this.input(p, { type: 'fetched', reason: e.reason, entries: p.disk.entries.slice(e.from - 1, e.to) });
   }
 
   /** Run every event due up to virtual time `t`, then set the clock to `t`. */
@@ -651,9 +672,19 @@ export class Simulator {
   stabilize(maxRounds = 10_000): void {
     for (let round = 0; round < maxRounds; round++) {
       this.flushAll();
-      if (this.deliver() === 0 && !this.anyQueued()) return;
+      const fetches = this.answerFetches();
+      if (this.deliver() === 0 && fetches === 0 && !this.anyQueued()) return;
     }
     throw new Error(`stabilize: still busy after ${maxRounds} rounds`);
+  }
+
+  /** Answer every fetch waiting now; returns how many. */
+  private answerFetches(): number {
+    const fetches = this.queue.all().filter((e) => e.kind === 'fetch');
+    this.queue.filter((e) => e.kind !== 'fetch');
+    fetches.sort((a, b) => a.n - b.n);
+    for (const e of fetches) this.answerFetch(e as Extract<SimEvent, { kind: 'fetch' }>);
+    return fetches.length;
   }
 
   private anyQueued(): boolean {
@@ -686,9 +717,10 @@ export class Simulator {
       const c = p.core;
       const terms = (entries: readonly Entry[]) => entries.map((e) => e.term).join(' ');
       if (!c) return `${p.id} DOWN disk term ${p.disk.term} vote ${p.disk.votedFor} log [${terms(p.disk.entries)}]`;
+      const log = c.log;
       return `${p.id} ${c.role} term ${c.currentTerm} vote ${c.votedFor} commit ${c.commitIndex} applied ${p.applied.length} log [${terms(
-        c.log.slice(1, c.log.lastIndex),
-      )}] disk [${terms(p.disk.entries)}]`;
+        log.slice(log.firstCachedIndex, log.lastIndex),
+      )}] from ${log.firstCachedIndex} disk [${terms(p.disk.entries)}]`;
     });
   }
 }
