@@ -6,6 +6,7 @@
  *
  * No Raft rule lives here: decode → step → execute effects.
  */
+import { performance } from 'node:perf_hooks';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { exposeControl, type ConsensusControl, type PeerStatus } from '../src/control.js';
 import {
@@ -277,6 +278,20 @@ function notify(n: ConsensusNotice): void {
   parentPort?.postMessage(n);
 }
 
+/**
+ * The core's clock: one tick per `tickMs` of the monotonic clock since start. A late timer
+ * (a busy or paused thread) is caught up in one step with the missed ticks, so time as the core
+ * counts it never falls behind real time by more than a tick, which lease reads rely on.
+ */
+let clockStart = 0;
+let ticksGiven = 0;
+function advanceClock(): void {
+  const due = Math.floor((performance.now() - clockStart) / data.tickMs) - ticksGiven;
+  if (due <= 0) return;
+  ticksGiven += due;
+  run({ type: 'tick', ticks: due });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ports to peers and clients
 
@@ -304,6 +319,9 @@ function onClientMessage(bytes: unknown): void {
       run({ type: 'propose', requests: m.ops });
       continue;
     }
+    // A lease (§6.4.1) is judged by the core's clock: bring it up to date first, in case
+    // this thread was held up and the ticker is late.
+    advanceClock();
     for (const r of m.reads) queries.set(r.id, r.query);
     run({ type: 'read', ids: m.reads.map((r) => r.id) });
   }
@@ -368,7 +386,8 @@ async function main(): Promise<void> {
   machine = loaded;
   clientPort.on('message', onClientMessage);
   exposeControl(control, controlPort);
-  ticker = setInterval(() => run({ type: 'tick' }), data.tickMs);
+  clockStart = performance.now();
+  ticker = setInterval(advanceClock, data.tickMs);
   notify({ type: 'ready' });
 }
 

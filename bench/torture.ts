@@ -1,7 +1,8 @@
 /**
- * `npm run torture -- [--seconds 600] [--seed S] [--round 30]`: Jepsen-style rounds (5 peers,
- * concurrent clients, seeded nemesis) back to back for `--seconds`, each round checked for
- * linearizability and for every peer applying the same log. Round i uses seed S + i.
+ * `npm run torture -- [--seconds 600] [--seed S] [--round 30] [--lease]`: Jepsen-style rounds
+ * (5 peers, concurrent clients, seeded nemesis) back to back for `--seconds`, each round checked
+ * for linearizability and for every peer applying the same log. Round i uses seed S + i; odd
+ * rounds serve gets by lease reads (thesis §6.4.1), every round with `--lease`.
  * A failure prints the seed and the nemesis schedule that reproduce it and exits 1.
  */
 import fs from 'node:fs';
@@ -34,7 +35,9 @@ async function main(): Promise<void> {
       const roundSeconds = Math.max(3, Math.min(round, (end - Date.now()) / 1000));
       const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'actor-raft-torture-'));
       try {
-        const result = await runJepsen({ seed: seed + i, seconds: roundSeconds, dataDir, checker, log: (l) => console.log(l) });
+        const leaseReads = process.argv.includes('--lease') || i % 2 === 1;
+        if (leaseReads) console.log(`round ${i}: lease reads`);
+        const result = await runJepsen({ seed: seed + i, seconds: roundSeconds, dataDir, checker, leaseReads, log: (l) => console.log(l) });
         histories++;
         ops += result.ops;
         acknowledged += result.acknowledged;

@@ -16,6 +16,7 @@ import type { ConsensusNotice } from '../actors/consensus-actor.js';
 import { NodeSupervisor } from '../supervisors/node-supervisor.js';
 import type { PeerSpec, PeerSupervisor } from '../supervisors/peer-supervisor.js';
 import type { ConsensusControl, ControlProxy, PeerStatus } from './control.js';
+import { DEFAULT_CORE_OPTIONS, validateCoreOptions } from './core/index.js';
 import {
   ActorRestartedError,
   ConfigError,
@@ -62,6 +63,22 @@ export interface NodeOptions {
   maxAppendBytes?: number;
   /** Bytes of entries in flight per follower (default 16 MiB): what a slow follower can hold up. */
   maxInflightBytes?: number;
+  /**
+   * Log entries kept in memory per peer (default 16384, and at most `maxCachedBytes`, default
+   * 32 MiB); older ones are read back from LMDB when a lagging follower or a restart needs them.
+   */
+  maxCachedEntries?: number;
+  maxCachedBytes?: number;
+  /**
+   * Lease reads (thesis §6.4.1, default off): while a quorum has acknowledged the leader within
+   * the lease, `read` is answered without a heartbeat round. The lease lasts
+   * ((electionTimeoutMs / heartbeatMs) - 1) / clockDriftBound - 1 heartbeat intervals from the
+   * start of an acknowledged round. Safe only if no peer's clock runs more than
+   * `clockDriftBound` times faster than another's (default 1.5) and every peer's clock keeps
+   * counting while its process is paused (the actors count ticks from a monotonic clock).
+   */
+  leaseReads?: boolean;
+  clockDriftBound?: number;
   /** Restart intensity: more than `maxRestarts` within `restartPeriodMs` stops the peer (default 5 in 10 s). */
   maxRestarts?: number;
   restartPeriodMs?: number;
@@ -351,11 +368,17 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
       maxInflightAppends: positiveInt(options.maxInflightAppends, 'maxInflightAppends', 64),
       maxAppendBytes: positiveInt(options.maxAppendBytes, 'maxAppendBytes', 1 << 20),
       maxInflightBytes: positiveInt(options.maxInflightBytes, 'maxInflightBytes', 16 << 20),
+      maxCachedEntries: positiveInt(options.maxCachedEntries, 'maxCachedEntries', 16384),
+      maxCachedBytes: positiveInt(options.maxCachedBytes, 'maxCachedBytes', 32 << 20),
+      leaseReads: options.leaseReads ?? false,
+      clockDriftBound: options.clockDriftBound ?? 1.5,
     },
     maxRestarts: positiveInt(options.maxRestarts, 'maxRestarts', 5),
     faults: () => faults,
     restartPeriodMs: positiveInt(options.restartPeriodMs, 'restartPeriodMs', 10_000),
   };
+  // The same checks the core makes, here, so bad options fail the call instead of the actor.
+  validateCoreOptions({ ...DEFAULT_CORE_OPTIONS, ...spec.core });
   const handle = new NodeHandle(id);
   nodes.set(id, handle);
   try {

@@ -455,6 +455,7 @@ describe('§5.4.2 Figure 8: committing entries from previous terms', function ()
     expect(sim.ids.map((id) => sim.core(id).commitIndex)).to.deep.equal([2, 2, 2, 2, 2]);
     const electing = (id: string) => {
       for (let k = 0; k < 200 && sim.core(id).role !== 'leader'; k++) {
+        sim.forgetLeader();
         sim.tick(1, [id]);
         sim.stabilize();
       }
@@ -501,6 +502,7 @@ describe('§5.4.2 Figure 8: committing entries from previous terms', function ()
     sim.msgHook = null;
     sim.restart('p5');
     for (let k = 0; k < 200 && sim.core('p5').role !== 'leader'; k++) {
+      sim.forgetLeader();
       sim.tick(1, ['p5']);
       sim.stabilize();
     }

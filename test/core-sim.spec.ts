@@ -229,12 +229,19 @@ describe('simulation harness (etcd-style network)', function () {
   // a follower already held, so two peers applied different commands at one index.
   it('regression: a candidate that crashes before its vote is durable is never leader twice in one term', function () {
     const sim = cluster(3);
+    // p1 must be free to vote: a leader, or a follower that heard one within an election
+    // timeout, ignores RequestVotes of higher terms (§4.2.3). Restarted, p1 is a follower that
+    // keeps its guard for electionTicks ticks.
+    sim.crash('p1');
+    sim.restart('p1');
+    sim.tick(10, ['p1']);
+    expect(sim.core('p1').role).to.equal('follower');
+    expect(sim.core('p1').voteGuard).to.equal(0);
     for (let k = 0; k < 100 && sim.core('p2').role !== 'candidate'; k++) sim.tick(1, ['p2']);
     expect(sim.core('p2').currentTerm).to.equal(3);
-    sim.deliver(); // RequestVote to p1 and p3
+    sim.deliver(); // RequestVote to p1 and p3 (p3, which heard p1 lately, ignores it)
     sim.flush('p1');
-    sim.flush('p3');
-    sim.deliver(); // both grant; p2's own write is still queued
+    sim.deliver(); // p1 grants; p2's own write is still queued
     expect(sim.core('p2').role, 'no leadership before its own vote is durable').to.equal('candidate');
     sim.cut('p2', 'p3');
     sim.crash('p2');

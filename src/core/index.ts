@@ -1,4 +1,4 @@
-export { configDecision, createCore, isBlank, status, step, validateCoreOptions } from './step.js';
+export { configDecision, createCore, isBlank, leaseTicks, status, step, validateCoreOptions } from './step.js';
 export type { ConfigDecision, CoreInit } from './step.js';
 export { entryBytes, RaftLog } from './raft-log.js';
 export { DEFAULT_CORE_OPTIONS } from './types.js';

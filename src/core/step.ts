@@ -48,7 +48,7 @@ export interface CoreInit {
 }
 
 export function validateCoreOptions(o: CoreOptions): CoreOptions {
-  const positive = (name: keyof CoreOptions) => {
+  const positive = (name: Exclude<keyof CoreOptions, 'leaseReads'>) => {
     if (!Number.isSafeInteger(o[name]) || o[name] < 1) {
       throw new RangeError(`options.${name} must be a positive integer, got ${String(o[name])}`);
     }
@@ -64,7 +64,28 @@ export function validateCoreOptions(o: CoreOptions): CoreOptions {
   if (o.electionTicks <= o.heartbeatTicks) {
     throw new RangeError('options.electionTicks must be greater than options.heartbeatTicks');
   }
+  if (typeof o.leaseReads !== 'boolean') throw new TypeError(`options.leaseReads must be a boolean, got ${String(o.leaseReads)}`);
+  if (typeof o.clockDriftBound !== 'number' || !Number.isFinite(o.clockDriftBound) || o.clockDriftBound < 1) {
+    throw new RangeError(`options.clockDriftBound must be a number >= 1, got ${String(o.clockDriftBound)}`);
+  }
+  if (o.leaseReads && leaseTicks(o) < 1) {
+    throw new RangeError(
+      `lease reads need a lease of at least one tick: (electionTicks - 1) / clockDriftBound - 1 = ${leaseTicks(o)}; raise electionTicks or lower clockDriftBound`,
+    );
+  }
   return o;
+}
+
+/**
+ * How long a lease lasts, in the leader's ticks from the start of a heartbeat round that a
+ * quorum acknowledged (thesis §6.4.1). Each acknowledging follower ignores RequestVotes for an
+ * election timeout of its own clock after it heard the round (§4.2.3, `voteGuard`): at least
+ * electionTicks - 1 whole ticks of its clock, which the leader's clock may count as little as
+ * (electionTicks - 1) / clockDriftBound; one more tick is taken off because the leader's
+ * count of the round's start may lag the real start by up to one tick.
+ */
+export function leaseTicks(o: CoreOptions): number {
+  return Math.floor((o.electionTicks - 1) / o.clockDriftBound) - 1;
 }
 
 /** A core for a peer starting (or restarting from what its log store recovered). */
@@ -85,7 +106,11 @@ export function createCore(init: CoreInit): CoreState {
     // §5.3 volatile state starts at 0 after a restart; the leader tells us the commit index.
     commitIndex: 0,
     lastApplied: 0,
+    ticks: 0,
     electionElapsed: 0,
+    // A restarted peer may have acknowledged a leader just before it stopped: it keeps that
+    // leader's lease (§4.2.3, §6.4.1) as if it had just heard from it. A blank one never did.
+    voteGuard: log.lastIndex > 0 ? options.electionTicks : 0,
     electionTimeout: options.electionTicks,
     heartbeatElapsed: 0,
     votes: new Map(),
@@ -103,6 +128,8 @@ export function createCore(init: CoreInit): CoreState {
       inRound: null,
       forwarded: new Map(),
       awaitingApply: [],
+      leaseRounds: [],
+      leaseUntil: 0,
     },
     fetchingApply: false,
     rngSeed: init.seed | 0,
@@ -194,7 +221,7 @@ export function step(state: CoreState, input: Input): StepResult {
   };
   switch (input.type) {
     case 'tick':
-      onTick(state, ctx);
+      onTick(state, ctx, input.ticks ?? 1);
       break;
     case 'message':
       onMessage(state, ctx, input.message);
@@ -262,16 +289,23 @@ function finish(s: CoreState, ctx: StepContext): void {
 // ---------------------------------------------------------------------------------------------
 // Time
 
-function onTick(s: CoreState, ctx: StepContext): void {
+function onTick(s: CoreState, ctx: StepContext, ticks: number): void {
+  if (!(Number.isSafeInteger(ticks) && ticks >= 1)) throw new RangeError(`tick: ticks must be a positive integer, got ${ticks}`);
+  s.ticks += ticks;
+  s.voteGuard = Math.max(0, s.voteGuard - ticks);
   if (s.role === 'leader') {
-    if (++s.heartbeatElapsed >= s.options.heartbeatTicks) {
+    s.heartbeatElapsed += ticks;
+    if (s.heartbeatElapsed >= s.options.heartbeatTicks) {
       s.heartbeatElapsed = 0;
+      // With lease reads every heartbeat is a round whose acknowledgement renews the lease.
+      if (s.options.leaseReads) nextRound(s);
       for (const peer of s.progress.keys()) sendAppend(s, ctx, peer, true);
     }
     return;
   }
   // §5.2: a follower or candidate that hears nothing for an election timeout campaigns.
-  if (++s.electionElapsed >= s.electionTimeout) {
+  s.electionElapsed += ticks;
+  if (s.electionElapsed >= s.electionTimeout) {
     if (s.config !== null && isVoter(s.config, s.id)) campaign(s, ctx);
     else resetElectionTimer(s);
   }
@@ -340,6 +374,8 @@ function becomeLeader(s: CoreState, ctx: StepContext): void {
   s.votes.clear();
   s.heartbeatElapsed = 0;
   s.reads.acked.clear();
+  s.reads.leaseRounds = [];
+  s.reads.leaseUntil = 0;
   const next = s.log.lastIndex + 1;
   s.progress.clear();
   for (const peer of voters(s.config!)) {
@@ -357,6 +393,10 @@ function becomeLeader(s: CoreState, ctx: StepContext): void {
 
 function onMessage(s: CoreState, ctx: StepContext, m: PeerMessage): void {
   if (m.to !== s.id || m.from === s.id || !wellFormed(m)) return;
+  // Thesis §4.2.3: while a current leader is heard (or we lead), a RequestVote of a higher
+  // term is ignored, neither adopting its term nor answering it. A removed or partitioned
+  // peer then cannot depose a healthy leader this way, and a leader's lease (§6.4.1) holds.
+  if (m.type === 'requestVote' && m.term > s.currentTerm && (s.role === 'leader' || s.voteGuard > 0)) return;
   // §5.1: a higher term makes us a follower of that term; a lower one marks a stale sender.
   if (m.term > s.currentTerm) {
     becomeFollower(s, ctx, m.term, m.type === 'appendEntries' ? m.from : null);
@@ -433,6 +473,7 @@ const HANDLERS: Record<Role, Handler> = {
       case 'appendEntriesReply':
         return handleAppendReply(s, ctx, m);
       case 'readIndex':
+        if (holdsLease(s)) return replyReadIndex(s, ctx, m.from, m.id, s.commitIndex, true);
         s.reads.waiting.push({ kind: 'forwarded', from: m.from, id: m.id });
         return startReadRound(s, ctx);
     }
@@ -475,6 +516,7 @@ function countVotes(s: CoreState, ctx: StepContext): void {
 /** §5.3 AppendEntries receiver, for a message of our current term from its leader. */
 function handleAppendEntries(s: CoreState, ctx: StepContext, m: AppendEntries): void {
   const log = s.log;
+  s.voteGuard = s.options.electionTicks;
   // Consistency check: our log must contain an entry at prevLogIndex with prevLogTerm.
   if (m.prevLogIndex > log.lastIndex) {
     return replyAppend(s, ctx, m, false, 0, log.lastIndex + 1, 0);
@@ -543,6 +585,7 @@ function handleAppendReply(s: CoreState, ctx: StepContext, m: AppendEntriesReply
   // Any answer of our term acknowledges us as leader as of the round it echoes (§6.4).
   if (m.readSeq > (s.reads.acked.get(m.from) ?? 0)) {
     s.reads.acked.set(m.from, m.readSeq);
+    if (s.options.leaseReads) extendLease(s);
     confirmReadRound(s, ctx);
   }
   if (m.success) {
@@ -840,6 +883,10 @@ function applyEntries(s: CoreState, ctx: StepContext, entries: Entry[]): void {
 function onRead(s: CoreState, ctx: StepContext, ids: number[]): void {
   if (ids.length === 0) return;
   if (s.role === 'leader') {
+    if (holdsLease(s)) {
+      s.reads.awaitingApply.push({ readIndex: s.commitIndex, ids });
+      return releaseAppliedReads(s, ctx);
+    }
     s.reads.waiting.push({ kind: 'local', ids });
     return startReadRound(s, ctx);
   }
@@ -874,7 +921,7 @@ function startReadRound(s: CoreState, ctx: StepContext): void {
   const r = s.reads;
   if (s.role !== 'leader' || r.inRound !== null || r.waiting.length === 0) return;
   if (s.log.term(s.commitIndex) !== s.currentTerm) return;
-  r.inRound = { round: ++r.round, readIndex: s.commitIndex, batches: r.waiting };
+  r.inRound = { round: nextRound(s), readIndex: s.commitIndex, batches: r.waiting };
   r.waiting = [];
   if (!confirmReadRound(s, ctx)) {
     for (const peer of s.progress.keys()) sendAppend(s, ctx, peer, true);
@@ -896,6 +943,39 @@ function confirmReadRound(s: CoreState, ctx: StepContext): boolean {
   releaseAppliedReads(s, ctx);
   startReadRound(s, ctx);
   return true;
+}
+
+/** Start a new round of AppendEntries (their `readSeq`); returns its number. */
+function nextRound(s: CoreState): number {
+  const r = s.reads;
+  const round = ++r.round;
+  if (s.options.leaseReads) {
+    // Rounds that could no longer give a lease (a leader that hears no quorum) are dropped.
+    const lease = leaseTicks(s.options);
+    while (r.leaseRounds.length > 0 && r.leaseRounds[0]!.start + lease <= s.ticks) r.leaseRounds.shift();
+    r.leaseRounds.push({ round, start: s.ticks });
+  }
+  return round;
+}
+
+/**
+ * Thesis §6.4.1: once a quorum has acknowledged a round, no other leader can be elected until
+ * the lease from that round's start runs out (`leaseTicks`), so until then the commit index is
+ * the latest anywhere and reads need no round of their own.
+ */
+function extendLease(s: CoreState): void {
+  const r = s.reads;
+  const acked = committedIndex(s.config!, (id) => (id === s.id ? r.round : (r.acked.get(id) ?? 0)));
+  let start = -1;
+  while (r.leaseRounds.length > 0 && r.leaseRounds[0]!.round <= acked) start = r.leaseRounds.shift()!.start;
+  if (start >= 0) r.leaseUntil = Math.max(r.leaseUntil, start + leaseTicks(s.options));
+}
+
+/** A leader may answer reads at once: it holds a lease and has committed an entry of its term (§6.4 step 1). */
+function holdsLease(s: CoreState): boolean {
+  return (
+    s.options.leaseReads && s.role === 'leader' && s.ticks < s.reads.leaseUntil && s.log.term(s.commitIndex) === s.currentTerm
+  );
 }
 
 function replyReadIndex(s: CoreState, ctx: StepContext, to: string, id: number, readIndex: number, ok: boolean): void {

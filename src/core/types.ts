@@ -30,6 +30,14 @@ export interface CoreOptions {
   maxCachedEntries: number;
   /** Most bytes of entries kept in memory (see `maxCachedEntries`). */
   maxCachedBytes: number;
+  /**
+   * Lease reads (thesis §6.4.1): a leader answers reads without a heartbeat round while a
+   * quorum has acknowledged it within the lease (see `leaseTicks`). Safe only while every
+   * peer's clock runs within a factor `clockDriftBound` of every other's.
+   */
+  leaseReads: boolean;
+  /** The assumed bound on clock rates between peers (≥ 1), for lease reads. */
+  clockDriftBound: number;
 }
 
 export const DEFAULT_CORE_OPTIONS: CoreOptions = {
@@ -41,6 +49,8 @@ export const DEFAULT_CORE_OPTIONS: CoreOptions = {
   maxInflightBytes: 16 << 20,
   maxCachedEntries: 16384,
   maxCachedBytes: 32 << 20,
+  leaseReads: false,
+  clockDriftBound: 1.5,
 };
 
 /** Why the core asked for entries it no longer holds in memory. */
@@ -51,8 +61,8 @@ export type FetchReason =
   | { kind: 'replicate'; peer: string };
 
 export type Input =
-  /** One unit of time passed. */
-  | { type: 'tick' }
+  /** `ticks` units of time passed (1 if absent). */
+  | { type: 'tick'; ticks?: number }
   /** A peer's RPC or reply arrived. */
   | { type: 'message'; message: PeerMessage }
   /** Client commands to append (every op of one event-loop turn at once). */
@@ -139,8 +149,12 @@ export interface ReadState {
   inRound: { round: number; readIndex: number; batches: ReadBatch[] } | null;
   /** Follower: batches forwarded to the leader, by (random) forward id. */
   forwarded: Map<number, number[]>;
-  /** Follower: reads with a confirmed read index, waiting until it is applied. */
+  /** Reads with a confirmed read index, waiting until it is applied. */
   awaitingApply: { readIndex: number; ids: number[] }[];
+  /** Leader with lease reads: the rounds sent and not yet acknowledged by a quorum, with the tick each started. */
+  leaseRounds: { round: number; start: number }[];
+  /** Leader with lease reads: no other leader can exist before this tick (thesis §6.4.1). */
+  leaseUntil: number;
 }
 
 export interface CoreState {
@@ -157,8 +171,15 @@ export interface CoreState {
   /** §5.3 volatile state. */
   commitIndex: number;
   lastApplied: number;
+  /** Ticks since this core was created. */
+  ticks: number;
   /** Timers, in ticks. */
   electionElapsed: number;
+  /**
+   * Ticks left during which a RequestVote of a higher term is ignored, because a current
+   * leader was heard less than an election timeout ago (thesis §4.2.3).
+   */
+  voteGuard: number;
   electionTimeout: number;
   heartbeatElapsed: number;
   /** Candidate: answers so far. */

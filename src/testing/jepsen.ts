@@ -31,6 +31,8 @@ export interface JepsenOptions {
   log?: (line: string) => void;
   /** A checker to reuse across runs (its pool stays up); one is made and closed otherwise. */
   checker?: KvChecker;
+  /** Serve gets by lease reads (thesis §6.4.1) instead of a ReadIndex round each. */
+  leaseReads?: boolean;
 }
 
 export interface JepsenResult {
@@ -85,7 +87,8 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
     schedule.push(line);
     log(`  nemesis ${line}`);
   };
-  const start = (id: string) => startNode(id, { stateMachine: 'kv', dataDir: path.join(o.dataDir, id), ...TIMING });
+  const start = (id: string) =>
+    startNode(id, { stateMachine: 'kv', dataDir: path.join(o.dataDir, id), ...TIMING, leaseReads: o.leaseReads ?? false });
 
   await Promise.all(peers.map(start));
   await setConfig(peers[0]!, peers);

@@ -66,6 +66,9 @@ export class Peer {
       votedFor: init.votedFor ?? null,
       entries: init.entries ?? [configEntry(init.peers)],
     });
+    // The paper's scenarios start from logs as the figures draw them, long after any leader
+    // was last heard: no §4.2.3 guard from the restart.
+    this.core.voteGuard = 0;
   }
 
   get id(): string {

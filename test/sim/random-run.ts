@@ -55,11 +55,18 @@ export function runRandomized(o: RandomRunOptions): RunSummary {
   const cacheRng = new Rng(o.seed ^ 0xcac4e);
   const maxCachedEntries = cacheRng.pick([1, 2, 5, 16, 16384]);
   const maxCachedBytes = cacheRng.pick([40, 1 << 20]);
+  // Lease reads (thesis §6.4.1) in half the runs, with the drift bound the simulated clocks
+  // keep: rates in [1 - drift, 1 + drift].
+  const leaseReads = cacheRng.chance(0.5);
+  const clockDrift = profileRng.pick([0, 0.1, 0.3]);
+  const tickMs = 10;
+  // The fastest peer's tick period over the slowest's (see Simulator: tickEvery).
+  const clockDriftBound = Math.round(tickMs * (1 + clockDrift)) / Math.max(1, Math.round(tickMs * (1 - clockDrift)));
   const options: SimOptions = {
     peers: o.peers,
     seed: o.seed,
-    tickMs: 10,
-    clockDrift: profileRng.pick([0, 0.1, 0.3]),
+    tickMs,
+    clockDrift,
     core: {
       heartbeatTicks,
       electionTicks: profileRng.pick([8, 10, 15]),
@@ -67,6 +74,8 @@ export function runRandomized(o: RandomRunOptions): RunSummary {
       maxInflightAppends: profileRng.pick([1, 4, 64]),
       maxCachedEntries,
       maxCachedBytes,
+      leaseReads,
+      clockDriftBound,
     },
     net: {
       minDelayMs: 1,
@@ -84,7 +93,7 @@ export function runRandomized(o: RandomRunOptions): RunSummary {
   const c = options.core!;
   const net = options.net!;
   const profile =
-    `hb=${c.heartbeatTicks} el=${c.electionTicks} batch=${c.maxEntriesPerAppend} window=${c.maxInflightAppends} cache=${c.maxCachedEntries}/${c.maxCachedBytes}B ` +
+    `hb=${c.heartbeatTicks} el=${c.electionTicks} batch=${c.maxEntriesPerAppend} window=${c.maxInflightAppends}${c.leaseReads ? ' lease' : ''} cache=${c.maxCachedEntries}/${c.maxCachedBytes}B ` +
     `delay≤${net.maxDelayMs} long=${net.longDelayP} drop=${net.dropP} dup=${net.duplicateP} disk≤${options.disk!.maxDelayMs} partial=${options.disk!.partialP} drift=${options.clockDrift}` +
     (storm ? ' storm' : '');
 

@@ -467,6 +467,18 @@ export class Simulator {
     this.ignored.clear();
   }
 
+  /**
+   * An election timeout passes for `ids` without them hearing a leader, short of their own
+   * election timers: their §4.2.3 guard runs out, so they vote for a candidate of a higher term
+   * (scenarios that elect a chosen peer by ticking only that one).
+   */
+  forgetLeader(ids: readonly string[] = this.ids): void {
+    for (const id of ids) {
+      const c = this.peer(id).core;
+      if (c && c.role !== 'leader') c.voteGuard = 0;
+    }
+  }
+
   /** etcd `ignore(type)`: drop every message of this type. */
   ignore(type: PeerMessage['type']): void {
     this.ignored.add(type);
