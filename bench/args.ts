@@ -18,6 +18,8 @@ export interface BenchArgs {
   rss: number | null;
   full: boolean;
   ceiling: boolean;
+  /** `--lease`: start our peers with lease reads (thesis §6.4.1), so gets skip the heartbeat round. */
+  lease: boolean;
   help: boolean;
   /** Internal: `--rss-phase all-up|follower-down` runs one RSS phase in a child process. */
   rssPhase: 'all-up' | 'follower-down' | null;
@@ -41,6 +43,8 @@ export const USAGE = `npm run bench -- [options]
   --etcd-client grpc|http  the etcd3 npm package (default) or etcd's v3 JSON gateway
   --rss [N]              only measure process RSS while writing at 256 in flight to 3 peers,
                          N seconds (default 10) with all peers up, then N with one follower stopped
+  --lease                start our peers with leaseReads: gets are served by lease (§6.4.1)
+                         instead of a ReadIndex round each
   --ceiling              also run ../shared/ceiling's batch=64 and batch=1024 cases and print
                          our ratio to them
   --help
@@ -70,6 +74,7 @@ export function parseArgs(argv: string[]): BenchArgs {
   let full = false;
   let vsEtcd = false;
   let ceiling = false;
+  let lease = false;
   let help = false;
   let rss: number | null = null;
   let rssPhase: BenchArgs['rssPhase'] = null;
@@ -134,6 +139,9 @@ export function parseArgs(argv: string[]): BenchArgs {
       case '--ceiling':
         ceiling = true;
         break;
+      case '--lease':
+        lease = true;
+        break;
       case '--help':
       case '-h':
         help = true;
@@ -155,6 +163,7 @@ export function parseArgs(argv: string[]): BenchArgs {
     rss,
     full,
     ceiling,
+    lease,
     help,
     rssPhase,
   };

@@ -2,24 +2,14 @@
  * Our side of the benchmark: a durable actor-raft cluster in this process, and the two
  * workloads against its leader.
  *
- * Linearizable reads go through `read(id, query)` when src/api.ts exports it (ReadIndex);
- * until then through `op(id, { type: 'get', key })`, a get committed through the log.
+ * Linearizable gets go through `read(id, query)`: ReadIndex (thesis §6.4), or lease reads
+ * (§6.4.1) when the cluster is started with `leaseReads`.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as api from '../src/api.js';
 import { onInterrupt, removeDir, trackDir } from './cleanup.js';
-
-type ReadFn = (id: string, query: unknown, opts?: { timeoutMs?: number }) => Promise<unknown>;
-
-const readExport: ReadFn | undefined =
-  'read' in api && typeof (api as unknown as { read?: unknown }).read === 'function'
-    ? (api as unknown as { read: ReadFn }).read
-    : undefined;
-
-/** How `get` is carried out, for the output header. */
-export const readMode: 'read' | 'op' = readExport ? 'read' : 'op';
 
 export class RaftCluster {
   private stopped = false;
@@ -34,12 +24,12 @@ export class RaftCluster {
   }
 
   /** Start `peers` durable peers in a fresh temp dir, bootstrap them, wait for a leader. */
-  static async start(peers: number, prefix: string): Promise<RaftCluster> {
+  static async start(peers: number, prefix: string, options: { leaseReads?: boolean } = {}): Promise<RaftCluster> {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'actor-raft-bench-'));
     trackDir(root);
     const ids = Array.from({ length: peers }, (_, i) => `${prefix}${i + 1}`);
     try {
-      await Promise.all(ids.map((id) => api.startNode(id, { stateMachine: 'kv', dataDir: path.join(root, id) })));
+      await Promise.all(ids.map((id) => api.startNode(id, { stateMachine: 'kv', dataDir: path.join(root, id), leaseReads: options.leaseReads ?? false })));
       await api.setConfig(ids[0]!, ids);
       await api.op(ids[0]!, { type: 'set', key: 'bench:ready', value: true }, { timeoutMs: 30_000 });
       const leader = (await api.status(ids[0]!)).leader ?? ids[0]!;
@@ -57,7 +47,7 @@ export class RaftCluster {
 
   get(key: string): Promise<unknown> {
     const q = { type: 'get', key };
-    return readExport ? readExport(this.leader, q) : api.op(this.leader, q);
+    return api.read(this.leader, q);
   }
 
   /** Stop one follower (cleanly); returns its id. */

@@ -17,7 +17,7 @@ import { isInterrupted } from './cleanup.js';
 import { drive, type DriveResult } from './driver.js';
 import { ensureEtcd, EtcdCluster, type EtcdBinary, type KvClient } from './etcd.js';
 import { ceilingDir, ceilingHint, describeMachine, machine, resultsDir, runCeiling, type CeilingResult } from './machine.js';
-import { RaftCluster, readMode } from './raft-target.js';
+import { RaftCluster } from './raft-target.js';
 import { runRss, runRssPhase, type RssResult } from './rss.js';
 import { renderChart } from './svg.js';
 
@@ -40,10 +40,10 @@ interface Target {
 
 const log = (line: string) => console.log(line);
 
-function readDescription(): string {
-  return readMode === 'read'
-    ? 'get = read(leader, {type:"get", key}) (ReadIndex, linearizable)'
-    : 'get = op(leader, {type:"get", key}) (through the log, linearizable; read() is not exported by src/api.ts yet)';
+function readDescription(args: BenchArgs): string {
+  return args.lease
+    ? 'get = read(leader, {type:"get", key}) (lease read, thesis §6.4.1, linearizable within the clock-drift bound)'
+    : 'get = read(leader, {type:"get", key}) (ReadIndex, thesis §6.4, linearizable)';
 }
 
 async function runPoints(args: BenchArgs, system: System, peers: number, valueBytes: number, target: Target): Promise<Point[]> {
@@ -159,27 +159,34 @@ function stamp(): string {
   return new Date().toISOString().replace(/[:.]/g, '-');
 }
 
-/** Anonymous memory grown per committed op, per peer still running (3, or 2 with one stopped). */
-function perPeer(r: RssResult): string {
-  if (r.startAnonMiB === null || r.endAnonMiB === null || r.ops === 0) return '-';
-  const peers = r.stoppedFollower ? 2 : 3;
-  return Math.round(((r.endAnonMiB - r.startAnonMiB) * 2 ** 20) / r.ops / peers).toString();
+/**
+ * Anonymous memory (heaps: what the in-memory logs would grow) over the second half of a
+ * phase, once the threads' heaps have warmed up: MiB at the half-way sample and at the end,
+ * and bytes grown per op committed in between.
+ */
+function secondHalf(r: RssResult): { midMiB: string; endMiB: string; bytesPerOp: string } {
+  const s = r.samples.filter((x) => x.anonMiB !== null);
+  if (s.length < 4) return { midMiB: '-', endMiB: '-', bytesPerOp: '-' };
+  const mid = Math.floor(s.length / 2);
+  const ops = s.slice(mid + 1).reduce((n, x) => n + x.opsPerSec, 0);
+  const grown = (s[s.length - 1]!.anonMiB! - s[mid]!.anonMiB!) * 2 ** 20;
+  return { midMiB: s[mid]!.anonMiB!.toFixed(0), endMiB: s[s.length - 1]!.anonMiB!.toFixed(0), bytesPerOp: ops > 0 ? (grown / ops).toFixed(1) : '-' };
 }
 
 async function rssMain(args: BenchArgs, header: Record<string, unknown>): Promise<void> {
   const seconds = args.rss ?? 10;
   const valueBytes = args.values[0] ?? 64;
   const results: RssResult[] = await runRss(seconds, valueBytes);
-  console.log('\n| phase | start MiB | end MiB (anon / file) | max MiB | growth MiB | ops | ops/s | MiB per 100k ops | anon bytes per op per running peer |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('\n| phase | start MiB | end MiB (anon / file) | ops | ops/s | anon MiB at half → end | anon bytes per op, 2nd half |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|');
   for (const r of results) {
-    const growth = r.maxMiB - r.startMiB;
+    const h = secondHalf(r);
     console.log(
-      `| ${r.phase} | ${r.startMiB.toFixed(1)} | ${r.endMiB.toFixed(1)} (${r.endAnonMiB?.toFixed(0) ?? '?'} / ${r.endFileMiB?.toFixed(0) ?? '?'}) | ${r.maxMiB.toFixed(1)} | ${growth.toFixed(1)} | ${num(r.ops)} | ${num(r.opsPerSec)} | ${r.ops ? ((growth / r.ops) * 1e5).toFixed(1) : '-'} | ${perPeer(r)} |`,
+      `| ${r.phase} | ${r.startMiB.toFixed(1)} | ${r.endMiB.toFixed(1)} (${r.endAnonMiB?.toFixed(0) ?? '?'} / ${r.endFileMiB?.toFixed(0) ?? '?'}) | ${num(r.ops)} | ${num(r.opsPerSec)} | ${h.midMiB} → ${h.endMiB} | ${h.bytesPerOp} |`,
     );
   }
   console.log(
-    '\n(rss is the whole process: the driver, every peer\'s worker threads and the resident pages of their LMDB maps; the core keeps its log in memory until log compaction lands, so some growth with the number of entries written is expected in both phases)',
+    "\n(rss is the whole process: the driver, every peer's worker threads and the resident pages of their LMDB maps. Each core keeps at most maxCachedEntries log entries in memory, so anonymous memory levels off once the heaps have warmed up; the file-backed part is LMDB's map of the growing log on disk, which log compaction bounds)",
   );
   const file = path.join(resultsDir(), `rss-${stamp()}.json`);
   fs.writeFileSync(file, JSON.stringify({ ...header, rss: results }, null, 2));
@@ -202,7 +209,7 @@ async function main(): Promise<void> {
   console.log(describeMachine(m));
   const ceiling = ceilingDir();
   if (ceiling) console.log(ceilingHint(ceiling));
-  const header = { date: startedAt, machine: m, args, readMode };
+  const header = { date: startedAt, machine: m, args, readMode: args.lease ? 'lease' : 'readIndex' };
 
   if (args.rss !== null) {
     await rssMain(args, header);
@@ -238,7 +245,7 @@ async function main(): Promise<void> {
   const perTarget = args.workloads.length * args.inflight.length * (args.seconds + args.warmup);
   const targets = args.peers.length * args.values.length * (etcd ? 2 : 1);
   console.log(
-    `\nworkloads: ${args.workloads.join(', ')} (set = op(leader, {type:"set", key, value}); ${readDescription()})`,
+    `\nworkloads: ${args.workloads.join(', ')} (set = op(leader, {type:"set", key, value}); ${readDescription(args)})`,
   );
   console.log(
     `matrix: peers ${args.peers.join(',')} × values ${args.values.map(formatBytes).join(',')} × in flight ${args.inflight.join(',')}; ${args.seconds}s per point after ${args.warmup}s warm-up; durable (fsync on every peer); about ${Math.ceil((perTarget * targets) / 60 + targets * 0.05)} min`,
@@ -255,7 +262,7 @@ async function main(): Promise<void> {
     for (const valueBytes of args.values) {
       {
         const t0 = Date.now();
-        const cluster = await RaftCluster.start(peers, `p${peers}v${valueBytes}-`);
+        const cluster = await RaftCluster.start(peers, `p${peers}v${valueBytes}-`, { leaseReads: args.lease });
         console.log(`actor-raft: ${peers} peers up in ${Date.now() - t0} ms (leader ${cluster.leader}, data in ${cluster.root})`);
         try {
           points.push(...(await runPoints(args, 'actor-raft', peers, valueBytes, cluster)));
@@ -331,7 +338,7 @@ async function main(): Promise<void> {
       2,
     ),
   );
-  const subtitle = `${m.cpus} × ${m.model}, node ${m.node}; durable; ${args.seconds}s per point after ${args.warmup}s warm-up; get via ${readMode === 'read' ? 'read() (ReadIndex)' : 'op() (log)'}${etcd ? `; etcd ${etcd.version} dashed` : ''}`;
+  const subtitle = `${m.cpus} × ${m.model}, node ${m.node}; durable; ${args.seconds}s per point after ${args.warmup}s warm-up; get via read() (${args.lease ? 'lease' : 'ReadIndex'})${etcd ? `; etcd ${etcd.version} dashed` : ''}`;
   fs.writeFileSync(`${base}.svg`, renderChart(points, `actor-raft${etcd ? ' vs etcd' : ''}: kv throughput and p99 latency`, subtitle));
   console.log(`\nresults: ${path.relative(process.cwd(), base)}.json, ${path.relative(process.cwd(), base)}.svg`);
 }
