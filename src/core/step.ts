@@ -113,6 +113,8 @@ export function createCore(init: CoreInit): CoreState {
     voteGuard: log.lastIndex > 0 ? options.electionTicks : 0,
     electionTimeout: options.electionTicks,
     heartbeatElapsed: 0,
+    quorumCheckElapsed: 0,
+    recentlyActive: new Set(),
     votes: new Map(),
     progress: new Map(),
     persistSeq: 0,
@@ -294,6 +296,7 @@ function onTick(s: CoreState, ctx: StepContext, ticks: number): void {
   s.ticks += ticks;
   s.voteGuard = Math.max(0, s.voteGuard - ticks);
   if (s.role === 'leader') {
+    if (!checkQuorum(s, ctx, ticks)) return;
     s.heartbeatElapsed += ticks;
     if (s.heartbeatElapsed >= s.options.heartbeatTicks) {
       s.heartbeatElapsed = 0;
@@ -309,6 +312,22 @@ function onTick(s: CoreState, ctx: StepContext, ticks: number): void {
     if (s.config !== null && isVoter(s.config, s.id)) campaign(s, ctx);
     else resetElectionTimer(s);
   }
+}
+
+/**
+ * Thesis §6.2 check-quorum: every election timeout, a leader that has not heard from a quorum
+ * since the last check steps down, so a leader cut off in a minority stops taking writes and
+ * leases, and its clients look elsewhere. False if it stepped down.
+ */
+function checkQuorum(s: CoreState, ctx: StepContext, ticks: number): boolean {
+  s.quorumCheckElapsed += ticks;
+  if (s.quorumCheckElapsed < s.options.electionTicks) return true;
+  s.quorumCheckElapsed = 0;
+  const heard = hasQuorum(s.config!, (id) => id === s.id || s.recentlyActive.has(id));
+  s.recentlyActive.clear();
+  if (heard) return true;
+  becomeFollower(s, ctx, s.currentTerm, null);
+  return false;
 }
 
 function resetElectionTimer(s: CoreState): void {
@@ -373,6 +392,8 @@ function becomeLeader(s: CoreState, ctx: StepContext): void {
   s.leader = s.id;
   s.votes.clear();
   s.heartbeatElapsed = 0;
+  s.quorumCheckElapsed = 0;
+  s.recentlyActive.clear();
   s.reads.acked.clear();
   s.reads.leaseRounds = [];
   s.reads.leaseUntil = 0;
@@ -460,6 +481,7 @@ const HANDLERS: Record<Role, Handler> = {
     }
   },
   leader(s, ctx, m) {
+    s.recentlyActive.add(m.from); // a message of our term: the sender is up and hears us
     switch (m.type) {
       case 'requestVote':
         return handleRequestVote(s, ctx, m); // refused: we voted for ourselves this term

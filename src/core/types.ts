@@ -182,6 +182,12 @@ export interface CoreState {
   voteGuard: number;
   electionTimeout: number;
   heartbeatElapsed: number;
+  /**
+   * Leader, check-quorum (thesis §6.2): ticks since the last check, and the followers heard
+   * from since. A leader that has not heard from a quorum for an election timeout steps down.
+   */
+  quorumCheckElapsed: number;
+  recentlyActive: Set<string>;
   /** Candidate: answers so far. */
   votes: Map<string, boolean>;
   /** Leader: per follower. */
