@@ -1,6 +1,6 @@
 /**
- * Thesis §4.2.3 (ignore RequestVotes while a current leader is heard) and §6.4.1 (lease
- * reads), on the deterministic simulator's manual harness. The random runs in
+ * Thesis §4.2.3 (ignore RequestVotes while a current leader is heard), §6.2 (check-quorum)
+ * and §6.4.1 (lease reads), on the deterministic simulator's manual harness. The random runs in
  * core-sim.spec.ts check every read for linearizability with lease reads on in half the runs.
  */
 import { expect } from 'chai';
@@ -114,5 +114,31 @@ describe('§6.4.1: lease reads', function () {
     sim.stabilize();
     expect(sim.readsServed - served).to.equal(1);
     expect(sim.core('p1').reads.round).to.equal(roundBefore + 1);
+  });
+});
+
+describe('§6.2 check-quorum: a leader that cannot hear a majority for an election timeout steps down', function () {
+  it('an isolated leader becomes a follower of the same term within two election timeouts', function () {
+    const sim = cluster();
+    const term = sim.core('p1').currentTerm;
+    sim.isolate('p1');
+    const ticks = 2 * sim.core('p1').options.electionTicks;
+    for (let k = 0; k < ticks && sim.core('p1').role === 'leader'; k++) {
+      sim.tick(1, ['p1']);
+      sim.stabilize();
+    }
+    expect(sim.core('p1').role).to.equal('follower');
+    expect(sim.core('p1').currentTerm, 'no term of its own').to.equal(term);
+    expect(sim.core('p1').leader).to.equal(null);
+  });
+
+  it('a leader that hears a majority keeps leading however long it runs', function () {
+    const sim = cluster();
+    sim.isolate('p3'); // a minority gone does not matter
+    for (let k = 0; k < 10 * sim.core('p1').options.electionTicks; k++) {
+      sim.tick(1, ['p1']);
+      sim.stabilize();
+    }
+    expect(sim.core('p1').role).to.equal('leader');
   });
 });
