@@ -29,12 +29,17 @@ export interface CommandEntry {
   term: number;
   data: Uint8Array;
 }
-/** A cluster configuration: the voting peers (§6). A peer uses the latest one in its log. */
+/**
+ * A cluster configuration (§6). A peer uses the latest one in its log, committed or not.
+ * Stable: `peers` are the voters. Joint (C_old,new): `old` are the old voters and `peers` the
+ * new ones, and every decision needs a majority of each.
+ */
 export interface ConfigEntry {
   type: 'config';
   index: number;
   term: number;
   peers: string[];
+  old?: string[];
 }
 export type Entry = NoopEntry | CommandEntry | ConfigEntry;
 
@@ -48,6 +53,39 @@ export interface RequestVote {
   to: string;
   lastLogIndex: number;
   lastLogTerm: number;
+  /**
+   * Sent on the current leader's request (TimeoutNow, thesis §3.10): the receivers must not
+   * ignore it for having heard that leader recently (§4.2.3). Absent means false.
+   */
+  transfer?: boolean;
+}
+/**
+ * Pre-vote (thesis §9.6): would the receiver vote for the sender in `term` (the sender's term
+ * + 1)? Neither side changes its term; only a sender that gathers a quorum of yeses starts a
+ * real election, so a peer that was cut off cannot raise the cluster's term on its return.
+ */
+export interface PreVote {
+  type: 'preVote';
+  term: number;
+  from: string;
+  to: string;
+  lastLogIndex: number;
+  lastLogTerm: number;
+}
+/** The answer to a PreVote; `term` echoes the term asked about. */
+export interface PreVoteReply {
+  type: 'preVoteReply';
+  term: number;
+  from: string;
+  to: string;
+  granted: boolean;
+}
+/** Leadership transfer (thesis §3.10): the leader tells an up-to-date follower to campaign now. */
+export interface TimeoutNow {
+  type: 'timeoutNow';
+  term: number;
+  from: string;
+  to: string;
 }
 export interface RequestVoteReply {
   type: 'requestVoteReply';
@@ -109,22 +147,87 @@ export interface ReadIndexReply {
   readIndex: number;
   ok: boolean;
 }
+/**
+ * What a snapshot stands for (§7): the state after applying every entry up to `index` (of
+ * `term`), and the configuration at that point (stable when `old` is null). `digest` is the
+ * consensus actor's running hash of the entries applied up to `index` (a test aid, carried so
+ * peers restored from a snapshot still compare with the others); `size` is the data's length.
+ */
+export interface SnapshotMeta {
+  index: number;
+  term: number;
+  peers: string[];
+  old: string[] | null;
+  digest: number;
+  size: number;
+}
+/** A snapshot: its meta and the state machine's bytes (`StateMachine.snapshot()`). */
+export interface Snapshot {
+  meta: SnapshotMeta;
+  data: Uint8Array;
+}
+/**
+ * InstallSnapshot (§7, Figure 13): one chunk of the leader's snapshot, `data` being its bytes
+ * at `offset`. `done` marks the last chunk. A transfer resumes where the follower's reply says.
+ */
+export interface InstallSnapshot {
+  type: 'installSnapshot';
+  term: number;
+  from: string;
+  to: string;
+  meta: SnapshotMeta;
+  offset: number;
+  data: Uint8Array;
+  done: boolean;
+  /** As in AppendEntries: the leader's latest ReadIndex round, echoed back. */
+  readSeq: number;
+}
+/**
+ * The follower holds the first `offset` bytes of the snapshot `index`/`snapshotTerm` (the next
+ * chunk it wants starts there); `done` once it has installed the snapshot durably.
+ */
+export interface InstallSnapshotReply {
+  type: 'installSnapshotReply';
+  term: number;
+  from: string;
+  to: string;
+  index: number;
+  snapshotTerm: number;
+  offset: number;
+  done: boolean;
+  readSeq: number;
+}
 export type PeerMessage =
   | RequestVote
   | RequestVoteReply
   | AppendEntries
   | AppendEntriesReply
   | ReadIndexRequest
-  | ReadIndexReply;
+  | ReadIndexReply
+  | PreVote
+  | PreVoteReply
+  | TimeoutNow
+  | InstallSnapshot
+  | InstallSnapshotReply;
 
 // ---------------------------------------------------------------------------------------------
 // Log protocol: consensus actor <-> its log actor
 
 /**
- * One durable write: the hard state (§5.1 currentTerm, votedFor), then an optional suffix
- * truncation (§5.3 conflicting entries), then appended entries, in one LMDB transaction.
- * The log actor answers `persisted` with the same `seq` once it is flushed to disk; seqs are
- * acknowledged in order.
+ * A snapshot to store (§7): it replaces the stored one, and the log entries it covers go.
+ * `discardLog` (a follower installing a leader's snapshot that its log does not match): every
+ * entry goes and the log continues from the snapshot; otherwise entries up to `meta.index`.
+ */
+export interface SnapshotWrite {
+  meta: SnapshotMeta;
+  data: Uint8Array;
+  discardLog: boolean;
+}
+/**
+ * One durable write: an optional snapshot with its compaction, then the hard state (§5.1
+ * currentTerm, votedFor), then an optional suffix truncation (§5.3 conflicting entries), then
+ * appended entries, in one LMDB transaction. The log actor answers `persisted` with the same
+ * `seq` once it is flushed to disk; seqs are acknowledged in order.
  */
 export interface PersistRequest {
   type: 'persist';
@@ -134,6 +237,8 @@ export interface PersistRequest {
   /** Delete every entry with index >= truncateFrom before appending; 0 means no truncation. */
   truncateFrom: number;
   entries: Entry[];
+  /** Absent or null: no snapshot in this write. */
+  snapshot?: SnapshotWrite | null;
 }
 /**
  * Read entries [from, to] (inclusive): for recovery, and for entries the core no longer holds
@@ -147,7 +252,11 @@ export interface ReadRequest {
 }
 export type LogRequest = PersistRequest | ReadRequest;
 
-/** Sent once when the log actor has opened its store: what recovery starts from. */
+/**
+ * Sent once when the log actor has opened its store: what recovery starts from. With a
+ * snapshot, the stored entries are firstIndex..lastIndex with firstIndex = snapshot index + 1
+ * (none when lastIndex is the snapshot's index).
+ */
 export interface LogReady {
   type: 'logReady';
   term: number;
@@ -155,6 +264,7 @@ export interface LogReady {
   firstIndex: number;
   lastIndex: number;
   lastTerm: number;
+  snapshot: Snapshot | null;
 }
 export interface Persisted {
   type: 'persisted';
@@ -195,7 +305,22 @@ export interface ClientReads {
   type: 'reads';
   reads: ReadQuery[];
 }
-export type ClientRequest = ClientOps | ClientReads;
+/**
+ * Membership change (§6, joint consensus): make `peers` the voters. Answered once the new
+ * configuration is committed, or with an error.
+ */
+export interface ClientChangeConfig {
+  type: 'changeConfig';
+  id: number;
+  peers: string[];
+}
+/** Leadership transfer (thesis §3.10) to `target`, or to the most up-to-date voter when null. */
+export interface ClientTransferLeadership {
+  type: 'transferLeadership';
+  id: number;
+  target: string | null;
+}
+export type ClientRequest = ClientOps | ClientReads | ClientChangeConfig | ClientTransferLeadership;
 
 /** An error as it crosses a thread: rebuilt into a typed class by `src/errors.ts`. */
 export interface WireError {
@@ -266,6 +391,19 @@ const SHARED_STRUCTURES: readonly (readonly string[])[] = [
   ['type', 'key', 'value'],
   ['type', 'key'],
   ['type', 'key', 'expected', 'value'],
+  // Issue 5: membership, pre-vote, leadership transfer, snapshots.
+  ['type', 'index', 'term', 'peers', 'old'],
+  ['type', 'term', 'from', 'to', 'lastLogIndex', 'lastLogTerm', 'transfer'],
+  ['type', 'term', 'from', 'to'],
+  ['index', 'term', 'peers', 'old', 'digest', 'size'],
+  ['meta', 'data'],
+  ['type', 'term', 'from', 'to', 'meta', 'offset', 'data', 'done', 'readSeq'],
+  ['type', 'term', 'from', 'to', 'index', 'snapshotTerm', 'offset', 'done', 'readSeq'],
+  ['meta', 'data', 'discardLog'],
+  ['type', 'seq', 'term', 'votedFor', 'truncateFrom', 'entries', 'snapshot'],
+  ['type', 'term', 'votedFor', 'firstIndex', 'lastIndex', 'lastTerm', 'snapshot'],
+  ['type', 'id', 'peers'],
+  ['type', 'id', 'target'],
 ];
 
 function codecOptions() {
@@ -353,10 +491,31 @@ export function isEntry(v: unknown): v is Entry {
     case 'command':
       return e.data instanceof Uint8Array;
     case 'config':
-      return Array.isArray(e.peers) && e.peers.every(isStr);
+      return isStrList(e.peers) && (e.old === undefined || isStrList(e.old));
     default:
       return false;
   }
+}
+
+const isStrList = (v: unknown): v is string[] => Array.isArray(v) && v.every(isStr);
+
+export function isSnapshotMeta(v: unknown): v is SnapshotMeta {
+  if (typeof v !== 'object' || v === null) return false;
+  const m = v as Record<string, unknown>;
+  return (
+    isNum(m.index) &&
+    isNum(m.term) &&
+    isStrList(m.peers) &&
+    (m.old === null || isStrList(m.old)) &&
+    isNum(m.digest) &&
+    isNum(m.size)
+  );
+}
+
+function isSnapshot(v: unknown): v is Snapshot {
+  if (typeof v !== 'object' || v === null) return false;
+  const s = v as Record<string, unknown>;
+  return isSnapshotMeta(s.meta) && s.data instanceof Uint8Array && s.data.length === s.meta.size;
 }
 
 export function isPeerMessage(v: unknown): v is PeerMessage {
@@ -365,9 +524,25 @@ export function isPeerMessage(v: unknown): v is PeerMessage {
   if (!isNum(m.term) || !isStr(m.from) || !isStr(m.to)) return false;
   switch (m.type) {
     case 'requestVote':
+      return isNum(m.lastLogIndex) && isNum(m.lastLogTerm) && (m.transfer === undefined || typeof m.transfer === 'boolean');
+    case 'preVote':
       return isNum(m.lastLogIndex) && isNum(m.lastLogTerm);
     case 'requestVoteReply':
+    case 'preVoteReply':
       return typeof m.granted === 'boolean';
+    case 'timeoutNow':
+      return true;
+    case 'installSnapshot':
+      return (
+        isSnapshotMeta(m.meta) &&
+        isNum(m.offset) &&
+        m.data instanceof Uint8Array &&
+        m.offset + m.data.length <= m.meta.size &&
+        typeof m.done === 'boolean' &&
+        isNum(m.readSeq)
+      );
+    case 'installSnapshotReply':
+      return isNum(m.index) && isNum(m.snapshotTerm) && isNum(m.offset) && typeof m.done === 'boolean' && isNum(m.readSeq);
     case 'appendEntries':
       return (
         isNum(m.prevLogIndex) &&
@@ -409,7 +584,13 @@ export function isClientRequest(v: unknown): v is ClientRequest {
     );
   if (m.type === 'ops') return withBytes(m.ops, 'command');
   if (m.type === 'reads') return withBytes(m.reads, 'query');
+  if (m.type === 'changeConfig') return isNum(m.id) && isStrList(m.peers);
+  if (m.type === 'transferLeadership') return isNum(m.id) && (m.target === null || isStr(m.target));
   return false;
+}
+
+function isSnapshotWrite(v: unknown): v is SnapshotWrite {
+  return isSnapshot(v) && typeof (v as unknown as Record<string, unknown>).discardLog === 'boolean';
 }
 
 export function isLogRequest(v: unknown): v is LogRequest {
@@ -423,7 +604,8 @@ export function isLogRequest(v: unknown): v is LogRequest {
         (m.votedFor === null || isStr(m.votedFor)) &&
         isNum(m.truncateFrom) &&
         Array.isArray(m.entries) &&
-        m.entries.every(isEntry)
+        m.entries.every(isEntry) &&
+        (m.snapshot === undefined || m.snapshot === null || isSnapshotWrite(m.snapshot))
       );
     case 'read':
       return isNum(m.id) && isNum(m.from) && isNum(m.to);
@@ -442,7 +624,8 @@ export function isLogReply(v: unknown): v is LogReply {
         (m.votedFor === null || isStr(m.votedFor)) &&
         isNum(m.firstIndex) &&
         isNum(m.lastIndex) &&
-        isNum(m.lastTerm)
+        isNum(m.lastTerm) &&
+        (m.snapshot === null || isSnapshot(m.snapshot))
       );
     case 'persisted':
       return isNum(m.seq);

@@ -3,15 +3,23 @@
  * One interface, two implementations (`MemoryLogStore` for the simulator and unit tests,
  * `LmdbLogStore` for the log actor), held to one contract suite in test/log-store.spec.ts.
  */
-import type { Entry } from '../messages.js';
+import type { Entry, Snapshot, SnapshotWrite } from '../messages.js';
 
 export interface HardState {
   term: number;
   votedFor: string | null;
 }
 
-/** One durable write, applied in this order: hard state, truncation, append. */
+/** One durable write, applied in this order: snapshot and compaction, hard state, truncation, append. */
 export interface LogWrite {
+  /**
+   * A snapshot to store in place of the stored one (its index must be above the stored
+   * snapshot's). Then, with `discardLog`, every entry is deleted and the log continues from the
+   * snapshot (lastIndex = its index, lastTerm = its term); otherwise the entries up to its
+   * index are deleted (compaction, §7), and the log must reach that index. Either way
+   * firstIndex becomes the snapshot's index + 1.
+   */
+  snapshot?: SnapshotWrite | null;
   term: number;
   votedFor: string | null;
   /** Delete every entry with index >= truncateFrom first; 0 means no truncation. */
@@ -22,12 +30,14 @@ export interface LogWrite {
 
 export interface LogStore {
   hardState(): HardState;
-  /** Index of the first stored entry (1 while nothing is compacted). */
+  /** Index of the first stored entry (1 while nothing is compacted, else the snapshot's index + 1). */
   firstIndex(): number;
-  /** Index of the last stored entry, 0 when empty. */
+  /** Index of the last stored entry, or the snapshot's index when no entry follows it; 0 when empty. */
   lastIndex(): number;
-  /** Term of the last stored entry, 0 when empty. */
+  /** Term of that entry (or of the snapshot), 0 when empty. */
   lastTerm(): number;
+  /** The durable snapshot, if any (its data is the store's own copy; do not modify it). */
+  snapshot(): Snapshot | null;
   /** Entries with from <= index <= to that exist, in order. */
   entries(from: number, to: number): Entry[];
   /**
