@@ -36,6 +36,7 @@ import {
   type OpOutcome,
   type PeerMessage,
   type ReadResult,
+  type Snapshot,
   type WireError,
 } from '../src/messages.js';
 import { loadStateMachine, type StateMachineSpec } from '../src/state-machines/index.js';
@@ -126,12 +127,25 @@ function readEntries(from: number, to: number): Promise<Entry[]> {
 async function recover(): Promise<CoreState> {
   const ready = await new Promise<LogReady>((resolve) => (onLogReady = resolve));
   const options = validateCoreOptions({ ...DEFAULT_CORE_OPTIONS, ...data.core });
-  const log = new RaftLog();
+  // A state machine that cannot snapshot never compacts its log (§7).
+  if (typeof machine.snapshot !== 'function' || typeof machine.restore !== 'function') options.snapshotThreshold = 0;
+  const snapshot = ready.snapshot ?? null;
+  if (snapshot !== null) {
+    // The snapshot is the applied state up to its index; the log continues after it.
+    restoreMachine(snapshot);
+  }
+  const log = new RaftLog([], snapshot?.meta);
   for (let from = ready.firstIndex; from <= ready.lastIndex; from += READ_CHUNK) {
     for (const e of await readEntries(from, Math.min(from + READ_CHUNK - 1, ready.lastIndex))) log.push(e);
     log.evict(log.lastIndex, options.maxCachedEntries, options.maxCachedBytes);
   }
-  return createCore({ id, seed: data.seed, options, term: ready.term, votedFor: ready.votedFor, log });
+  return createCore({ id, seed: data.seed, options, term: ready.term, votedFor: ready.votedFor, log, snapshot });
+}
+
+function restoreMachine(snapshot: Snapshot): void {
+  if (typeof machine.restore !== 'function') throw new Error('a snapshot arrived but this state machine has no restore()');
+  machine.restore(snapshot.data);
+  appliedDigest = snapshot.meta.digest;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,7 +168,7 @@ function execute(e: Effect): void {
     case 'apply':
       return applyEntries(e.entries, e.requestIds);
     case 'clientError': {
-      const error: WireError = { code: e.code, message: clientErrorMessage(e.code, e.leader), leader: e.leader };
+      const error: WireError = { code: e.code, message: e.message ?? clientErrorMessage(e.code, e.leader), leader: e.leader };
       for (const opId of e.ids) {
         queries.delete(opId);
         outcomes.push({ id: opId, ok: false, result: null, error });
@@ -173,6 +187,21 @@ function execute(e: Effect): void {
     case 'roleChanged':
       notify({ type: 'role', role: e.role, term: e.term, leader: e.leader });
       return;
+    case 'adminDone':
+      outcomes.push({ id: e.id, ok: true, result: e.result ?? null, error: null });
+      return;
+    case 'takeSnapshot': {
+      // The machine has applied exactly e.index now; its answer goes back in a step of its own.
+      const snapshotData = machine.snapshot!();
+      if (!(snapshotData instanceof Uint8Array)) throw new TypeError('StateMachine.snapshot() must return a Uint8Array');
+      const snapshotTaken: Input = { type: 'snapshotTaken', index: e.index, data: snapshotData, digest: appliedDigest };
+      queueMicrotask(() => {
+        if (!stopped) run(snapshotTaken);
+      });
+      return;
+    }
+    case 'restore':
+      return restoreMachine(e.snapshot);
     default:
       assertNever(e);
   }
@@ -203,7 +232,8 @@ function sendToPeer(message: PeerMessage): void {
 
 function clientErrorMessage(code: string, leader: string | null): string {
   if (code === 'NOT_LEADER') return leader ? `${id} is not the leader; ${leader} is` : `${id} is not the leader and knows no leader`;
-  return 'leadership was lost before the op was applied; its outcome is unknown';
+  if (code === 'LEADERSHIP_LOST') return 'leadership was lost before the request took effect; its outcome is unknown';
+  return `${id} refused the request (${code})`;
 }
 
 function applyEntries(entries: Entry[], requestIds: (number | null)[]): void {
@@ -319,6 +349,14 @@ function onClientMessage(bytes: unknown): void {
       run({ type: 'propose', requests: m.ops });
       continue;
     }
+    if (m.type === 'changeConfig') {
+      run({ type: 'changeConfig', id: m.id, peers: m.peers });
+      continue;
+    }
+    if (m.type === 'transferLeadership') {
+      run({ type: 'transferLeadership', id: m.id, target: m.target });
+      continue;
+    }
     // A lease (§6.4.1) is judged by the core's clock: bring it up to date first, in case
     // this thread was held up and the ticker is late.
     advanceClock();
@@ -340,9 +378,10 @@ const control: ConsensusControl = {
       connectedPeers: [...peers.keys()],
     };
   },
-  setConfig(peerIds: string[]): WireError | null {
+  setConfig(peerIds: string[]): WireError | null | 'change' {
     const decision = configDecision(core, peerIds);
     if (decision.kind === 'refused') return { code: decision.code, message: decision.message, leader: null };
+    if (decision.kind === 'change') return 'change';
     if (decision.kind === 'bootstrap') run({ type: 'bootstrap', peers: peerIds });
     return null;
   },
@@ -381,9 +420,8 @@ parentPort?.on('message', (m: unknown) => {
 });
 
 async function main(): Promise<void> {
-  const [recovered, loaded] = await Promise.all([recover(), loadStateMachine(data.stateMachine)]);
-  core = recovered;
-  machine = loaded;
+  machine = await loadStateMachine(data.stateMachine);
+  core = await recover();
   clientPort.on('message', onClientMessage);
   exposeControl(control, controlPort);
   clockStart = performance.now();

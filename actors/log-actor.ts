@@ -6,12 +6,16 @@
  * posts `{ type: 'ready' }` on parentPort. Failing to open throws: a start failure.
  *
  * Consensus port (msgpack bytes, src/messages.ts): `persist` → `Persisted{seq}` once the
- * write is durable, in seq order (the persists of one event turn share one LMDB transaction);
- * `read` → `ReadResult`, answered after every write received before it. Anything else is
- * dropped and counted; a failed write sends `LogFailure` and crashes the actor, so the
- * supervisor restarts it and the consensus actor recovers from what is on disk. The crash is
- * an exception thrown from a microtask, never from inside an LMDB batch, so the dying thread
- * leaves no LMDB transaction open (see "Group commit" in src/log/lmdb-store.ts).
+ * write is durable, in seq order (the persists of one event turn share one LMDB transaction;
+ * a persist's snapshot is stored and its log compacted in that same transaction);
+ * `read` → `ReadResult`, answered after every write received before it, with the entries of
+ * the range that are stored (none below the snapshot: those were compacted). `LogReady`
+ * carries the durable snapshot, if any (the field is absent when there is none), which
+ * recovery starts from. Anything else is dropped and counted; a failed write sends
+ * `LogFailure` and crashes the actor, so the supervisor restarts it and the consensus actor
+ * recovers from what is on disk. The crash is an exception thrown from a microtask, never from
+ * inside an LMDB batch, so the dying thread leaves no LMDB transaction open (see "Group
+ * commit" in src/log/lmdb-store.ts).
  *
  * Control, on parentPort (raw structured-clone messages, from the supervisor):
  *  - `{ type: 'attach', port }` (port transferred): a restarted consensus actor replaces
@@ -115,6 +119,7 @@ function persist(request: PersistRequest, replyTo: MessagePort): void {
   // Issued now, in this turn, so every persist of the turn joins one LMDB transaction.
   // The store settles writes in issue order, so the replies leave in seq order.
   const written = store.write({
+    snapshot: request.snapshot ?? null,
     term: request.term,
     votedFor: request.votedFor,
     truncateFrom: request.truncateFrom,
@@ -157,6 +162,7 @@ function fail(e: unknown, replyTo: MessagePort): void {
 
 function sendLogReady(port: MessagePort): void {
   const hs = store.hardState();
+  const snapshot = store.snapshot();
   postEncoded(port, {
     type: 'logReady',
     term: hs.term,
@@ -164,6 +170,8 @@ function sendLogReady(port: MessagePort): void {
     firstIndex: store.firstIndex(),
     lastIndex: store.lastIndex(),
     lastTerm: store.lastTerm(),
+    // Left out when there is none, so the common shape packs as its codec record.
+    ...(snapshot === null ? {} : { snapshot }),
   });
 }
 

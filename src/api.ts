@@ -5,6 +5,9 @@
  *   await startNode('a', { stateMachine: 'kv' });   // likewise 'b', 'c'
  *   await setConfig('a', ['a', 'b', 'c']);           // the first call bootstraps the cluster
  *   await op('a', { type: 'set', key: 'k', value: 1 });
+ *   await startNode('d', { stateMachine: 'kv' });
+ *   await setConfig('a', ['a', 'b', 'c', 'd']);      // later calls change the membership (§6)
+ *   await transferLeadership('a', 'd');              // thesis §3.10
  *
  * Ops travel as msgpack over a port of their own (every op of one event-loop turn in one
  * message); status and stop use the comlink control plane.
@@ -20,6 +23,7 @@ import { DEFAULT_CORE_OPTIONS, validateCoreOptions } from './core/index.js';
 import {
   ActorRestartedError,
   ConfigError,
+  TransferFailedError,
   fromWire,
   NodeExistsError,
   NodeStoppedError,
@@ -32,9 +36,12 @@ import {
   encodeCommand,
   isClientReply,
   postEncoded,
+  type ClientChangeConfig,
   type ClientReply,
+  type ClientTransferLeadership,
   type OpRequest,
   type ReadQuery,
+  type WireError,
 } from './messages.js';
 import type { StateMachineSpec } from './state-machines/index.js';
 import {
@@ -114,8 +121,16 @@ export interface RaftEvents {
 export const events = new EventEmitter<RaftEvents>();
 
 const DEFAULT_OP_TIMEOUT_MS = 10_000;
+/** Membership changes wait for new peers to catch up, which can take a while. */
+const DEFAULT_CONFIG_TIMEOUT_MS = 60_000;
 const CONTROL_WAIT_MS = 5_000;
 const ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** What a client asks of a peer: a command, a read, a membership change, a leadership transfer. */
+type Request =
+  | { kind: 'op' | 'read'; data: Uint8Array }
+  | { kind: 'config'; peers: string[] }
+  | { kind: 'transfer'; target: string | null };
 
 interface PendingOp {
   resolve(result: unknown): void;
@@ -135,6 +150,7 @@ class NodeHandle {
   private readonly pending = new Map<number, PendingOp>();
   private outbox: OpRequest[] = [];
   private readOutbox: ReadQuery[] = [];
+  private adminOutbox: (ClientChangeConfig | ClientTransferLeadership)[] = [];
   private flushScheduled = false;
   private sweeper: NodeJS.Timeout | null = null;
   private nextOpId = 1;
@@ -152,14 +168,26 @@ class NodeHandle {
     };
   }
 
-  /** Submit one op to this peer; resolves with its result, rejects with a typed error. */
-  submit(kind: 'op' | 'read', bytes: Uint8Array, timeoutMs: number): Promise<unknown> {
+  /** Submit one request to this peer; resolves with its result, rejects with a typed error. */
+  submit(request: Request, timeoutMs: number): Promise<unknown> {
     if (this.state !== 'running') return Promise.reject(this.stoppedError());
     const id = this.nextOpId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, deadline: Date.now() + timeoutMs, timeoutMs });
-      if (kind === 'op') this.outbox.push({ id, command: bytes });
-      else this.readOutbox.push({ id, query: bytes });
+      switch (request.kind) {
+        case 'op':
+          this.outbox.push({ id, command: request.data });
+          break;
+        case 'read':
+          this.readOutbox.push({ id, query: request.data });
+          break;
+        case 'config':
+          this.adminOutbox.push({ type: 'changeConfig', id, peers: request.peers });
+          break;
+        case 'transfer':
+          this.adminOutbox.push({ type: 'transferLeadership', id, target: request.target });
+          break;
+      }
       this.scheduleFlush();
       this.startSweeper();
     });
@@ -220,6 +248,7 @@ class NodeHandle {
     this.pending.clear();
     this.outbox = [];
     this.readOutbox = [];
+    this.adminOutbox = [];
     for (const p of all) p.reject(err);
     this.stopSweeper();
   }
@@ -257,7 +286,8 @@ class NodeHandle {
   }
 
   private scheduleFlush(): void {
-    if (this.flushScheduled || (this.outbox.length === 0 && this.readOutbox.length === 0) || !this.port) return;
+    const empty = this.outbox.length === 0 && this.readOutbox.length === 0 && this.adminOutbox.length === 0;
+    if (this.flushScheduled || empty || !this.port) return;
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
@@ -272,6 +302,7 @@ class NodeHandle {
         this.readOutbox = [];
         postEncoded(this.port, { type: 'reads', reads });
       }
+      for (const request of this.adminOutbox.splice(0)) postEncoded(this.port, request);
     });
   }
 
@@ -296,6 +327,7 @@ class NodeHandle {
         this.pending.delete(id);
         this.outbox = this.outbox.filter((o) => o.id !== id);
         this.readOutbox = this.readOutbox.filter((o) => o.id !== id);
+        this.adminOutbox = this.adminOutbox.filter((o) => o.id !== id);
         p.reject(new TimeoutError(p.timeoutMs, `op not applied within ${p.timeoutMs} ms; its outcome is unknown`));
       }
       if (this.pending.size === 0) this.stopSweeper();
@@ -392,30 +424,46 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
 }
 
 /**
- * Set the cluster's configuration. The first call, on a blank peer, bootstraps a cluster of
- * `peers` (all started in this process, each blank or already holding this configuration).
- * Calling it again with the same peers is a no-op; changing the membership of a running
- * cluster is not supported yet (ConfigChangeUnsupportedError).
+ * Set the cluster's voters (rafter's set_config). All of `peers` must be started in this process.
+ *
+ * - On a blank peer the first call bootstraps a cluster of `peers` (each blank, or already
+ *   holding this configuration); `id` must be one of them.
+ * - On a peer of a running cluster it changes the membership by joint consensus (§6): the
+ *   request goes to the leader, new peers catch up as non-voting learners, then C_old,new and
+ *   C_new are committed in turn; it resolves once C_new is committed. A leader not in C_new
+ *   then steps down. Calling it with the current voters is a no-op.
+ *
+ * One change at a time: while one is in progress another is refused with
+ * ConfigInProgressError (nothing changed; retry later). Errors: ConfigError (empty list,
+ * duplicates, unknown peers), CatchUpTimeoutError (new peers did not catch up; nothing
+ * changed), NotLeaderError (no leader found), LeadershipLostError or TimeoutError (outcome
+ * unknown: `status` shows which configuration is in force). Default timeout 60 s.
  */
-export function setConfig(id: string, peers: string[]): Promise<void> {
-  const run = configLock.then(() => setConfigNow(id, peers));
+export function setConfig(id: string, peers: string[], options: OpOptions = {}): Promise<void> {
+  const run = configLock.then(() => setConfigNow(id, peers, options));
   configLock = run.catch(() => undefined);
   return run;
 }
 
-async function setConfigNow(id: string, peers: string[]): Promise<void> {
+async function setConfigNow(id: string, peers: string[], options: OpOptions): Promise<void> {
   const handle = running(id);
+  const timeoutMs = positiveInt(options.timeoutMs, 'timeoutMs', DEFAULT_CONFIG_TIMEOUT_MS);
   if (!Array.isArray(peers) || peers.length === 0) throw new ConfigError('setConfig needs a non-empty list of peer ids');
   for (const p of peers) validateId(p, 'peer id');
   const duplicate = peers.find((p, i) => peers.indexOf(p) !== i);
   if (duplicate !== undefined) throw new ConfigError(`peer '${duplicate}' is listed twice`);
   const unknown = peers.filter((p) => !nodes.has(p));
   if (unknown.length > 0) throw new ConfigError(`unknown peer(s): ${unknown.join(', ')} (start them first)`);
-  if (!peers.includes(id)) throw new ConfigError(`setConfig must be called on one of the peers; '${id}' is not in the list`);
 
+  const self = await status(id);
+  if (self.peers.length > 0 || self.lastIndex > 0) {
+    // A running cluster: a membership change, decided by its leader.
+    await submitWithRetry(handle, { kind: 'config', peers: [...peers] }, timeoutMs);
+    return;
+  }
+  if (!peers.includes(id)) throw new ConfigError(`setConfig must be called on one of the peers; '${id}' is not in the list`);
   const statuses = await Promise.all(peers.map((p) => status(p)));
-  const self = statuses[peers.indexOf(id)]!;
-  if (self.peers.length === 0 && self.lastIndex === 0) {
+  {
     // Bootstrap only a cluster whose peers are all blank: a peer in another cluster would
     // let two configurations elect two leaders.
     for (const s of statuses) {
@@ -424,8 +472,34 @@ async function setConfigNow(id: string, peers: string[]): Promise<void> {
       }
     }
   }
-  const refusal = await handle.withControl((c) => c.setConfig(peers));
+  const refusal: WireError | null | 'change' = await handle.withControl((c) => c.setConfig(peers) as Promise<WireError | null | 'change'>);
+  if (refusal === 'change') throw new ConfigError(`peer '${id}' joined a cluster meanwhile; call setConfig again`);
   if (refusal) throw fromWire(refusal);
+}
+
+/**
+ * Hand leadership over (thesis §3.10) to `target`, or to the most up-to-date voter: the leader
+ * stops taking commands, brings the target's log up to date and tells it to campaign at once.
+ * Resolves with the new leader's id once `target` leads. Asked of any peer; it goes to the
+ * leader. TransferFailedError when the target is not a voter, or did not take over within an
+ * election timeout (the old leader then takes commands again).
+ */
+export async function transferLeadership(id: string, target?: string, options: OpOptions = {}): Promise<string> {
+  const first = running(id);
+  if (target !== undefined) {
+    validateId(target, 'target');
+    if (!nodes.has(target)) throw new TransferFailedError(`unknown peer '${target}'`);
+  }
+  const timeoutMs = positiveInt(options.timeoutMs, 'timeoutMs', DEFAULT_OP_TIMEOUT_MS);
+  const deadline = Date.now() + timeoutMs;
+  const chosen = (await submitWithRetry(first, { kind: 'transfer', target: target ?? null }, timeoutMs)) as string;
+  // The old leader has stepped down and the target is campaigning: wait for it to win.
+  for (;;) {
+    const s = await status(chosen).catch(() => null);
+    if (s?.role === 'leader') return chosen;
+    if (Date.now() >= deadline) throw new TransferFailedError(`${chosen} was asked to take over but did not become leader in time`);
+    await sleep(10);
+  }
 }
 
 /**
@@ -435,7 +509,7 @@ async function setConfigNow(id: string, peers: string[]): Promise<void> {
 export async function op(id: string, command: unknown, options: OpOptions = {}): Promise<unknown> {
   const first = running(id);
   const timeoutMs = positiveInt(options.timeoutMs, 'timeoutMs', DEFAULT_OP_TIMEOUT_MS);
-  return submitWithRetry(first, 'op', encodeCommand(command), timeoutMs);
+  return submitWithRetry(first, { kind: 'op', data: encodeCommand(command) }, timeoutMs);
 }
 
 /**
@@ -448,15 +522,15 @@ export async function op(id: string, command: unknown, options: OpOptions = {}):
 export async function read(id: string, query: unknown, options: OpOptions = {}): Promise<unknown> {
   const first = running(id);
   const timeoutMs = positiveInt(options.timeoutMs, 'timeoutMs', DEFAULT_OP_TIMEOUT_MS);
-  return submitWithRetry(first, 'read', encodeCommand(query), timeoutMs);
+  return submitWithRetry(first, { kind: 'read', data: encodeCommand(query) }, timeoutMs);
 }
 
 /**
- * Submit until answered. Only NOT_LEADER is retried (nothing was appended or read): an op
- * follows the redirect to the leader; a read retries where it is, since any peer can serve
- * it once a leader is known.
+ * Submit until answered. Only NOT_LEADER is retried (nothing was appended or read): an op (or
+ * a membership change, a transfer) follows the redirect to the leader; a read retries where it
+ * is, since any peer can serve it once a leader is known.
  */
-async function submitWithRetry(first: NodeHandle, kind: 'op' | 'read', data: Uint8Array, timeoutMs: number): Promise<unknown> {
+async function submitWithRetry(first: NodeHandle, request: Request, timeoutMs: number): Promise<unknown> {
   const deadline = Date.now() + timeoutMs;
   let target = first;
   let notLeader: NotLeaderError | null = null;
@@ -465,11 +539,11 @@ async function submitWithRetry(first: NodeHandle, kind: 'op' | 'read', data: Uin
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw notLeader ?? new TimeoutError(timeoutMs);
     try {
-      return await target.submit(kind, data, remaining);
+      return await target.submit(request, remaining);
     } catch (err) {
       if (!(err instanceof NotLeaderError)) throw err;
       notLeader = err;
-      if (kind === 'op') {
+      if (request.kind !== 'read') {
         const hinted = err.leader === null ? undefined : nodes.get(err.leader);
         if (hinted && hinted.state === 'running' && hinted !== target) {
           target = hinted; // follow the redirect at once

@@ -29,8 +29,12 @@ export interface PeerStatus extends Status {
 
 export interface ConsensusControl {
   status(): PeerStatus;
-  /** Bootstrap a blank peer, or confirm the configuration it has. Null on success. */
-  setConfig(peers: string[]): WireError | null;
+  /**
+   * Bootstrap a blank peer with `peers`: null when done (or when it already has exactly that
+   * configuration), 'change' when the peer belongs to a running cluster (the caller submits a
+   * membership change on the client port instead), or why not.
+   */
+  setConfig(peers: string[]): WireError | null | 'change';
   /** Use `port` for messages to and from `peer` (replacing any earlier port). */
   connectPeer(peer: string, port: MessagePort): void;
   /** Fault injection: post raw bytes on the port to peer `to`, or to the log actor (`'log'`). */

@@ -11,7 +11,9 @@ export type RaftErrorCode =
   | 'NODE_STOPPED'
   | 'NODE_EXISTS'
   | 'CONFIG_INVALID'
-  | 'CONFIG_CHANGE_UNSUPPORTED'
+  | 'CONFIG_IN_PROGRESS'
+  | 'CATCH_UP_TIMEOUT'
+  | 'TRANSFER_FAILED'
   | 'LEADERSHIP_LOST'
   | 'ACTOR_RESTARTED'
   | 'STATE_MACHINE_ERROR'
@@ -88,10 +90,32 @@ export class ConfigError extends RaftError {
   }
 }
 
-/** Membership changes on a running cluster (joint consensus, §6) are not in this release. */
-export class ConfigChangeUnsupportedError extends RaftError {
+/**
+ * A membership change was asked for while another is in progress (one at a time, §6): nothing
+ * was changed; retry once the first one is done (`status` shows a joint configuration or
+ * learners while it runs).
+ */
+export class ConfigInProgressError extends RaftError {
+  constructor(message = 'a membership change is in progress') {
+    super('CONFIG_IN_PROGRESS', message);
+  }
+}
+
+/**
+ * The new peers of a membership change did not catch up with the leader in time (they are
+ * down, unreachable, or far too slow): the change was abandoned before it reached the log, so
+ * the configuration is unchanged.
+ */
+export class CatchUpTimeoutError extends RaftError {
+  constructor(message = 'the new peers did not catch up in time; the configuration is unchanged') {
+    super('CATCH_UP_TIMEOUT', message);
+  }
+}
+
+/** A leadership transfer could not be carried out (no such voter, or it did not take over in time). */
+export class TransferFailedError extends RaftError {
   constructor(message: string) {
-    super('CONFIG_CHANGE_UNSUPPORTED', message);
+    super('TRANSFER_FAILED', message);
   }
 }
 
@@ -159,8 +183,12 @@ export function fromWire(w: WireError): RaftError {
       return new InvalidCommandError(w.message);
     case 'CONFIG_INVALID':
       return new ConfigError(w.message);
-    case 'CONFIG_CHANGE_UNSUPPORTED':
-      return new ConfigChangeUnsupportedError(w.message);
+    case 'CONFIG_IN_PROGRESS':
+      return new ConfigInProgressError(w.message);
+    case 'CATCH_UP_TIMEOUT':
+      return new CatchUpTimeoutError(w.message);
+    case 'TRANSFER_FAILED':
+      return new TransferFailedError(w.message);
     case 'STORAGE_ERROR':
       return new StorageError(w.message);
     // Raised by the API in the caller's thread; rebuilt for completeness (nodeId is not on

@@ -72,7 +72,7 @@ export interface PreVote {
   lastLogIndex: number;
   lastLogTerm: number;
 }
-/** The answer to a PreVote; `term` echoes the term asked about. */
+/** The answer to a PreVote: `term` echoes the term asked about when granted, else is the receiver's. */
 export interface PreVoteReply {
   type: 'preVoteReply';
   term: number;
@@ -264,7 +264,8 @@ export interface LogReady {
   firstIndex: number;
   lastIndex: number;
   lastTerm: number;
-  snapshot: Snapshot | null;
+  /** The stored snapshot; left out when there is none (the common shape keeps its record). */
+  snapshot?: Snapshot | null;
 }
 export interface Persisted {
   type: 'persisted';
@@ -361,7 +362,10 @@ export type AnyMessage = PeerMessage | LogRequest | LogReply | ClientRequest | C
  * Record structures agreed on both sides in advance (msgpackr "records"): each is the key
  * order of one message shape above. Objects whose keys match one of these are written as a
  * record id plus values; anything else is still encoded, with its structure inline.
- * Never reorder or remove an item: that changes the wire format.
+ * Never reorder or remove an item: that changes the wire format. At most 32: beyond that
+ * msgpackr switches to two-byte record ids. Rare shapes (pre-votes share RequestVote's keys;
+ * snapshots, TimeoutNow, membership requests, joint configurations) go with their keys inline,
+ * and optional fields are left out when absent, so the hot shapes keep their records.
  */
 const SHARED_STRUCTURES: readonly (readonly string[])[] = [
   ['type', 'index', 'term'],
@@ -391,19 +395,6 @@ const SHARED_STRUCTURES: readonly (readonly string[])[] = [
   ['type', 'key', 'value'],
   ['type', 'key'],
   ['type', 'key', 'expected', 'value'],
-  // Issue 5: membership, pre-vote, leadership transfer, snapshots.
-  ['type', 'index', 'term', 'peers', 'old'],
-  ['type', 'term', 'from', 'to', 'lastLogIndex', 'lastLogTerm', 'transfer'],
-  ['type', 'term', 'from', 'to'],
-  ['index', 'term', 'peers', 'old', 'digest', 'size'],
-  ['meta', 'data'],
-  ['type', 'term', 'from', 'to', 'meta', 'offset', 'data', 'done', 'readSeq'],
-  ['type', 'term', 'from', 'to', 'index', 'snapshotTerm', 'offset', 'done', 'readSeq'],
-  ['meta', 'data', 'discardLog'],
-  ['type', 'seq', 'term', 'votedFor', 'truncateFrom', 'entries', 'snapshot'],
-  ['type', 'term', 'votedFor', 'firstIndex', 'lastIndex', 'lastTerm', 'snapshot'],
-  ['type', 'id', 'peers'],
-  ['type', 'id', 'target'],
 ];
 
 function codecOptions() {
@@ -625,7 +616,7 @@ export function isLogReply(v: unknown): v is LogReply {
         isNum(m.firstIndex) &&
         isNum(m.lastIndex) &&
         isNum(m.lastTerm) &&
-        (m.snapshot === null || isSnapshot(m.snapshot))
+        (m.snapshot === undefined || m.snapshot === null || isSnapshot(m.snapshot))
       );
     case 'persisted':
       return isNum(m.seq);

@@ -146,6 +146,7 @@ export class PeerSupervisor {
   }
 
   private async startConsensusActor(): Promise<Child> {
+    const logChild = this.logChild!;
     const logPort = this.logPortForConsensus();
     const client = new MessageChannel();
     const controlChannel = new MessageChannel();
@@ -169,6 +170,9 @@ export class PeerSupervisor {
       shutdown: async () => {
         await control.stop();
       },
+      // It becomes ready only after recovering from its log actor: if that dies first, the
+      // start fails (and the log actor's own restart starts a consensus actor again).
+      abandon: logChild.gone.then(() => new Error('its log actor exited while it was starting')),
     });
     this.consensusChild = child;
     const control = connectControl(controlChannel.port1);
@@ -178,7 +182,7 @@ export class PeerSupervisor {
       client.port1.close();
       this.hooks.consensusDown(reason);
     };
-    await this.switchboard.join(this.spec.id, control);
+    await this.switchboard.join(this.spec.id, control, child.gone);
     this.hooks.consensusUp(client.port1, control);
     return {
       exited: child.exited.then((reason) => {

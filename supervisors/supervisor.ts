@@ -138,9 +138,23 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       try {
         await this.startChild(spec);
       } catch (err) {
+        // Killed meanwhile (kill() does not wait for a restart): nothing more to start.
+        if (this.stopping) return;
+        // A child started before this one died while this one started (a child may need its
+        // elder siblings to start, as the consensus actor needs the log actor); that death has
+        // queued a restart, which starts this child again under rest_for_one and one_for_all.
+        const elders = this.specs.slice(0, this.specs.indexOf(spec));
+        if (this.options.strategy !== 'one_for_one' && elders.some((s) => !this.running.has(s.id))) return;
         const failure = new Error(`restart of ${spec.id} failed: ${(err as Error).message}`);
         await this.kill();
         this.emit('failed', failure);
+        return;
+      }
+      if (this.stopping) {
+        // kill() came while this child started and could not see it: end it too.
+        const started = this.running.get(spec.id);
+        this.running.delete(spec.id);
+        await started?.kill();
         return;
       }
     }

@@ -7,6 +7,8 @@ import type { Child } from './supervisor.js';
 
 export interface WorkerChild extends Child {
   readonly worker: Worker;
+  /** Settles when the thread has exited, for whatever reason (asked to or not). */
+  readonly gone: Promise<void>;
   /** Fault injection: die as from an uncaught exception; the supervisor sees a crash. */
   crash(): Promise<void>;
 }
@@ -24,6 +26,11 @@ export interface WorkerChildOptions {
   abort?: (worker: Worker) => void;
   /** Raw messages from the worker other than `ready`. */
   onMessage?: (message: unknown) => void;
+  /**
+   * If this settles before the worker is ready, the start fails with its reason and the
+   * worker is terminated (e.g. the actor it waits on to become ready has died).
+   */
+  abandon?: Promise<Error>;
 }
 
 /** How long an orderly shutdown may take before the thread is terminated anyway. */
@@ -34,7 +41,12 @@ export function startWorkerChild(o: WorkerChildOptions): Promise<WorkerChild> {
   const worker = new Worker(o.entry, { workerData: o.workerData, transferList: o.transferList });
   let expectingExit = false;
   let alive = true;
-  worker.once('exit', () => (alive = false));
+  const gone = new Promise<void>((r) =>
+    worker.once('exit', () => {
+      alive = false;
+      r();
+    }),
+  );
   let resolveExited!: (e: Error) => void;
   const exited = new Promise<Error>((r) => (resolveExited = r));
 
@@ -49,6 +61,9 @@ export function startWorkerChild(o: WorkerChildOptions): Promise<WorkerChild> {
       }
     };
     worker.on('error', (err) => fail(err instanceof Error ? err : new Error(String(err))));
+    void o.abandon?.then((reason) => {
+      if (!ready) fail(reason);
+    });
     worker.on('exit', (code) => fail(new Error(`worker exited with code ${code}`)));
     worker.on('message', (m: unknown) => {
       if (!ready && typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'ready') {
@@ -68,6 +83,7 @@ export function startWorkerChild(o: WorkerChildOptions): Promise<WorkerChild> {
     };
     const child: WorkerChild = {
       worker,
+      gone,
       exited,
       async stop() {
         expectingExit = true;

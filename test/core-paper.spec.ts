@@ -447,7 +447,8 @@ describe('§5.4.2 Figure 8: committing entries from previous terms', function ()
    * the figure: the contested entry is at index 3, not 2.
    */
   function figure8(): Simulator {
-    const sim = new Simulator({ peers: 5, seed: 8, core: { maxEntriesPerAppend: 1 }, ...MANUAL });
+    // The paper's elections: no pre-vote (§9.6), which would stop p5 from even trying in (d).
+    const sim = new Simulator({ peers: 5, seed: 8, core: { maxEntriesPerAppend: 1, preVote: false }, ...MANUAL });
     sim.bootstrap('p1');
     sim.stabilize();
     sim.tick(1, ['p1']);

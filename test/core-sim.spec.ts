@@ -228,7 +228,8 @@ describe('simulation harness (etcd-style network)', function () {
   // Crashing then let it win the same term again and write a second entry at an (index, term)
   // a follower already held, so two peers applied different commands at one index.
   it('regression: a candidate that crashes before its vote is durable is never leader twice in one term', function () {
-    const sim = cluster(3);
+    // Without pre-votes (thesis §9.6): the scenario needs p2 to campaign alone.
+    const sim = cluster(3, { preVote: false });
     // p1 must be free to vote: a leader, or a follower that heard one within an election
     // timeout, ignores RequestVotes of higher terms (§4.2.3). Restarted, p1 is a follower that
     // keeps its guard for electionTicks ticks.

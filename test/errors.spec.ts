@@ -5,7 +5,9 @@
 import { expect } from 'chai';
 import {
   ActorRestartedError,
-  ConfigChangeUnsupportedError,
+  CatchUpTimeoutError,
+  ConfigInProgressError,
+  TransferFailedError,
   ConfigError,
   fromWire,
   InvalidCommandError,
@@ -37,10 +39,9 @@ const CASES: Record<RaftErrorCode, Case> = {
   NODE_STOPPED: { cls: NodeStoppedError, make: () => new NodeStoppedError('n1') },
   NODE_EXISTS: { cls: NodeExistsError, make: () => new NodeExistsError('n1') },
   CONFIG_INVALID: { cls: ConfigError, make: () => new ConfigError('duplicate peer n1') },
-  CONFIG_CHANGE_UNSUPPORTED: {
-    cls: ConfigChangeUnsupportedError,
-    make: () => new ConfigChangeUnsupportedError('joint consensus is not in this release'),
-  },
+  CONFIG_IN_PROGRESS: { cls: ConfigInProgressError, make: () => new ConfigInProgressError() },
+  CATCH_UP_TIMEOUT: { cls: CatchUpTimeoutError, make: () => new CatchUpTimeoutError() },
+  TRANSFER_FAILED: { cls: TransferFailedError, make: () => new TransferFailedError('n3 is not a voter') },
   LEADERSHIP_LOST: { cls: LeadershipLostError, make: () => new LeadershipLostError() },
   ACTOR_RESTARTED: { cls: ActorRestartedError, make: () => new ActorRestartedError() },
   STATE_MACHINE_ERROR: {

@@ -18,6 +18,7 @@ import {
   type LogReply,
   type LogRequest,
   type ReadResult,
+  type SnapshotWrite,
 } from '../src/messages.js';
 
 const LOG_ACTOR = new URL('../actors/log-actor.js', import.meta.url);
@@ -239,6 +240,47 @@ describe('log actor (worker thread over LMDB)', () => {
     });
     r.consensus.send({ type: 'read', id: 2, from: 1, to: 10 });
     expect((await r.consensus.expect('readResult')).entries.map((e) => e.index)).to.deep.equal([1, 2]);
+    await stop(r);
+  });
+
+  it('stores a persist\'s snapshot, compacts, and sends the snapshot in LogReady after a restart', async () => {
+    let r = await start(dir);
+    await r.consensus.expect('logReady');
+    const data = new Uint8Array(3000).map((_, i) => i % 251);
+    const snapshot: SnapshotWrite = {
+      meta: { index: 6, term: 2, peers: ['a', 'b', 'c'], old: null, digest: 12345, size: data.length },
+      data,
+      discardLog: false,
+    };
+    r.consensus.send({ type: 'persist', seq: 1, term: 2, votedFor: 'a', truncateFrom: 0, entries: commands(1, 10, 2) });
+    r.consensus.send({ type: 'persist', seq: 2, term: 2, votedFor: 'a', truncateFrom: 0, entries: [], snapshot });
+    expect((await r.consensus.expect('persisted')).seq).to.equal(1);
+    expect((await r.consensus.expect('persisted')).seq).to.equal(2);
+
+    // A read of a compacted range gets what is stored.
+    r.consensus.send({ type: 'read', id: 1, from: 1, to: 10 });
+    expect((await r.consensus.expect('readResult')).entries.map((e) => e.index)).to.deep.equal([7, 8, 9, 10]);
+    await stop(r);
+
+    r = await start(dir);
+    const ready = await r.consensus.expect('logReady');
+    const { snapshot: got, ...rest } = readyState(ready);
+    expect(rest).to.deep.equal({ term: 2, votedFor: 'a', firstIndex: 7, lastIndex: 10, lastTerm: 2 });
+    expect(got?.meta).to.deep.equal(snapshot.meta);
+    expect(Array.from(got!.data)).to.deep.equal(Array.from(data));
+
+    // A leader's snapshot past the log (InstallSnapshot): the log continues from it.
+    const leaders: SnapshotWrite = { ...snapshot, meta: { ...snapshot.meta, index: 20, term: 3 }, discardLog: true };
+    r.consensus.send({ type: 'persist', seq: 3, term: 3, votedFor: null, truncateFrom: 0, entries: [], snapshot: leaders });
+    expect((await r.consensus.expect('persisted')).seq).to.equal(3);
+    r.consensus.send({ type: 'read', id: 2, from: 1, to: 30 });
+    expect((await r.consensus.expect('readResult')).entries).to.deep.equal([]);
+    await stop(r);
+
+    r = await start(dir);
+    const again = await r.consensus.expect('logReady');
+    expect([again.firstIndex, again.lastIndex, again.lastTerm]).to.deep.equal([21, 20, 3]);
+    expect(again.snapshot?.meta).to.deep.equal(leaders.meta);
     await stop(r);
   });
 

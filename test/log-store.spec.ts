@@ -3,11 +3,11 @@
  * runs against MemoryLogStore and LmdbLogStore, then a few cases only one of them can show.
  */
 import { expect } from 'chai';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StorageError } from '../src/errors.js';
-import type { Entry } from '../src/messages.js';
+import type { Entry, Snapshot, SnapshotWrite } from '../src/messages.js';
 import { LmdbLogStore } from '../src/log/lmdb-store.js';
 import { MemoryLogStore } from '../src/log/memory-store.js';
 import type { LogStore, LogWrite } from '../src/log/store.js';
@@ -90,6 +90,40 @@ function run(from: number, to: number, term: number): Entry[] {
 
 function write(term: number, votedFor: string | null, entries: Entry[] = [], truncateFrom = 0): LogWrite {
   return { term, votedFor, truncateFrom, entries };
+}
+
+/** A snapshot of `index`/`term` with `size` bytes of data (derived from the index). */
+function snap(index: number, term: number, discardLog = false, size = 16): SnapshotWrite {
+  const data = new Uint8Array(size).map((_, i) => (index + i) & 0xff);
+  return { meta: { index, term, peers: ['a', 'b', 'c'], old: null, digest: index * 31, size }, data, discardLog };
+}
+
+/** `write(...)` with a snapshot: the snapshot and compaction come first. */
+function withSnapshot(
+  s: SnapshotWrite,
+  term: number,
+  votedFor: string | null,
+  entries: Entry[] = [],
+  truncateFrom = 0,
+): LogWrite {
+  return { ...write(term, votedFor, entries, truncateFrom), snapshot: s };
+}
+
+/** The log's bounds and its snapshot, in comparable form, for one assertion. */
+function bounds(store: LogStore): { firstIndex: number; lastIndex: number; lastTerm: number; snapshot: unknown } {
+  return {
+    firstIndex: store.firstIndex(),
+    lastIndex: store.lastIndex(),
+    lastTerm: store.lastTerm(),
+    snapshot: plainSnapshot(store.snapshot()),
+  };
+}
+
+/** Comparable form of a stored snapshot (or of the one written): meta and data bytes. */
+function plainSnapshot(s: Snapshot | null): unknown {
+  if (s === null) return null;
+  const { meta } = s;
+  return { meta: { ...meta, peers: [...meta.peers], old: meta.old && [...meta.old] }, data: Array.from(s.data) };
 }
 
 /** Comparable form: Buffers and Uint8Arrays become plain arrays. */
@@ -280,6 +314,156 @@ for (const variant of variants) {
       expect(store().lastIndex()).to.equal(4);
     });
 
+    it('keeps the old voters of a joint configuration entry', async () => {
+      const joint: Entry = { type: 'config', index: 1, term: 1, peers: ['a', 'b', 'd'], old: ['a', 'b', 'c'] };
+      await store().write(write(1, null, [joint, config(2, 1, ['a', 'b', 'd'])]));
+      await subject.restart();
+      expect(store().entries(1, 2)).to.deep.equal([joint, config(2, 1, ['a', 'b', 'd'])]);
+    });
+
+    it('a snapshot compacts the entries up to its index (§7)', async () => {
+      await store().write(write(2, 'a', [...run(1, 10, 1), ...run(11, 20, 2)]));
+      const s = snap(12, 2);
+      await store().write(withSnapshot(s, 2, 'a'));
+      expect(bounds(store())).to.deep.equal({ firstIndex: 13, lastIndex: 20, lastTerm: 2, snapshot: plainSnapshot(s) });
+      expect(store().hardState()).to.deep.equal({ term: 2, votedFor: 'a' });
+      expect(store().entries(1, 12)).to.deep.equal([], 'a compacted range holds nothing');
+      expect(store().entries(1, 100).map((e) => e.index)).to.deep.equal(run(13, 20, 2).map((e) => e.index));
+      expect(plain(store().entries(12, 14))).to.deep.equal(plain(run(13, 14, 2)), 'only what exists');
+
+      // Up to the last entry: the log is then empty, and ends where the snapshot does.
+      const t = snap(20, 2);
+      await store().write(withSnapshot(t, 2, 'a'));
+      expect(bounds(store())).to.deep.equal({ firstIndex: 21, lastIndex: 20, lastTerm: 2, snapshot: plainSnapshot(t) });
+      expect(store().entries(0, 100)).to.deep.equal([]);
+      await store().write(write(3, null, run(21, 22, 3)));
+      expect(terms(store().entries(0, 100))).to.deep.equal([3, 3]);
+      expect(store().firstIndex()).to.equal(21);
+    });
+
+    it('a snapshot with discardLog replaces the whole log; appends continue after it', async () => {
+      await store().write(write(1, null, run(1, 10, 1)));
+      // A leader's snapshot this log does not match (index 6 has term 1 here, 3 there).
+      const s = snap(6, 3, true);
+      await store().write(withSnapshot(s, 3, 'b'));
+      expect(bounds(store())).to.deep.equal({ firstIndex: 7, lastIndex: 6, lastTerm: 3, snapshot: plainSnapshot(s) });
+      expect(store().hardState()).to.deep.equal({ term: 3, votedFor: 'b' });
+      expect(store().entries(0, 100)).to.deep.equal([], 'entries past the snapshot went too');
+      expect(await rejection(store().write(write(3, 'b', run(8, 8, 3)))), 'a gap after the snapshot').to.be.instanceOf(
+        StorageError,
+      );
+      expect(await rejection(store().write(write(3, 'b', run(7, 7, 2)))), 'a term below the snapshot').to.be.instanceOf(
+        StorageError,
+      );
+      await store().write(write(3, 'b', run(7, 8, 3)));
+      expect(store().lastIndex()).to.equal(8);
+      expect(plain(store().entries(0, 100))).to.deep.equal(plain(run(7, 8, 3)));
+
+      // Beyond the log's end, and in the same write as the appends that follow it.
+      const t = snap(50, 4, true);
+      await store().write(withSnapshot(t, 4, null, run(51, 52, 4)));
+      expect(store().firstIndex()).to.equal(51);
+      expect(store().lastIndex()).to.equal(52);
+      expect(plain(store().entries(0, 100))).to.deep.equal(plain(run(51, 52, 4)));
+    });
+
+    it('truncation after compaction: to firstIndex leaves the log ending at the snapshot', async () => {
+      await store().write(write(1, null, run(1, 10, 1)));
+      await store().write(withSnapshot(snap(5, 1), 1, null));
+      await store().write(write(2, null, [], 6));
+      // The log ends at the snapshot, with the snapshot's term.
+      const stored = plainSnapshot(snap(5, 1));
+      expect(bounds(store())).to.deep.equal({ firstIndex: 6, lastIndex: 5, lastTerm: 1, snapshot: stored });
+      expect(store().entries(0, 100)).to.deep.equal([]);
+      await store().write(write(2, null, run(6, 7, 2)));
+      expect(terms(store().entries(0, 100))).to.deep.equal([2, 2]);
+
+      // One write, in its order: snapshot and compaction, truncation, append.
+      await store().write(withSnapshot(snap(6, 2), 3, null, run(7, 8, 3), 7));
+      expect(store().firstIndex()).to.equal(7);
+      expect(plain(store().entries(0, 100))).to.deep.equal(plain(run(7, 8, 3)));
+      expect(store().lastTerm()).to.equal(3);
+    });
+
+    it('refuses bad snapshots and truncation below the first index, changing nothing', async () => {
+      await store().write(write(2, 'a', [...run(1, 5, 1), ...run(6, 10, 2)]));
+      await store().write(withSnapshot(snap(5, 1), 2, 'a'));
+      const short = snap(7, 2);
+      const wrongSize: SnapshotWrite = { ...short, data: short.data.subarray(1) };
+      const bad: [string, LogWrite][] = [
+        ['index not above the stored snapshot', withSnapshot(snap(5, 1), 2, 'a')],
+        ['index below the stored snapshot', withSnapshot(snap(4, 1, true), 2, 'a')],
+        ['term differs from the entry at its index', withSnapshot(snap(7, 1), 2, 'a')],
+        ['term differs from the entry at its index (higher)', withSnapshot(snap(7, 3), 3, 'a')],
+        ['data length differs from meta.size', withSnapshot(wrongSize, 2, 'a')],
+        ['log does not reach its index without discardLog', withSnapshot(snap(11, 2), 2, 'a')],
+        ['term above the write term', withSnapshot(snap(12, 3, true), 2, 'a')],
+        ['term below the stored snapshot', withSnapshot(snap(12, 0, true), 2, 'a')],
+        ['meta is not a SnapshotMeta', withSnapshot({ ...short, meta: { index: 7 } } as unknown as SnapshotWrite, 2, 'a')],
+        ['truncation below the first index', write(2, 'a', [], 3)],
+        ['truncation at the snapshot index', write(2, 'a', run(5, 5, 2), 5)],
+        ['append overlapping the compacted range', write(2, 'a', run(3, 3, 2))],
+      ];
+      for (const [why, w] of bad) {
+        const err = await rejection(store().write(w));
+        expect(err, why).to.be.instanceOf(StorageError);
+        expect((err as StorageError).code, why).to.equal('STORAGE_ERROR');
+      }
+      const check = () => {
+        expect(store().hardState()).to.deep.equal({ term: 2, votedFor: 'a' });
+        const stored = plainSnapshot(snap(5, 1));
+        expect(bounds(store())).to.deep.equal({ firstIndex: 6, lastIndex: 10, lastTerm: 2, snapshot: stored });
+        expect(terms(store().entries(0, 100))).to.deep.equal([2, 2, 2, 2, 2]);
+      };
+      check();
+      await subject.restart();
+      check();
+    });
+
+    it('keeps its own copy of snapshot data', async () => {
+      await store().write(write(1, null, run(1, 3, 1)));
+      const s = snap(3, 1);
+      const expected = plainSnapshot(s);
+      await store().write(withSnapshot(s, 1, null));
+      s.data.fill(0);
+      s.meta.peers.push('z');
+      expect(plainSnapshot(store().snapshot())).to.deep.equal(expected);
+    });
+
+    it('checks a snapshot against the writes still in flight before it', async () => {
+      // Issued together: the snapshot compacts entries the first write has not yet made durable,
+      // and the third truncates after it.
+      const all = [
+        store().write(write(1, null, run(1, 6, 1))),
+        store().write(withSnapshot(snap(4, 1), 1, null)),
+        store().write(write(2, null, run(6, 7, 2), 6)),
+        store().write(withSnapshot(snap(6, 2), 2, null)),
+      ];
+      await Promise.all(all);
+      expect(store().firstIndex()).to.equal(7);
+      expect(plain(store().entries(0, 100))).to.deep.equal(plain(run(7, 7, 2)));
+      expect(store().snapshot()!.meta.index).to.equal(6);
+    });
+
+    it('recovers the snapshot and the log after it after a restart', async () => {
+      await store().write(write(3, 'c', [...run(1, 4, 2), ...run(5, 9, 3)]));
+      const s = snap(6, 3, false, 1000);
+      await store().write(withSnapshot(s, 3, 'c'));
+      await subject.restart();
+      expect(bounds(store())).to.deep.equal({ firstIndex: 7, lastIndex: 9, lastTerm: 3, snapshot: plainSnapshot(s) });
+      expect(store().hardState()).to.deep.equal({ term: 3, votedFor: 'c' });
+      expect(plain(store().entries(0, 100))).to.deep.equal(plain(run(7, 9, 3)));
+
+      // A snapshot with no entry after it: the log ends at the snapshot.
+      const t = snap(40, 4, true);
+      await store().write(withSnapshot(t, 4, null));
+      await subject.restart();
+      expect(bounds(store())).to.deep.equal({ firstIndex: 41, lastIndex: 40, lastTerm: 4, snapshot: plainSnapshot(t) });
+      expect(store().entries(0, 100)).to.deep.equal([]);
+      await store().write(write(4, null, run(41, 41, 4)));
+      expect(store().lastIndex()).to.equal(41);
+    });
+
     it('refuses writes once closed', async () => {
       await store().close();
       expect(await rejection(store().write(write(1, null)))).to.be.instanceOf(StorageError);
@@ -362,6 +546,58 @@ describe('LmdbLogStore', () => {
     expect(store.hardState()).to.deep.equal({ term: 7, votedFor: 'x' });
     expect(store.lastIndex()).to.equal(1000);
     expect(store.lastTerm()).to.equal(7);
+  });
+
+  it('stores a snapshot and compacts in the same transaction as the rest of the write', async () => {
+    const s = store!;
+    await s.write(write(1, null, run(1, 500, 1)));
+    const before = s.lastTxnId();
+    await s.write(withSnapshot(snap(400, 1), 2, 'a', run(501, 510, 2)));
+    expect(s.lastTxnId() - before).to.equal(1);
+    expect(s.storedEntryCount()).to.equal(110);
+    await s.write(withSnapshot(snap(600, 2, true), 2, 'a'));
+    expect(s.storedEntryCount()).to.equal(0, 'discardLog deletes every entry');
+  });
+
+  it('a compaction and a read of the range it compacts may meet: the read gets what is stored', async () => {
+    // Both writes share one batch; the first resolves, and a read then finds the second's
+    // compaction on disk before it is marked durable (the log actor's reads do this).
+    const s = store!;
+    const first = s.write(write(1, null, run(1, 10, 1)));
+    const second = s.write(withSnapshot(snap(8, 1), 1, null));
+    await first;
+    // Marked durable or not, the second write is on disk: only 9 and 10 are stored.
+    expect(s.entries(1, 10).map((e) => e.index)).to.deep.equal([9, 10]);
+    await second;
+    expect(s.entries(1, 10).map((e) => e.index)).to.deep.equal([9, 10]);
+  });
+
+  it('the data file stops growing under steady appends and compaction', async function () {
+    this.timeout(120_000);
+    const s = store!;
+    const dataFile = join(dir, 'data.mdb');
+    const payload = (i: number): Entry => ({ type: 'command', index: i, term: 1, data: new Uint8Array(64).fill(i & 0xff) });
+    let next = 1;
+    const sizes: number[] = [];
+    for (let round = 1; round <= 30; round++) {
+      const entries: Entry[] = [];
+      for (let k = 0; k < 2000; k++) entries.push(payload(next++));
+      await s.write(write(1, null, entries));
+      expect(s.storedEntryCount()).to.be.at.most(2000);
+      // A snapshot big enough to take overflow pages, replaced every round.
+      await s.write(withSnapshot(snap(next - 1, 1, false, 64 * 1024), 1, null));
+      expect(s.storedEntryCount()).to.equal(0);
+      sizes.push(statSync(dataFile).size);
+    }
+    const at10 = sizes[9]!;
+    const at30 = sizes[29]!;
+    expect(at30, `data.mdb: ${at10} bytes after round 10, ${at30} after round 30`).to.be.at.most(at10 * 1.1);
+    // And it recovers to the same place.
+    await s.close();
+    store = await LmdbLogStore.open(dir);
+    expect(store.firstIndex()).to.equal(next);
+    expect(store.lastIndex()).to.equal(next - 1);
+    expect(store.snapshot()!.meta.size).to.equal(64 * 1024);
   });
 
   it('reads a long log back in order (uint32 keys sort numerically)', async () => {

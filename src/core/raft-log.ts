@@ -9,7 +9,7 @@
  * effects) when a lagging follower needs them or a restarted peer applies them. So what a
  * peer holds in memory is bounded by the window, not by the length of its log.
  */
-import type { ConfigEntry, Entry } from '../messages.js';
+import type { ConfigEntry, Entry, SnapshotMeta } from '../messages.js';
 
 /** A run of consecutive entries with the same term, from `start` to the next run's start. */
 interface TermRun {
@@ -37,11 +37,66 @@ export class RaftLog {
   private last = 0;
   /** Terms of 1..last, strictly increasing from run to run. */
   private readonly runs: TermRun[] = [];
-  /** Every configuration entry, in index order. */
+  /** Every configuration entry after the snapshot, in index order. */
   private configs: ConfigEntry[] = [];
+  private base = 0;
+  private baseTerm = 0;
+  /** The configuration as of the snapshot (null when there is no snapshot). */
+  private baseConfig: ConfigEntry | null = null;
 
-  constructor(entries: readonly Entry[] = []) {
+  constructor(entries: readonly Entry[] = [], snapshot?: SnapshotMeta) {
+    if (snapshot) this.reset(snapshot);
     for (const e of entries) this.push(e);
+  }
+
+  /** The last index covered by the snapshot (0 without one): entries up to it are compacted. */
+  get snapshotIndex(): number {
+    return this.base;
+  }
+
+  get snapshotTerm(): number {
+    return this.baseTerm;
+  }
+
+  /**
+   * Compact: forget the entries up to `meta.index` (which must be in the log), now held by a
+   * snapshot. Their terms and configurations go too, except the snapshot's own.
+   */
+  compact(meta: SnapshotMeta): void {
+    if (meta.index <= this.base) return;
+    if (meta.index > this.last || this.term(meta.index) !== meta.term) {
+      throw new Error(`cannot compact to ${meta.index}/${meta.term}: the log does not hold it`);
+    }
+    if (meta.index >= this.cacheStart) {
+      const drop = meta.index + 1 - this.cacheStart;
+      for (let i = 0; i < drop; i++) this.bytes -= entryBytes(this.cache[i]!);
+      this.cache = this.cache.slice(drop);
+      this.cacheStart = meta.index + 1;
+    }
+    const r = this.runAt(meta.index);
+    this.runs.splice(0, r);
+    this.runs[0] = { start: meta.index, term: meta.term };
+    this.configs = this.configs.filter((c) => c.index > meta.index);
+    this.setBase(meta);
+  }
+
+  /** Replace the whole log by a snapshot (§7: a follower whose log does not match it). */
+  reset(meta: SnapshotMeta): void {
+    this.cache = [];
+    this.bytes = 0;
+    this.cacheStart = meta.index + 1;
+    this.last = meta.index;
+    this.runs.length = 0;
+    this.runs.push({ start: meta.index, term: meta.term });
+    this.configs = [];
+    this.setBase(meta);
+  }
+
+  private setBase(meta: SnapshotMeta): void {
+    this.base = meta.index;
+    this.baseTerm = meta.term;
+    this.baseConfig = { type: 'config', index: meta.index, term: meta.term, peers: [...meta.peers] };
+    if (meta.old !== null) this.baseConfig.old = [...meta.old];
   }
 
   get lastIndex(): number {
@@ -66,10 +121,13 @@ export class RaftLog {
     return this.bytes;
   }
 
-  /** Term of the entry at `index`: 0 for index 0 (the empty prefix), undefined past the end. */
+  /**
+   * Term of the entry at `index`: 0 for index 0 (the empty prefix), the snapshot's term at its
+   * index, undefined past the end and below the snapshot (compacted).
+   */
   term(index: number): number | undefined {
-    if (index === 0) return 0;
-    if (index > this.last || index < 0) return undefined;
+    if (index === this.base) return this.baseTerm;
+    if (index > this.last || index < this.base) return undefined;
     if (index >= this.cacheStart) return this.cache[index - this.cacheStart]!.term;
     return this.runs[this.runAt(index)]!.term;
   }
@@ -92,6 +150,7 @@ export class RaftLog {
     }
     if (entry.term < this.lastTerm) throw new Error(`log term ${entry.term} at ${entry.index} is below ${this.lastTerm}`);
     if (entry.term !== this.lastTerm || this.runs.length === 0) this.runs.push({ start: entry.index, term: entry.term });
+    if (this.cache.length === 0) this.cacheStart = entry.index;
     if (entry.type === 'config') this.configs.push(entry);
     this.cache.push(entry);
     this.bytes += entryBytes(entry);
@@ -101,7 +160,8 @@ export class RaftLog {
   /** Delete every entry with index >= from (§5.3 conflict truncation). */
   truncateFrom(from: number): void {
     if (from > this.last) return;
-    const keep = Math.max(from - 1, 0);
+    if (from <= this.base) throw new Error(`cannot truncate from ${from}: entries up to ${this.base} are in a snapshot`);
+    const keep = from - 1;
     if (keep >= this.cacheStart) {
       for (let i = keep + 1 - this.cacheStart; i < this.cache.length; i++) this.bytes -= entryBytes(this.cache[i]!);
       this.cache.length = keep + 1 - this.cacheStart;
@@ -143,10 +203,13 @@ export class RaftLog {
     return lastTerm > this.lastTerm || (lastTerm === this.lastTerm && lastIndex >= this.last);
   }
 
-  /** First index of the run of entries with the term of the entry at `index` (§5.3 hint). */
+  /**
+   * First index of the run of entries with the term of the entry at `index` (§5.3 hint), never
+   * at or below the snapshot: its entries are committed, so they match any leader's.
+   */
   firstIndexOfTerm(index: number): number {
-    if (index < 1 || index > this.last) return index;
-    return this.runs[this.runAt(index)]!.start;
+    if (index <= this.base || index > this.last) return index;
+    return Math.max(this.runs[this.runAt(index)]!.start, this.base + 1);
   }
 
   /** Last index <= `atMost` whose entry has term `term`, or 0 when the log has none. */
@@ -161,12 +224,20 @@ export class RaftLog {
     return 0;
   }
 
-  /** The latest configuration entry at or below `atMost`, if any (§6: the latest one rules). */
+  /**
+   * The latest configuration entry at or below `atMost`, if any (§6: the latest one rules);
+   * the snapshot's configuration stands for the compacted ones.
+   */
   lastConfig(atMost = this.last): ConfigEntry | undefined {
     for (let i = this.configs.length - 1; i >= 0; i--) {
       if (this.configs[i]!.index <= atMost) return this.configs[i];
     }
-    return undefined;
+    return this.baseConfig !== null && this.base <= atMost ? this.baseConfig : undefined;
+  }
+
+  /** The configuration entries after `index`, in order. */
+  configsAfter(index: number): ConfigEntry[] {
+    return this.configs.filter((c) => c.index > index);
   }
 
   /** Index into `runs` of the run holding `index` (1 <= index <= last). */

@@ -15,20 +15,38 @@
  * answers) wait in `pendingWrites` until the log actor acknowledges the write (§5.2, §5.3;
  * thesis §3.8).
  */
-import { allowConfig, committedIndex, hasQuorum, isVoter, stableConfig, voteResult, voters, type Config } from '../config.js';
+import {
+  allowConfig,
+  committedIndex,
+  hasQuorum,
+  isVoter,
+  jointConfig,
+  stableConfig,
+  voteResult,
+  voters,
+  type Config,
+} from '../config.js';
 import type {
   AppendEntries,
   AppendEntriesReply,
+  ConfigEntry,
   Entry,
+  InstallSnapshot,
+  InstallSnapshotReply,
   OpRequest,
   PeerMessage,
+  PreVote,
+  PreVoteReply,
   ReadIndexReply,
   RequestVote,
   RequestVoteReply,
+  Snapshot,
+  SnapshotMeta,
+  SnapshotWrite,
 } from '../messages.js';
 import { entryBytes, RaftLog } from './raft-log.js';
 import { nextRandom } from './rng.js';
-import type { CoreOptions, CoreState, Effect, FetchReason, Input, Progress, Role, Status, StepResult } from './types.js';
+import type { ClientErrorCode, CoreOptions, CoreState, Effect, FetchReason, Input, Progress, Role, Status, StepResult } from './types.js';
 import { DEFAULT_CORE_OPTIONS } from './types.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -45,10 +63,15 @@ export interface CoreInit {
   /** The recovered log: its entries, or a RaftLog built from them (which may have evicted some). */
   entries?: readonly Entry[];
   log?: RaftLog;
+  /**
+   * The recovered snapshot (§7), already restored into the state machine: the log continues
+   * after it (a `log` given must start there too).
+   */
+  snapshot?: Snapshot | null;
 }
 
 export function validateCoreOptions(o: CoreOptions): CoreOptions {
-  const positive = (name: Exclude<keyof CoreOptions, 'leaseReads'>) => {
+  const positive = (name: Exclude<keyof CoreOptions, 'leaseReads' | 'preVote'>) => {
     if (!Number.isSafeInteger(o[name]) || o[name] < 1) {
       throw new RangeError(`options.${name} must be a positive integer, got ${String(o[name])}`);
     }
@@ -61,6 +84,12 @@ export function validateCoreOptions(o: CoreOptions): CoreOptions {
   positive('maxInflightBytes');
   positive('maxCachedEntries');
   positive('maxCachedBytes');
+  positive('snapshotChunkBytes');
+  positive('catchUpTicks');
+  if (!Number.isSafeInteger(o.snapshotThreshold) || o.snapshotThreshold < 0) {
+    throw new RangeError(`options.snapshotThreshold must be a non-negative integer (0: never), got ${String(o.snapshotThreshold)}`);
+  }
+  if (typeof o.preVote !== 'boolean') throw new TypeError(`options.preVote must be a boolean, got ${String(o.preVote)}`);
   if (o.electionTicks <= o.heartbeatTicks) {
     throw new RangeError('options.electionTicks must be greater than options.heartbeatTicks');
   }
@@ -91,7 +120,11 @@ export function leaseTicks(o: CoreOptions): number {
 /** A core for a peer starting (or restarting from what its log store recovered). */
 export function createCore(init: CoreInit): CoreState {
   const options = validateCoreOptions({ ...DEFAULT_CORE_OPTIONS, ...init.options });
-  const log = init.log ?? new RaftLog(init.entries ?? []);
+  const snapshot = init.snapshot ?? null;
+  const log = init.log ?? new RaftLog(init.entries ?? [], snapshot?.meta);
+  if (snapshot !== null && log.snapshotIndex !== snapshot.meta.index) {
+    throw new Error(`the recovered log starts at ${log.snapshotIndex + 1}, not after the snapshot at ${snapshot.meta.index}`);
+  }
   // Everything recovered is durable: keep only the memory window (the rest is fetched to apply).
   log.evict(log.lastIndex, options.maxCachedEntries, options.maxCachedBytes);
   const state: CoreState = {
@@ -103,9 +136,10 @@ export function createCore(init: CoreInit): CoreState {
     log,
     config: null,
     leader: null,
-    // §5.3 volatile state starts at 0 after a restart; the leader tells us the commit index.
-    commitIndex: 0,
-    lastApplied: 0,
+    // §5.3 volatile state starts at 0 after a restart (the leader tells us the commit index),
+    // or at the snapshot, which holds only committed entries and is already applied.
+    commitIndex: log.snapshotIndex,
+    lastApplied: log.snapshotIndex,
     ticks: 0,
     electionElapsed: 0,
     // A restarted peer may have acknowledged a leader just before it stopped: it keeps that
@@ -134,6 +168,12 @@ export function createCore(init: CoreInit): CoreState {
       leaseUntil: 0,
     },
     fetchingApply: false,
+    preVote: null,
+    configChange: null,
+    transfer: null,
+    snapshot,
+    snapshotting: false,
+    incoming: null,
     rngSeed: init.seed | 0,
   };
   refreshConfig(state);
@@ -150,6 +190,9 @@ export function status(s: CoreState): Status {
     commitIndex: s.commitIndex,
     lastApplied: s.lastApplied,
     peers: s.config ? voters(s.config) : [],
+    config: s.config,
+    learners: s.configChange?.phase === 'catchUp' ? [...s.configChange.learners] : [],
+    snapshotIndex: s.log.snapshotIndex,
   };
 }
 
@@ -161,12 +204,13 @@ export function isBlank(s: CoreState): boolean {
 export type ConfigDecision =
   | { kind: 'bootstrap' }
   | { kind: 'unchanged' }
-  | { kind: 'refused'; code: 'CONFIG_INVALID' | 'CONFIG_CHANGE_UNSUPPORTED'; message: string };
+  | { kind: 'change' }
+  | { kind: 'refused'; code: 'CONFIG_INVALID' | 'CONFIG_IN_PROGRESS'; message: string };
 
 /**
  * What a setConfig(peers) asked of this peer means (rafter's set_config): bootstrap a blank
- * peer, nothing for the configuration it already has, or a refusal. Membership changes on a
- * running cluster (§6) are not supported yet.
+ * peer, nothing for the configuration it already has, a membership change of the running
+ * cluster (§6: a `changeConfig` input, which only the leader carries out), or a refusal.
  */
 export function configDecision(s: CoreState, peers: readonly string[]): ConfigDecision {
   const allowed = allowConfig(s.config, peers);
@@ -179,12 +223,10 @@ export function configDecision(s: CoreState, peers: readonly string[]): ConfigDe
       case 'duplicate':
         return { kind: 'refused', code: 'CONFIG_INVALID', message: 'a configuration lists each peer once' };
       case 'configInProgress':
-        return { kind: 'refused', code: 'CONFIG_CHANGE_UNSUPPORTED', message: 'a configuration change is in progress' };
+        return { kind: 'refused', code: 'CONFIG_IN_PROGRESS', message: 'a membership change is in progress (joint configuration in the log)' };
     }
   }
-  if (s.config !== null) {
-    return { kind: 'refused', code: 'CONFIG_CHANGE_UNSUPPORTED', message: 'membership changes on a running cluster are not supported yet' };
-  }
+  if (s.config !== null) return { kind: 'change' };
   if (!isBlank(s)) return { kind: 'refused', code: 'CONFIG_INVALID', message: `${s.id} has log entries but no configuration` };
   return { kind: 'bootstrap' };
 }
@@ -204,6 +246,8 @@ interface StepContext {
   /** Sent only once this step's write (or the latest pending one) is durable. */
   afterDurable: PeerMessage[];
   selfVoteTerm: number;
+  /** A snapshot to store with this step's write (own, or installed from the leader). */
+  snapshotWrite: SnapshotWrite | null;
   roleBefore: Role;
   termBefore: number;
   leaderBefore: string | null;
@@ -217,6 +261,7 @@ export function step(state: CoreState, input: Input): StepResult {
     appended: [],
     afterDurable: [],
     selfVoteTerm: 0,
+    snapshotWrite: null,
     roleBefore: state.role,
     termBefore: state.currentTerm,
     leaderBefore: state.leader,
@@ -243,6 +288,15 @@ export function step(state: CoreState, input: Input): StepResult {
     case 'fetched':
       onFetched(state, ctx, input.reason, input.entries);
       break;
+    case 'snapshotTaken':
+      onSnapshotTaken(state, ctx, input.index, input.data, input.digest);
+      break;
+    case 'changeConfig':
+      onChangeConfig(state, ctx, input.id, input.peers);
+      break;
+    case 'transferLeadership':
+      onTransferLeadership(state, ctx, input.id, input.target);
+      break;
     default:
       assertNever(input);
   }
@@ -257,7 +311,7 @@ function assertNever(x: never): never {
 /** Turn the step's gathered writes into one persist effect, and release what may go now. */
 function finish(s: CoreState, ctx: StepContext): void {
   const effects = ctx.effects;
-  if (ctx.hardStateDirty || ctx.truncateFrom > 0 || ctx.appended.length > 0) {
+  if (ctx.hardStateDirty || ctx.truncateFrom > 0 || ctx.appended.length > 0 || ctx.snapshotWrite !== null) {
     const seq = ++s.persistSeq;
     effects.unshift({
       type: 'persist',
@@ -268,6 +322,8 @@ function finish(s: CoreState, ctx: StepContext): void {
         votedFor: s.votedFor,
         truncateFrom: ctx.truncateFrom,
         entries: ctx.appended,
+        // Left out when absent, so the common write keeps its compact record.
+        ...(ctx.snapshotWrite === null ? {} : { snapshot: ctx.snapshotWrite }),
       },
     });
     s.pendingWrites.push({
@@ -286,6 +342,7 @@ function finish(s: CoreState, ctx: StepContext): void {
   }
   // Entries applied and on our disk can leave memory: the log actor has them.
   s.log.evict(Math.min(s.lastApplied, s.durableIndex), s.options.maxCachedEntries, s.options.maxCachedBytes);
+  maybeSnapshot(s, ctx);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -297,6 +354,7 @@ function onTick(s: CoreState, ctx: StepContext, ticks: number): void {
   s.voteGuard = Math.max(0, s.voteGuard - ticks);
   if (s.role === 'leader') {
     if (!checkQuorum(s, ctx, ticks)) return;
+    checkAdminDeadlines(s, ctx);
     s.heartbeatElapsed += ticks;
     if (s.heartbeatElapsed >= s.options.heartbeatTicks) {
       s.heartbeatElapsed = 0;
@@ -306,11 +364,85 @@ function onTick(s: CoreState, ctx: StepContext, ticks: number): void {
     }
     return;
   }
-  // §5.2: a follower or candidate that hears nothing for an election timeout campaigns.
+  // §5.2: a follower or candidate that hears nothing for an election timeout campaigns
+  // (after a pre-vote, thesis §9.6).
   s.electionElapsed += ticks;
   if (s.electionElapsed >= s.electionTimeout) {
-    if (s.config !== null && isVoter(s.config, s.id)) campaign(s, ctx);
-    else resetElectionTimer(s);
+    if (!mayCampaign(s)) resetElectionTimer(s);
+    else if (s.options.preVote) startPreVote(s, ctx);
+    else campaign(s, ctx);
+  }
+}
+
+/**
+ * A voter of its latest configuration campaigns. So does a peer outside it while that
+ * configuration is not known to be committed (thesis §4.2.2): the cluster may still need it,
+ * e.g. when only peers being removed hold the newest entries. Its own vote does not count
+ * (`voteResult` counts the configuration's voters only). A peer that knows its removal is
+ * committed stays quiet, and so, once it has caught up, does a learner. (While a peer
+ * campaigns needlessly, its pre-votes fail: the members hear their leader, §4.2.3.)
+ */
+function mayCampaign(s: CoreState): boolean {
+  if (s.config === null) return false;
+  if (isVoter(s.config, s.id)) return true;
+  const latest = s.log.lastConfig()!;
+  return latest.index > s.commitIndex;
+}
+
+/**
+ * Thesis §9.6: ask the voters whether they would vote for us in the next term, without
+ * raising anyone's term. Only a quorum of yeses starts a real election; a peer that was
+ * partitioned away (or removed, §4.2.3) gets no quorum while the cluster has a leader.
+ */
+function startPreVote(s: CoreState, ctx: StepContext): void {
+  resetElectionTimer(s);
+  const config = s.config!;
+  s.preVote = { term: s.currentTerm + 1, votes: new Map([[s.id, true]]) };
+  if (voteResult(config, s.preVote.votes) === 'won') {
+    s.preVote = null;
+    return campaign(s, ctx);
+  }
+  for (const peer of voters(config)) {
+    if (peer === s.id) continue;
+    ctx.effects.push({
+      type: 'send',
+      message: {
+        type: 'preVote',
+        term: s.currentTerm + 1,
+        from: s.id,
+        to: peer,
+        lastLogIndex: s.log.lastIndex,
+        lastLogTerm: s.log.lastTerm,
+      },
+    });
+  }
+}
+
+/**
+ * Answer a pre-vote as a vote would be answered (§5.4.1 up-to-date log, a term above ours),
+ * and no while we lead or heard a leader within an election timeout (§4.2.3). Changes nothing.
+ */
+function handlePreVote(s: CoreState, ctx: StepContext, m: PreVote): void {
+  const granted =
+    m.term > s.currentTerm && s.role !== 'leader' && s.voteGuard === 0 && s.log.isUpToDate(m.lastLogTerm, m.lastLogIndex);
+  // A refusal carries our own term: a requester behind it adopts it (it exists), never the term
+  // it asked about (adopting that would raise its term at every refused pre-vote).
+  const reply: PreVoteReply = { type: 'preVoteReply', term: granted ? m.term : s.currentTerm, from: s.id, to: m.from, granted };
+  ctx.effects.push({ type: 'send', message: reply });
+}
+
+function handlePreVoteReply(s: CoreState, ctx: StepContext, m: PreVoteReply): void {
+  // A refusal from a later term: that term exists, so adopt it (raising no one else's).
+  if (!m.granted && m.term > s.currentTerm) return becomeFollower(s, ctx, m.term, null);
+  const pv = s.preVote;
+  if (pv === null || m.term !== pv.term || s.role === 'leader') return;
+  pv.votes.set(m.from, m.granted);
+  const result = voteResult(s.config!, pv.votes);
+  if (result === 'won') {
+    s.preVote = null;
+    campaign(s, ctx);
+  } else if (result === 'lost') {
+    s.preVote = null;
   }
 }
 
@@ -343,6 +475,8 @@ function resetElectionTimer(s: CoreState): void {
 
 function becomeFollower(s: CoreState, ctx: StepContext, term: number, leader: string | null): void {
   if (s.role === 'leader' || term > s.currentTerm || leader !== s.leader) abortReads(s, ctx);
+  if (s.role === 'leader') endLeadership(s, ctx, leader);
+  s.preVote = null;
   if (term > s.currentTerm) {
     s.currentTerm = term;
     s.votedFor = null;
@@ -355,11 +489,15 @@ function becomeFollower(s: CoreState, ctx: StepContext, term: number, leader: st
   resetElectionTimer(s);
 }
 
-/** §5.2: increment the term, vote for self, ask every other voter. */
-function campaign(s: CoreState, ctx: StepContext): void {
+/**
+ * §5.2: increment the term, vote for self, ask every other voter. `transfer`: the leader asked
+ * us to (TimeoutNow, thesis §3.10), and the voters may not ignore us for having heard it.
+ */
+function campaign(s: CoreState, ctx: StepContext, transfer = false): void {
   if (s.role === 'leader') throw new Error('illegal transition: leader -> candidate');
   const config = s.config!;
   abortReads(s, ctx);
+  s.preVote = null;
   s.role = 'candidate';
   s.currentTerm += 1;
   s.votedFor = s.id;
@@ -381,6 +519,7 @@ function campaign(s: CoreState, ctx: StepContext): void {
         to: peer,
         lastLogIndex: s.log.lastIndex,
         lastLogTerm: s.log.lastTerm,
+        ...(transfer ? { transfer } : {}),
       },
     });
   }
@@ -399,10 +538,9 @@ function becomeLeader(s: CoreState, ctx: StepContext): void {
   s.reads.leaseUntil = 0;
   const next = s.log.lastIndex + 1;
   s.progress.clear();
-  for (const peer of voters(s.config!)) {
-    if (peer === s.id) continue;
-    s.progress.set(peer, { nextIndex: next, matchIndex: 0, mode: 'probe', probeSent: false, inflight: [], inflightBytes: 0, fetching: false });
-  }
+  s.configChange = null;
+  s.transfer = null;
+  syncProgress(s, next);
   // §8: a no-op of the new term, so entries of earlier terms get committed (§5.4.2).
   appendEntry(s, ctx, { type: 'noop', index: next, term: s.currentTerm });
   for (const peer of s.progress.keys()) sendAppend(s, ctx, peer, true);
@@ -414,18 +552,24 @@ function becomeLeader(s: CoreState, ctx: StepContext): void {
 
 function onMessage(s: CoreState, ctx: StepContext, m: PeerMessage): void {
   if (m.to !== s.id || m.from === s.id || !wellFormed(m)) return;
+  // Pre-votes (thesis §9.6) are about a term nobody is in yet: they never change terms.
+  if (m.type === 'preVote') return handlePreVote(s, ctx, m);
+  if (m.type === 'preVoteReply') return handlePreVoteReply(s, ctx, m);
   // Thesis §4.2.3: while a current leader is heard (or we lead), a RequestVote of a higher
   // term is ignored, neither adopting its term nor answering it. A removed or partitioned
   // peer then cannot depose a healthy leader this way, and a leader's lease (§6.4.1) holds.
-  if (m.type === 'requestVote' && m.term > s.currentTerm && (s.role === 'leader' || s.voteGuard > 0)) return;
+  // A campaign the leader itself asked for (TimeoutNow, §3.10) is the exception.
+  if (m.type === 'requestVote' && m.term > s.currentTerm && !m.transfer && (s.role === 'leader' || s.voteGuard > 0)) return;
   // §5.1: a higher term makes us a follower of that term; a lower one marks a stale sender.
   if (m.term > s.currentTerm) {
-    becomeFollower(s, ctx, m.term, m.type === 'appendEntries' ? m.from : null);
+    const fromLeader = m.type === 'appendEntries' || m.type === 'installSnapshot' || m.type === 'timeoutNow';
+    becomeFollower(s, ctx, m.term, fromLeader ? m.from : null);
   } else if (m.term < s.currentTerm) {
     // Answer stale RPCs so the sender learns the new term; ignore stale replies.
     if (m.type === 'requestVote') replyVote(s, ctx, m, false);
     else if (m.type === 'appendEntries') replyAppend(s, ctx, m, false, 0);
     else if (m.type === 'readIndex') replyReadIndex(s, ctx, m.from, m.id, 0, false);
+    else if (m.type === 'installSnapshot') replySnapshot(s, ctx, m, 0, false);
     return;
   }
   HANDLERS[s.role](s, ctx, m);
@@ -449,12 +593,17 @@ const HANDLERS: Record<Role, Handler> = {
       case 'requestVote':
         return handleRequestVote(s, ctx, m);
       case 'appendEntries':
+      case 'installSnapshot':
         // A current leader is heard: remember it and stay a follower (§5.2).
-        if (s.leader !== m.from) s.leader = m.from;
-        s.electionElapsed = 0;
-        return handleAppendEntries(s, ctx, m);
+        heardLeader(s, m.from);
+        return m.type === 'appendEntries' ? handleAppendEntries(s, ctx, m) : handleInstallSnapshot(s, ctx, m);
+      case 'timeoutNow':
+        // Thesis §3.10: our leader hands over to us; campaign at once, without a pre-vote.
+        if (mayCampaign(s)) campaign(s, ctx, true);
+        return;
       case 'requestVoteReply':
       case 'appendEntriesReply':
+      case 'installSnapshotReply':
         return; // answers to a campaign or leadership of ours that has ended
       case 'readIndex':
         return replyReadIndex(s, ctx, m.from, m.id, 0, false);
@@ -467,14 +616,18 @@ const HANDLERS: Record<Role, Handler> = {
       case 'requestVote':
         return handleRequestVote(s, ctx, m); // refused: we voted for ourselves this term
       case 'appendEntries':
+      case 'installSnapshot':
         // §5.2: another peer won this term's election.
         becomeFollower(s, ctx, m.term, m.from);
-        return handleAppendEntries(s, ctx, m);
+        heardLeader(s, m.from);
+        return m.type === 'appendEntries' ? handleAppendEntries(s, ctx, m) : handleInstallSnapshot(s, ctx, m);
       case 'requestVoteReply':
         s.votes.set(m.from, m.granted);
         return countVotes(s, ctx);
       case 'appendEntriesReply':
+      case 'installSnapshotReply':
       case 'readIndexReply':
+      case 'timeoutNow':
         return;
       case 'readIndex':
         return replyReadIndex(s, ctx, m.from, m.id, 0, false);
@@ -486,6 +639,8 @@ const HANDLERS: Record<Role, Handler> = {
       case 'requestVote':
         return handleRequestVote(s, ctx, m); // refused: we voted for ourselves this term
       case 'appendEntries':
+      case 'installSnapshot':
+      case 'timeoutNow':
         // Election Safety makes a second leader in our term impossible; ignore it loudly
         // in tests by never answering.
         return;
@@ -494,6 +649,8 @@ const HANDLERS: Record<Role, Handler> = {
         return;
       case 'appendEntriesReply':
         return handleAppendReply(s, ctx, m);
+      case 'installSnapshotReply':
+        return handleSnapshotReply(s, ctx, m);
       case 'readIndex':
         if (holdsLease(s)) return replyReadIndex(s, ctx, m.from, m.id, s.commitIndex, true);
         s.reads.waiting.push({ kind: 'forwarded', from: m.from, id: m.id });
@@ -535,10 +692,24 @@ function countVotes(s: CoreState, ctx: StepContext): void {
   else if (result === 'lost') becomeFollower(s, ctx, s.currentTerm, null);
 }
 
+/** Our current leader was heard: stay its follower for another election timeout (§5.2, §4.2.3). */
+function heardLeader(s: CoreState, leader: string): void {
+  s.leader = leader;
+  s.electionElapsed = 0;
+  s.voteGuard = s.options.electionTicks;
+  s.preVote = null;
+}
+
 /** §5.3 AppendEntries receiver, for a message of our current term from its leader. */
 function handleAppendEntries(s: CoreState, ctx: StepContext, m: AppendEntries): void {
   const log = s.log;
-  s.voteGuard = s.options.electionTicks;
+  if (m.prevLogIndex < log.snapshotIndex) {
+    // Entries up to our snapshot are committed, hence the leader's too (§5.4 Leader
+    // Completeness): skip them and check the rest from the snapshot on.
+    const skip = Math.min(log.snapshotIndex - m.prevLogIndex, m.entries.length);
+    if (m.prevLogIndex + m.entries.length < log.snapshotIndex) return replyAppend(s, ctx, m, true, log.snapshotIndex);
+    m = { ...m, prevLogIndex: log.snapshotIndex, prevLogTerm: log.snapshotTerm, entries: m.entries.slice(skip) };
+  }
   // Consistency check: our log must contain an entry at prevLogIndex with prevLogTerm.
   if (m.prevLogIndex > log.lastIndex) {
     return replyAppend(s, ctx, m, false, 0, log.lastIndex + 1, 0);
@@ -604,17 +775,15 @@ function replyAppend(
 function handleAppendReply(s: CoreState, ctx: StepContext, m: AppendEntriesReply): void {
   const pr = s.progress.get(m.from);
   if (!pr) return;
-  // Any answer of our term acknowledges us as leader as of the round it echoes (§6.4).
-  if (m.readSeq > (s.reads.acked.get(m.from) ?? 0)) {
-    s.reads.acked.set(m.from, m.readSeq);
-    if (s.options.leaseReads) extendLease(s);
-    confirmReadRound(s, ctx);
-  }
+  ackRound(s, ctx, m.from, m.readSeq);
   if (m.success) {
     if (m.matchIndex > pr.matchIndex) pr.matchIndex = m.matchIndex;
     if (pr.nextIndex <= pr.matchIndex) pr.nextIndex = pr.matchIndex + 1;
-    if (pr.mode === 'probe') {
+    if (pr.mode !== 'replicate') {
+      // A probe found the match (or, while sending a snapshot, the follower turned out to
+      // hold our snapshot's last entry after all, and needs only what follows).
       pr.mode = 'replicate';
+      pr.snapshot = null;
       pr.inflight = [];
       pr.inflightBytes = 0;
     } else {
@@ -622,9 +791,12 @@ function handleAppendReply(s: CoreState, ctx: StepContext, m: AppendEntriesReply
     }
     pr.probeSent = false;
     maybeCommit(s, ctx);
+    followerProgressed(s, ctx, m.from);
     replicate(s, ctx, m.from);
     return;
   }
+  // While the snapshot is on its way, rejections of heartbeats say nothing new.
+  if (pr.mode === 'snapshot') return;
   // Rejected. A rejection of an index we know matches, or of an older probe, is stale.
   if (m.rejectedIndex <= pr.matchIndex) return;
   if (pr.mode === 'probe' && m.rejectedIndex !== pr.nextIndex - 1) return;
@@ -642,10 +814,26 @@ function handleAppendReply(s: CoreState, ctx: StepContext, m: AppendEntriesReply
   sendAppend(s, ctx, m.from, true);
 }
 
+/** Any answer of our term acknowledges us as leader as of the round it echoes (§6.4). */
+function ackRound(s: CoreState, ctx: StepContext, peer: string, readSeq: number): void {
+  if (readSeq <= (s.reads.acked.get(peer) ?? 0)) return;
+  s.reads.acked.set(peer, readSeq);
+  if (s.options.leaseReads) extendLease(s);
+  confirmReadRound(s, ctx);
+}
+
 /** Send one AppendEntries to `peer` if its progress allows; true if entries were sent. */
 function sendAppend(s: CoreState, ctx: StepContext, peer: string, heartbeat: boolean): boolean {
-  const pr = s.progress.get(peer)!;
+  const pr = s.progress.get(peer);
+  // Not (or no longer) a peer we replicate to: removed by a committed configuration (§6), or
+  // we stepped down in this very step.
+  if (pr === undefined) return false;
   const log = s.log;
+  // §7: the entries the follower needs next are compacted into our snapshot.
+  if (pr.mode === 'snapshot' || pr.nextIndex - 1 < log.snapshotIndex) {
+    sendSnapshot(s, ctx, peer, pr, heartbeat);
+    return false;
+  }
   const windowOpen = isWindowOpen(s, pr, heartbeat);
   const hasEntries = pr.nextIndex <= log.lastIndex;
   let entries: Entry[] = [];
@@ -743,7 +931,7 @@ function onFetched(s: CoreState, ctx: StepContext, reason: FetchReason, entries:
     const usable = usableFetched(s, entries, s.lastApplied + 1, s.commitIndex);
     if (usable.length > 0) {
       applyEntries(s, ctx, usable);
-    } else if (s.lastApplied < s.commitIndex && s.lastApplied + 1 < s.log.firstCachedIndex) {
+    } else if (entries.length === 0 && s.lastApplied < s.commitIndex && s.lastApplied + 1 < s.log.firstCachedIndex) {
       // Committed entries are never truncated (Leader Completeness) and were durable when
       // they left memory: a store that cannot return them has lost data.
       throw new Error(`the log store returned no entries to apply from ${s.lastApplied + 1}`);
@@ -777,9 +965,10 @@ function replicate(s: CoreState, ctx: StepContext, peer: string): void {
 
 function onPropose(s: CoreState, ctx: StepContext, requests: OpRequest[]): void {
   if (requests.length === 0) return;
-  if (s.role !== 'leader') {
-    ctx.effects.push({ type: 'clientError', ids: requests.map((r) => r.id), code: 'NOT_LEADER', leader: s.leader });
-    return;
+  if (s.role !== 'leader' || s.transfer !== null) {
+    // Thesis §3.10: a leader handing over takes no new commands (they would only be lost).
+    const leader = s.role === 'leader' ? null : s.leader;
+    return clientError(ctx, requests.map((r) => r.id), 'NOT_LEADER', leader);
   }
   for (const r of requests) {
     const index = s.log.lastIndex + 1;
@@ -802,13 +991,431 @@ function onBootstrap(s: CoreState, ctx: StepContext, peers: string[]): void {
   if (isVoter(s.config!, s.id)) campaign(s, ctx);
 }
 
+function clientError(ctx: StepContext, ids: number[], code: ClientErrorCode, leader: string | null, message?: string): void {
+  ctx.effects.push(message === undefined ? { type: 'clientError', ids, code, leader } : { type: 'clientError', ids, code, leader, message });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Membership changes by joint consensus (§6; thesis §4.3)
+
+/**
+ * Leader: the peers to replicate to. The voters of the latest configuration, those of the
+ * committed one (a removed peer keeps hearing from us until its removal is committed, so it
+ * learns of it and stays quiet), and the learners of a change in progress. New ones start
+ * probing at `nextIndex`.
+ */
+function syncProgress(s: CoreState, nextIndex = s.log.lastIndex + 1): void {
+  if (s.role !== 'leader' || s.config === null) return;
+  const targets = new Set(voters(s.config));
+  const committed = s.log.lastConfig(s.commitIndex);
+  if (committed) for (const id of voters(configOf(committed))) targets.add(id);
+  if (s.configChange?.phase === 'catchUp') for (const id of s.configChange.learners) targets.add(id);
+  targets.delete(s.id);
+  for (const id of targets) {
+    if (s.progress.has(id)) continue;
+    s.progress.set(id, {
+      nextIndex,
+      matchIndex: 0,
+      mode: 'probe',
+      probeSent: false,
+      inflight: [],
+      inflightBytes: 0,
+      fetching: false,
+      snapshot: null,
+    });
+  }
+  for (const id of [...s.progress.keys()]) {
+    if (targets.has(id)) continue;
+    s.progress.delete(id);
+    s.reads.acked.delete(id);
+  }
+}
+
+/**
+ * A client asks for `peers` as the voters. The new peers first catch up as learners (thesis
+ * §4.2.1), then C_old,new goes into the log, then C_new (`advanceConfig`). One change at a
+ * time: another while one is in progress is refused with CONFIG_IN_PROGRESS.
+ */
+function onChangeConfig(s: CoreState, ctx: StepContext, id: number, peers: string[]): void {
+  if (s.role !== 'leader' || s.transfer !== null) return clientError(ctx, [id], 'NOT_LEADER', s.role === 'leader' ? null : s.leader);
+  const latest = s.log.lastConfig()!;
+  const busy = s.configChange !== null || latest.index > s.commitIndex;
+  const allowed = allowConfig(s.config, peers);
+  if (!allowed.ok) {
+    switch (allowed.reason) {
+      case 'empty':
+        return clientError(ctx, [id], 'CONFIG_INVALID', null, 'a configuration needs at least one peer');
+      case 'duplicate':
+        return clientError(ctx, [id], 'CONFIG_INVALID', null, 'a configuration lists each peer once');
+      case 'configInProgress':
+        return clientError(ctx, [id], 'CONFIG_IN_PROGRESS', null, 'a membership change is in progress');
+      case 'notModified':
+        if (busy) return clientError(ctx, [id], 'CONFIG_IN_PROGRESS', null, 'a membership change is in progress');
+        ctx.effects.push({ type: 'adminDone', id, result: null });
+        return;
+    }
+  }
+  if (busy) return clientError(ctx, [id], 'CONFIG_IN_PROGRESS', null, 'a membership change is in progress');
+  const current = voters(s.config!);
+  s.configChange = {
+    id,
+    peers: [...peers],
+    phase: 'catchUp',
+    learners: peers.filter((p) => !current.includes(p)),
+    startedAt: s.ticks,
+    roundTarget: s.log.lastIndex,
+    roundStart: s.ticks,
+  };
+  syncProgress(s);
+  for (const learner of s.configChange.learners) sendAppend(s, ctx, learner, true);
+  maybeFinishCatchUp(s, ctx);
+}
+
+/**
+ * Thesis §4.2.1: learners catch up in rounds, each replicating what the log held when it began.
+ * A round that ends within an election timeout leaves them close enough to count: C_old,new
+ * goes into the log.
+ */
+function maybeFinishCatchUp(s: CoreState, ctx: StepContext): void {
+  const c = s.configChange;
+  if (c === null || c.phase !== 'catchUp') return;
+  for (const id of c.learners) if ((s.progress.get(id)?.matchIndex ?? 0) < c.roundTarget) return;
+  if (s.ticks - c.roundStart > s.options.electionTicks) {
+    c.roundTarget = s.log.lastIndex;
+    c.roundStart = s.ticks;
+    return maybeFinishCatchUp(s, ctx);
+  }
+  c.phase = 'joint';
+  const old = voters(s.config!);
+  appendEntry(s, ctx, { type: 'config', index: s.log.lastIndex + 1, term: s.currentTerm, peers: [...c.peers], old });
+  for (const peer of s.progress.keys()) replicate(s, ctx, peer);
+}
+
+/**
+ * Leader, after the commit index moved: §6's second step. Once C_old,new is committed, C_new
+ * goes into the log; once C_new is committed the change is done, peers outside it are no
+ * longer replicated to, and a leader outside it steps down (handing over, §3.10).
+ */
+function advanceConfig(s: CoreState, ctx: StepContext): void {
+  if (s.role !== 'leader') return;
+  const latest = s.log.lastConfig()!;
+  if (latest.index > s.commitIndex) return;
+  if (latest.old !== undefined) {
+    appendEntry(s, ctx, { type: 'config', index: s.log.lastIndex + 1, term: s.currentTerm, peers: [...latest.peers] });
+    for (const peer of s.progress.keys()) replicate(s, ctx, peer);
+    return;
+  }
+  syncProgress(s);
+  const change = s.configChange;
+  if (change !== null && change.phase === 'joint') {
+    s.configChange = null;
+    ctx.effects.push({ type: 'adminDone', id: change.id, result: null });
+  }
+  if (!isVoter(s.config!, s.id)) {
+    const successor = bestFollower(s);
+    if (successor !== null) sendTimeoutNow(s, ctx, successor);
+    becomeFollower(s, ctx, s.currentTerm, null);
+  }
+}
+
+/** The voter (other than us) with the longest log we know of, or null. */
+function bestFollower(s: CoreState): string | null {
+  let best: string | null = null;
+  let bestMatch = -1;
+  for (const [id, pr] of s.progress) {
+    if (!isVoter(s.config!, id) || pr.matchIndex <= bestMatch) continue;
+    best = id;
+    bestMatch = pr.matchIndex;
+  }
+  return best;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leadership transfer (thesis §3.10)
+
+function onTransferLeadership(s: CoreState, ctx: StepContext, id: number, target: string | null): void {
+  if (s.role !== 'leader') return clientError(ctx, [id], 'NOT_LEADER', s.leader);
+  if (s.transfer !== null) return clientError(ctx, [id], 'TRANSFER_FAILED', null, 'a leadership transfer is already in progress');
+  if (target === s.id) {
+    ctx.effects.push({ type: 'adminDone', id, result: s.id });
+    return;
+  }
+  const to = target ?? bestFollower(s);
+  if (to === null) return clientError(ctx, [id], 'TRANSFER_FAILED', null, 'there is no other voter to hand over to');
+  if (!isVoter(s.config!, to) || !s.progress.has(to)) {
+    return clientError(ctx, [id], 'TRANSFER_FAILED', null, `${to} is not a voter of the current configuration`);
+  }
+  // §3.10: stop taking commands, bring the target up to date, then tell it to campaign; give
+  // up after an election timeout.
+  s.transfer = { id, target: to, deadline: s.ticks + s.options.electionTicks, sent: false };
+  maybeSendTimeoutNow(s, ctx);
+  if (!s.transfer.sent) replicate(s, ctx, to);
+}
+
+function maybeSendTimeoutNow(s: CoreState, ctx: StepContext): void {
+  const t = s.transfer;
+  if (t === null || t.sent || (s.progress.get(t.target)?.matchIndex ?? 0) < s.log.lastIndex) return;
+  t.sent = true;
+  sendTimeoutNow(s, ctx, t.target);
+}
+
+function sendTimeoutNow(s: CoreState, ctx: StepContext, to: string): void {
+  ctx.effects.push({ type: 'send', message: { type: 'timeoutNow', term: s.currentTerm, from: s.id, to } });
+}
+
+/** Leader: a follower's match index moved; a transfer or a catch-up may be waiting for it. */
+function followerProgressed(s: CoreState, ctx: StepContext, peer: string): void {
+  if (s.transfer?.target === peer) maybeSendTimeoutNow(s, ctx);
+  if (s.configChange?.phase === 'catchUp' && s.configChange.learners.includes(peer)) maybeFinishCatchUp(s, ctx);
+}
+
+/** Leader, every tick: a transfer or a catch-up that has run out of time gives up. */
+function checkAdminDeadlines(s: CoreState, ctx: StepContext): void {
+  const t = s.transfer;
+  if (t !== null && s.ticks >= t.deadline) {
+    s.transfer = null;
+    clientError(ctx, [t.id], 'TRANSFER_FAILED', null, `${t.target} did not take over within an election timeout`);
+  }
+  const c = s.configChange;
+  if (c !== null && c.phase === 'catchUp' && s.ticks - c.startedAt >= s.options.catchUpTicks) {
+    s.configChange = null;
+    syncProgress(s);
+    clientError(ctx, [c.id], 'CATCH_UP_TIMEOUT', null, `new peer(s) ${c.learners.join(', ')} did not catch up in time`);
+  }
+}
+
+/**
+ * This peer stops leading. A change still catching up never reached the log (NOT_LEADER: safe
+ * to retry); one in its joint phase may yet be completed by the next leader (LEADERSHIP_LOST:
+ * outcome unknown). A transfer whose TimeoutNow went out has done its part.
+ */
+function endLeadership(s: CoreState, ctx: StepContext, newLeader: string | null): void {
+  const c = s.configChange;
+  s.configChange = null;
+  if (c !== null) clientError(ctx, [c.id], c.phase === 'catchUp' ? 'NOT_LEADER' : 'LEADERSHIP_LOST', newLeader);
+  const t = s.transfer;
+  s.transfer = null;
+  if (t === null) return;
+  if (t.sent) ctx.effects.push({ type: 'adminDone', id: t.id, result: t.target });
+  else clientError(ctx, [t.id], 'TRANSFER_FAILED', null, 'leadership was lost before the transfer');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots and log compaction (§7)
+
+/** Once enough entries have been applied since the last snapshot, ask the shell for one. */
+function maybeSnapshot(s: CoreState, ctx: StepContext): void {
+  const threshold = s.options.snapshotThreshold;
+  if (threshold === 0 || s.snapshotting || s.lastApplied - s.log.snapshotIndex < threshold) return;
+  s.snapshotting = true;
+  // Last among the step's effects: the state machine has then applied exactly lastApplied.
+  ctx.effects.push({ type: 'takeSnapshot', index: s.lastApplied });
+}
+
+function onSnapshotTaken(s: CoreState, ctx: StepContext, index: number, data: Uint8Array, digest: number): void {
+  s.snapshotting = false;
+  // An installed snapshot may have overtaken this one.
+  if (index <= s.log.snapshotIndex || index > s.lastApplied) return;
+  const config = s.log.lastConfig(index)!;
+  const meta: SnapshotMeta = {
+    index,
+    term: s.log.term(index)!,
+    peers: [...config.peers],
+    old: config.old === undefined ? null : [...config.old],
+    digest,
+    size: data.length,
+  };
+  s.snapshot = { meta, data };
+  s.log.compact(meta);
+  // Stored, and the entries it covers deleted, in one write; entries after it stay.
+  ctx.snapshotWrite = { meta, data, discardLog: false };
+}
+
+/**
+ * Leader: send `peer` the next chunk of our snapshot, or resend one that went unanswered for
+ * half an election timeout. A heartbeat also carries an empty AppendEntries at our snapshot's
+ * index, so the follower keeps hearing us (and acknowledging read rounds) during a long
+ * transfer, and, should its log already hold that entry, it needs no snapshot at all.
+ */
+function sendSnapshot(s: CoreState, ctx: StepContext, peer: string, pr: Progress, heartbeat: boolean): void {
+  const snap = s.snapshot;
+  if (snap === null) throw new Error(`${s.id} has compacted its log without a snapshot`);
+  if (pr.mode !== 'snapshot' || pr.snapshot === null || pr.snapshot.index !== snap.meta.index) {
+    pr.mode = 'snapshot';
+    pr.inflight = [];
+    pr.inflightBytes = 0;
+    pr.probeSent = false;
+    pr.snapshot = { index: snap.meta.index, term: snap.meta.term, offset: 0, sentAt: -1, reported: 0 };
+  }
+  const ps = pr.snapshot;
+  if (heartbeat) {
+    ctx.effects.push({
+      type: 'send',
+      message: {
+        type: 'appendEntries',
+        term: s.currentTerm,
+        from: s.id,
+        to: peer,
+        prevLogIndex: s.log.snapshotIndex,
+        prevLogTerm: s.log.snapshotTerm,
+        entries: [],
+        leaderCommit: s.commitIndex,
+        readSeq: s.reads.round,
+      },
+    });
+  }
+  if (ps.sentAt >= 0) {
+    if (s.ticks - ps.sentAt < Math.max(1, Math.floor(s.options.electionTicks / 2))) return;
+    // Unanswered: resend, from where the follower last said it stands if that is earlier
+    // (it may have restarted and lost what it had received).
+    ps.offset = Math.min(ps.offset, ps.reported);
+  }
+  const end = Math.min(ps.offset + s.options.snapshotChunkBytes, snap.meta.size);
+  ps.sentAt = s.ticks;
+  ctx.effects.push({
+    type: 'send',
+    message: {
+      type: 'installSnapshot',
+      term: s.currentTerm,
+      from: s.id,
+      to: peer,
+      meta: snap.meta,
+      offset: ps.offset,
+      data: snap.data.subarray(ps.offset, end),
+      done: end === snap.meta.size,
+      readSeq: s.reads.round,
+    },
+  });
+}
+
+function handleSnapshotReply(s: CoreState, ctx: StepContext, m: InstallSnapshotReply): void {
+  const pr = s.progress.get(m.from);
+  if (!pr) return;
+  ackRound(s, ctx, m.from, m.readSeq);
+  const ps = pr.snapshot;
+  if (pr.mode !== 'snapshot' || ps === null || m.index !== ps.index || m.snapshotTerm !== ps.term) return;
+  if (m.done) {
+    pr.matchIndex = Math.max(pr.matchIndex, m.index);
+    pr.nextIndex = pr.matchIndex + 1;
+    pr.mode = 'probe';
+    pr.snapshot = null;
+    pr.probeSent = false;
+    maybeCommit(s, ctx);
+    followerProgressed(s, ctx, m.from);
+    sendAppend(s, ctx, m.from, true);
+    return;
+  }
+  // The follower holds `offset` bytes. Only an answer that moves past the chunk in flight sends
+  // the next one: answers to duplicated or stale chunks must not each start a chunk of their
+  // own (that multiplies the messages in flight). Anything else waits for the resend timer.
+  ps.reported = m.offset;
+  if (m.offset <= ps.offset) return;
+  ps.offset = m.offset;
+  ps.sentAt = -1;
+  sendSnapshot(s, ctx, m.from, pr, false);
+}
+
+/**
+ * §7 InstallSnapshot receiver (Figure 13), for a chunk of our current leader's snapshot. Chunks
+ * are taken in order; the reply says how much we hold, so the leader resumes there.
+ */
+function handleInstallSnapshot(s: CoreState, ctx: StepContext, m: InstallSnapshot): void {
+  const meta = m.meta;
+  // Already covered: our log holds the snapshot's last entry (Log Matching: then all before it).
+  if (meta.index <= s.commitIndex || s.log.term(meta.index) === meta.term) {
+    if (s.incoming?.meta.index === meta.index) s.incoming = null;
+    return replySnapshot(s, ctx, m, meta.size, true);
+  }
+  let inc = s.incoming;
+  if (inc === null || inc.from !== m.from || inc.meta.index !== meta.index || inc.meta.term !== meta.term) {
+    if (m.offset !== 0) return replySnapshot(s, ctx, m, 0, false);
+    inc = s.incoming = { from: m.from, meta, chunks: [], received: 0 };
+  }
+  if (m.offset === inc.received && m.data.length > 0) {
+    inc.chunks.push(m.data);
+    inc.received += m.data.length;
+  }
+  if (inc.received < meta.size || !m.done) return replySnapshot(s, ctx, m, inc.received, false);
+  s.incoming = null;
+  installSnapshot(s, ctx, { meta, data: concatChunks(inc.chunks, meta.size) });
+  replySnapshot(s, ctx, m, meta.size, true);
+}
+
+function concatChunks(chunks: Uint8Array[], size: number): Uint8Array {
+  if (chunks.length === 1 && chunks[0]!.length === size) return chunks[0]!;
+  const data = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    data.set(c, at);
+    at += c.length;
+  }
+  return data;
+}
+
+/**
+ * Take the leader's snapshot as our state (§7): the state machine is restored from it, and our
+ * log keeps what follows the snapshot's last entry if it holds that entry, else is discarded.
+ */
+function installSnapshot(s: CoreState, ctx: StepContext, snapshot: Snapshot): void {
+  const meta = snapshot.meta;
+  const keep = s.log.term(meta.index) === meta.term;
+  if (keep) s.log.compact(meta);
+  else s.log.reset(meta);
+  const top = s.log.lastIndex;
+  if (s.durableIndex > top) s.durableIndex = top;
+  for (const w of s.pendingWrites) if (w.lastIndex > top) w.lastIndex = top;
+  // Requests waiting on entries the snapshot covers (or that are gone): outcome unknown.
+  const lost: number[] = [];
+  for (const [index, w] of s.waiting) {
+    if (index <= meta.index || index > top) {
+      lost.push(w.id);
+      s.waiting.delete(index);
+    }
+  }
+  if (lost.length > 0) clientError(ctx, lost, 'LEADERSHIP_LOST', null);
+  s.commitIndex = Math.max(s.commitIndex, meta.index);
+  s.lastApplied = meta.index;
+  s.fetchingApply = false;
+  s.snapshot = snapshot;
+  refreshConfig(s);
+  ctx.snapshotWrite = { meta, data: snapshot.data, discardLog: !keep };
+  ctx.effects.push({ type: 'restore', snapshot });
+  releaseAppliedReads(s, ctx);
+}
+
+function replySnapshot(s: CoreState, ctx: StepContext, m: InstallSnapshot, offset: number, done: boolean): void {
+  const reply: InstallSnapshotReply = {
+    type: 'installSnapshotReply',
+    term: s.currentTerm,
+    from: s.id,
+    to: m.from,
+    index: m.meta.index,
+    snapshotTerm: m.meta.term,
+    offset,
+    done,
+    readSeq: m.readSeq,
+  };
+  // `done` claims the snapshot (or the entries covering it) is stored: only once durable.
+  if (done) ctx.afterDurable.push(reply);
+  else ctx.effects.push({ type: 'send', message: reply });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Log, durability, commitment, application
 
 function appendEntry(s: CoreState, ctx: StepContext, e: Entry): void {
   s.log.push(e);
   ctx.appended.push(e);
-  if (e.type === 'config') s.config = stableConfig(e.peers);
+  if (e.type === 'config') {
+    // §6: a configuration rules from the moment it is in the log, committed or not.
+    s.config = configOf(e);
+    syncProgress(s, e.index);
+  }
+}
+
+/** The configuration a config entry stands for: joint when it carries the old voters. */
+function configOf(e: ConfigEntry): Config {
+  return e.old === undefined ? stableConfig(e.peers) : jointConfig(e.old, e.peers);
 }
 
 function truncateLog(s: CoreState, ctx: StepContext, from: number): void {
@@ -833,7 +1440,7 @@ function truncateLog(s: CoreState, ctx: StepContext, from: number): void {
 
 function refreshConfig(s: CoreState): void {
   const e = s.log.lastConfig();
-  s.config = e && e.type === 'config' ? stableConfig(e.peers) : null;
+  s.config = e ? configOf(e) : null;
 }
 
 function onPersisted(s: CoreState, ctx: StepContext, seq: number): void {
@@ -864,6 +1471,7 @@ function maybeCommit(s: CoreState, ctx: StepContext): void {
   if (s.log.term(candidate) !== s.currentTerm) return;
   s.commitIndex = candidate;
   applyCommitted(s, ctx);
+  advanceConfig(s, ctx);
 }
 
 function applyCommitted(s: CoreState, ctx: StepContext): void {

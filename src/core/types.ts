@@ -4,7 +4,7 @@
  * as an `Effect` for the shell (the consensus actor, or the test simulator) to carry out.
  */
 import type { Config } from '../config.js';
-import type { Entry, OpRequest, PeerMessage, PersistRequest } from '../messages.js';
+import type { Entry, OpRequest, PeerMessage, PersistRequest, Snapshot } from '../messages.js';
 import type { RaftLog } from './raft-log.js';
 
 export type Role = 'follower' | 'candidate' | 'leader';
@@ -38,6 +38,23 @@ export interface CoreOptions {
   leaseReads: boolean;
   /** The assumed bound on clock rates between peers (≥ 1), for lease reads. */
   clockDriftBound: number;
+  /**
+   * Pre-vote (thesis §9.6): a peer whose election timer fires first asks whether it could win,
+   * and raises its term only if a quorum says yes.
+   */
+  preVote: boolean;
+  /**
+   * Snapshot (§7) once this many entries have been applied since the last snapshot; 0 never
+   * (a state machine without snapshot/restore).
+   */
+  snapshotThreshold: number;
+  /** Bytes of snapshot per InstallSnapshot chunk. */
+  snapshotChunkBytes: number;
+  /**
+   * How long, in ticks, a membership change waits for its new peers to catch up as learners
+   * before it gives up.
+   */
+  catchUpTicks: number;
 }
 
 export const DEFAULT_CORE_OPTIONS: CoreOptions = {
@@ -51,6 +68,10 @@ export const DEFAULT_CORE_OPTIONS: CoreOptions = {
   maxCachedBytes: 32 << 20,
   leaseReads: false,
   clockDriftBound: 1.5,
+  preVote: true,
+  snapshotThreshold: 16384,
+  snapshotChunkBytes: 1 << 20,
+  catchUpTicks: 400,
 };
 
 /** Why the core asked for entries it no longer holds in memory. */
@@ -74,9 +95,21 @@ export type Input =
   /** Linearizable reads by clients of this peer (ReadIndex, thesis §6.4). */
   | { type: 'read'; ids: number[] }
   /** The answer to a `fetch` effect: the stored entries of the range asked for, in order. */
-  | { type: 'fetched'; reason: FetchReason; entries: Entry[] };
+  | { type: 'fetched'; reason: FetchReason; entries: Entry[] }
+  /** The answer to a `takeSnapshot` effect: the state machine's bytes and the shell's digest at `index`. */
+  | { type: 'snapshotTaken'; index: number; data: Uint8Array; digest: number }
+  /** A client asks for a membership change to `peers` (§6), answered by `adminDone` or `clientError`. */
+  | { type: 'changeConfig'; id: number; peers: string[] }
+  /** A client asks the leader to hand over to `target`, or to the best voter (thesis §3.10). */
+  | { type: 'transferLeadership'; id: number; target: string | null };
 
-export type ClientErrorCode = 'NOT_LEADER' | 'LEADERSHIP_LOST';
+export type ClientErrorCode =
+  | 'NOT_LEADER'
+  | 'LEADERSHIP_LOST'
+  | 'CONFIG_INVALID'
+  | 'CONFIG_IN_PROGRESS'
+  | 'CATCH_UP_TIMEOUT'
+  | 'TRANSFER_FAILED';
 
 export type Effect =
   /** Write durably, then answer with a `persisted` input carrying `write.seq`. */
@@ -87,8 +120,21 @@ export type Effect =
    * request waiting for `entries[i]`'s result on this peer, or null.
    */
   | { type: 'apply'; entries: Entry[]; requestIds: (number | null)[] }
-  /** These client requests failed (NOT_LEADER: never appended; LEADERSHIP_LOST: outcome unknown). */
-  | { type: 'clientError'; ids: number[]; code: ClientErrorCode; leader: string | null }
+  /**
+   * These client requests failed (NOT_LEADER: never appended; LEADERSHIP_LOST: outcome
+   * unknown; the others answer membership changes and transfers), with `message` if the code
+   * alone does not say enough.
+   */
+  | { type: 'clientError'; ids: number[]; code: ClientErrorCode; leader: string | null; message?: string }
+  /** A membership change or leadership transfer succeeded. */
+  | { type: 'adminDone'; id: number; result: unknown }
+  /**
+   * Snapshot the state machine now (it has applied exactly up to `index`) and answer with a
+   * `snapshotTaken` input.
+   */
+  | { type: 'takeSnapshot'; index: number }
+  /** Replace the state machine's state by this snapshot's (a leader's, installed, §7). */
+  | { type: 'restore'; snapshot: Snapshot }
   /**
    * These reads may now be answered from the state machine: this peer has applied at least
    * a read index confirmed by a quorum after the reads arrived (thesis §6.4).
@@ -108,9 +154,10 @@ export interface Progress {
   matchIndex: number;
   /**
    * probe: one AppendEntries at a time until the logs are found to match;
-   * replicate: entries are pipelined, nextIndex advanced optimistically.
+   * replicate: entries are pipelined, nextIndex advanced optimistically;
+   * snapshot: the entries it needs are compacted, it is sent the snapshot (§7).
    */
-  mode: 'probe' | 'replicate';
+  mode: 'probe' | 'replicate' | 'snapshot';
   /** In probe mode: an AppendEntries is out; wait for its reply or the next heartbeat. */
   probeSent: boolean;
   /** In replicate mode: each AppendEntries in flight (its last index, its entries' bytes), oldest first. */
@@ -119,7 +166,48 @@ export interface Progress {
   inflightBytes: number;
   /** A `fetch` of entries before the memory window is out for this follower. */
   fetching: boolean;
+  /**
+   * In snapshot mode: the snapshot being sent, the offset of the chunk in flight (the bytes the
+   * follower holds), the tick it left (-1: none in flight), and the offset the follower last
+   * reported.
+   */
+  snapshot: { index: number; term: number; offset: number; sentAt: number; reported: number } | null;
 }
+
+/** Leader: a membership change in progress (§6), started by client request `id`. */
+export interface ConfigChange {
+  id: number;
+  /** The voters asked for. */
+  peers: string[];
+  /** catchUp: new peers replicate as learners (thesis §4.2.1); joint: C_old,new or C_new is in the log. */
+  phase: 'catchUp' | 'joint';
+  /** Peers being caught up; they get entries but do not vote or count. */
+  learners: string[];
+  /** Tick the change started (catch-up gives up after `catchUpTicks`). */
+  startedAt: number;
+  /** The current catch-up round (thesis §4.2.1): the index it must reach, and when it began. */
+  roundTarget: number;
+  roundStart: number;
+}
+
+/** Leader: a leadership transfer in progress (thesis §3.10). */
+export interface Transfer {
+  id: number;
+  target: string;
+  /** Tick after which the transfer gives up and the leader takes requests again. */
+  deadline: number;
+  /** TimeoutNow was sent. */
+  sent: boolean;
+}
+
+/** Follower: a snapshot arriving in chunks from `from`. */
+export interface IncomingSnapshot {
+  from: string;
+  meta: SnapshotMetaRef;
+  chunks: Uint8Array[];
+  received: number;
+}
+type SnapshotMetaRef = Snapshot['meta'];
 
 /**
  * A write handed to the log actor and not yet acknowledged, with what waits for it:
@@ -203,6 +291,17 @@ export interface CoreState {
   reads: ReadState;
   /** A `fetch` of committed entries to apply is out. */
   fetchingApply: boolean;
+  /** Pre-vote in progress (thesis §9.6): the term asked about and the answers. */
+  preVote: { term: number; votes: Map<string, boolean> } | null;
+  /** Leader: membership change and leadership transfer in progress. */
+  configChange: ConfigChange | null;
+  transfer: Transfer | null;
+  /** The latest snapshot (own or installed), what lagging followers are sent (§7). */
+  snapshot: Snapshot | null;
+  /** A `takeSnapshot` effect is out. */
+  snapshotting: boolean;
+  /** Follower: a snapshot being received. */
+  incoming: IncomingSnapshot | null;
   /** Seed of the PRNG for election timeouts. */
   rngSeed: number;
 }
@@ -219,5 +318,12 @@ export interface Status {
   leader: string | null;
   commitIndex: number;
   lastApplied: number;
+  /** Every voter of the current configuration (both sets while joint). */
   peers: string[];
+  /** The configuration in force (the latest in the log, §6), null while blank. */
+  config: Config | null;
+  /** Leader: the new peers being caught up as learners before a membership change. */
+  learners: string[];
+  /** The last index covered by this peer's snapshot (0 without one). */
+  snapshotIndex: number;
 }

@@ -1,12 +1,25 @@
 /**
  * The durable LogStore: one LMDB environment per peer, opened only by that peer's log actor.
  *
- * On-disk format (version 1), in the environment at `dir`:
+ * On-disk format (version 1), in the environment at `dir` (LMDB's files data.mdb and lock.mdb):
  *  - root database, string keys, binary values packed with the project codec:
  *      'format'    → 1
  *      'hardState' → { term, votedFor }          (§5.1 persistent state)
+ *      'snapshot'  → the Snapshot { meta, data } (§7), absent until the first one
  *  - 'entries' database, uint32 keys (MDB_INTEGERKEY, so LMDB orders them numerically):
- *      index → the Entry packed with the project codec
+ *      index → the Entry packed with the project codec, for every index from the snapshot's
+ *      index + 1 (1 without a snapshot) to the last, without a hole
+ * The snapshot key is optional, so a store written before snapshots existed is a valid
+ * format 1 store with no snapshot; the version stays 1.
+ *
+ * Snapshots and compaction. A write with a snapshot puts it under 'snapshot' and deletes the
+ * entries it covers in the same transaction as the rest of the write, so a crash leaves either
+ * the old snapshot and log or the new ones. The entries to delete are a known range (the log's
+ * first index up to the snapshot's, or to its last with discardLog), deleted key by key: no
+ * scan, and as many deletes as entries were appended since the last snapshot. LMDB puts the
+ * freed pages on its free list and reuses them for later appends, so under a steady load of
+ * appends and snapshots the data file stops growing (test/log-store.spec.ts measures it). The
+ * latest durable snapshot is also kept in memory (`snapshot()`), read once at open.
  *
  * Entries are packed with `codec` from src/messages.ts and stored as 'binary' rather than
  * with lmdb-js's own msgpack encoding. The codec knows the three entry shapes as records agreed
@@ -48,14 +61,23 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { codec, isEntry, type Entry } from '../messages.js';
+import { codec, isEntry, isSnapshotMeta, type Entry, type Snapshot } from '../messages.js';
 import { StorageError } from '../errors.js';
 import type { HardState, LogStore, LogWrite } from './store.js';
-import { canonicalEntry, checkWrite, DurableTipQueries, EMPTY_TIP, pendingTerm, type LogTip } from './write-check.js';
+import {
+  canonicalEntry,
+  canonicalSnapshot,
+  checkWrite,
+  DurableTipQueries,
+  EMPTY_TIP,
+  pendingTerm,
+  type LogTip,
+} from './write-check.js';
 
 const FORMAT_VERSION = 1;
 const FORMAT_KEY = 'format';
 const HARD_STATE_KEY = 'hardState';
+const SNAPSHOT_KEY = 'snapshot';
 const ENTRIES_DB = 'entries';
 /** Entry keys are uint32. */
 const MAX_INDEX = 0xffff_ffff;
@@ -67,8 +89,10 @@ export interface LmdbLogStoreOptions {
 
 /** One LMDB operation of a write, encoded and waiting for the end of the event turn. */
 type Op =
+  | { kind: 'snapshot'; value: Uint8Array }
   | { kind: 'hardState'; value: Uint8Array }
-  | { kind: 'remove'; index: number }
+  /** Delete entries from..to (inclusive), every one of which is stored when the op runs. */
+  | { kind: 'remove'; from: number; to: number }
   | { kind: 'put'; index: number; value: Uint8Array };
 
 function asStorageError(e: unknown, what: string): StorageError {
@@ -91,6 +115,26 @@ function decodeHardState(bytes: Uint8Array): HardState {
     throw new StorageError('the stored hard state is corrupt');
   }
   return { term: v.term, votedFor: v.votedFor };
+}
+
+function entryCount(db: Database<Uint8Array, number>): number {
+  return (db.getStats() as { entryCount: number }).entryCount;
+}
+
+function decodeSnapshot(bytes: Uint8Array): Snapshot {
+  const v = codec.decode(bytes) as Partial<Snapshot> | null;
+  if (
+    typeof v !== 'object' ||
+    v === null ||
+    !isSnapshotMeta(v.meta) ||
+    !(v.data instanceof Uint8Array) ||
+    v.data.length !== v.meta.size ||
+    v.meta.index === 0
+  ) {
+    throw new StorageError('the stored snapshot is corrupt');
+  }
+  // A copy that owns its buffer, whatever the decoder's data aliases.
+  return canonicalSnapshot({ meta: v.meta, data: v.data });
 }
 
 function decodeEntry(bytes: Uint8Array, index: number): Entry {
@@ -164,29 +208,66 @@ export class LmdbLogStore extends DurableTipQueries implements LogStore {
     }
     const hsBytes = root.get(HARD_STATE_KEY);
     const hs = hsBytes === undefined ? { term: 0, votedFor: null } : decodeHardState(hsBytes);
+    const snapshotBytes = root.get(SNAPSHOT_KEY);
+    const snapshot = snapshotBytes === undefined ? null : decodeSnapshot(snapshotBytes);
+    // The log continues from the snapshot: with no entry after it, it ends there.
+    const tip: LogTip =
+      snapshot === null
+        ? { ...EMPTY_TIP, term: hs.term, votedFor: hs.votedFor }
+        : {
+            term: hs.term,
+            votedFor: hs.votedFor,
+            firstIndex: snapshot.meta.index + 1,
+            lastIndex: snapshot.meta.index,
+            lastTerm: snapshot.meta.term,
+            snapshot,
+          };
     const [first] = entriesDb.getKeys({ limit: 1 });
     const [last] = entriesDb.getRange({ reverse: true, limit: 1 });
-    if (first === undefined || last === undefined) return { ...EMPTY_TIP, term: hs.term, votedFor: hs.votedFor };
+    if (first === undefined || last === undefined) return tip;
+    if (first !== tip.firstIndex) {
+      throw new StorageError(`the stored log starts at ${first}, not at ${tip.firstIndex} where the snapshot leaves off`);
+    }
     const lastEntry = decodeEntry(last.value, last.key);
     // A cheap check that the log has no holes: LMDB keeps the entry count in its B-tree stats.
-    const count = (entriesDb.getStats() as { entryCount: number }).entryCount;
+    const count = entryCount(entriesDb);
     if (count !== last.key - first + 1) {
       throw new StorageError(`the stored log is not contiguous: ${count} entries between ${first} and ${last.key}`);
     }
-    return { term: hs.term, votedFor: hs.votedFor, firstIndex: first, lastIndex: last.key, lastTerm: lastEntry.term };
+    return { ...tip, lastIndex: last.key, lastTerm: lastEntry.term };
   }
 
-  /** Durable entries with from <= index <= to, read from LMDB. */
+  /**
+   * Durable entries with from <= index <= to, read from LMDB. What LMDB holds can be ahead of
+   * `durable` for a moment: one batch commits every write of its turn, and the writes after
+   * the first become durable here a few microtasks later, in turn. A read in that window
+   * (the log actor answers a read once the writes before it are durable, and a persist sent
+   * after it may share their batch) can find a prefix already compacted or a suffix already
+   * truncated by that later write; it returns the contiguous run that is stored, which is what
+   * the sender of both, having issued that write, expects. With no write in flight the disk
+   * is exactly `durable`, and anything short of the whole range is corruption.
+   */
   entries(from: number, to: number): Entry[] {
     const lo = Math.max(from, this.durable.firstIndex);
     const hi = Math.min(to, this.durable.lastIndex);
     if (lo > hi) return [];
     const out: Entry[] = [];
     for (const { key, value } of this.entriesDb.getRange({ start: lo, end: hi, inclusiveEnd: true })) {
+      // Every commit leaves a contiguous log, so a hole is corruption, whatever is in flight.
+      if (out.length > 0 && key !== out[out.length - 1]!.index + 1) {
+        throw new StorageError(`entry ${out[out.length - 1]!.index + 1} is missing from the log`);
+      }
       out.push(decodeEntry(value, key));
     }
-    if (out.length !== hi - lo + 1) throw new StorageError(`entries ${lo}..${hi} are not all stored`);
+    if (this.pending.length === 0 && out.length !== hi - lo + 1) {
+      throw new StorageError(`entries ${lo}..${hi} are not all stored`);
+    }
     return out;
+  }
+
+  /** How many entries LMDB holds right now (from its B-tree stats, no scan). For tests and benchmarks. */
+  storedEntryCount(): number {
+    return entryCount(this.entriesDb);
   }
 
   /** Id of the last committed LMDB transaction (it grows by one per commit). For tests and benchmarks. */
@@ -212,14 +293,22 @@ export class LmdbLogStore extends DurableTipQueries implements LogStore {
     }
 
     // Encoded now; issued at the end of this event turn in one batch with the other writes
-    // of the turn (see "Group commit"), in this order: hard state, truncation (§5.3), append.
+    // of the turn (see "Group commit"), in this order: snapshot and compaction (§7), hard
+    // state, truncation (§5.3), append. The ranges removed are those the tip says are stored
+    // at that point of the batch: the batch holds every earlier write, in order.
     const ops: Op[] = [];
-    if (w.term !== this.tip.term || w.votedFor !== this.tip.votedFor) {
+    const before = this.tip;
+    let stored = before.lastIndex;
+    if (w.snapshot) {
+      ops.push({ kind: 'snapshot', value: codec.encode(after.snapshot) });
+      if (w.snapshot.discardLog) stored = 0; // nothing is left to truncate
+      const to = w.snapshot.discardLog ? before.lastIndex : after.firstIndex - 1;
+      if (to >= before.firstIndex) ops.push({ kind: 'remove', from: before.firstIndex, to });
+    }
+    if (w.term !== before.term || w.votedFor !== before.votedFor) {
       ops.push({ kind: 'hardState', value: codec.encode({ term: w.term, votedFor: w.votedFor }) });
     }
-    if (w.truncateFrom > 0) {
-      for (let i = w.truncateFrom; i <= this.tip.lastIndex; i++) ops.push({ kind: 'remove', index: i });
-    }
+    if (w.truncateFrom > 0 && w.truncateFrom <= stored) ops.push({ kind: 'remove', from: w.truncateFrom, to: stored });
     for (const e of w.entries) ops.push({ kind: 'put', index: e.index, value: codec.encode(canonicalEntry(e)) });
     const committed = ops.length === 0 ? Promise.resolve() : this.enqueue(ops);
     this.tip = after;
@@ -258,11 +347,14 @@ export class LmdbLogStore extends DurableTipQueries implements LogStore {
       return this.root.batch(() => {
         for (const op of batch) {
           switch (op.kind) {
+            case 'snapshot':
+              void this.root.put(SNAPSHOT_KEY, op.value);
+              break;
             case 'hardState':
               void this.root.put(HARD_STATE_KEY, op.value);
               break;
             case 'remove':
-              void this.entriesDb.remove(op.index);
+              for (let i = op.from; i <= op.to; i++) void this.entriesDb.remove(i);
               break;
             case 'put':
               void this.entriesDb.put(op.index, op.value);

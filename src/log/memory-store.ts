@@ -26,7 +26,7 @@ export interface MemoryLogStoreOptions {
 }
 
 interface Pending {
-  /** The write as stored (entries copied), or null when it was refused. */
+  /** The write as stored (entries and snapshot copied), or null when it was refused. */
   write: LogWrite | null;
   /** The store's state once this write is durable. */
   after: LogTip;
@@ -68,8 +68,11 @@ export class MemoryLogStore extends DurableTipQueries implements LogStore {
     let error: StorageError | null = null;
     try {
       this.tip = checkWrite(this.tip, w, (i) => this.termAt(i));
-      // Copied now: the caller may reuse the entries' buffers once write() returns.
+      // Copied now: the caller may reuse the entries' buffers once write() returns (the tip
+      // already holds a copy of the snapshot).
+      const snapshot = w.snapshot ? { ...this.tip.snapshot!, discardLog: w.snapshot.discardLog } : null;
       stored = {
+        snapshot,
         term: w.term,
         votedFor: w.votedFor,
         truncateFrom: w.truncateFrom,
@@ -105,7 +108,7 @@ export class MemoryLogStore extends DurableTipQueries implements LogStore {
         p.reject(p.error ?? new StorageError('write refused'));
         continue;
       }
-      this.apply(p.write);
+      this.apply(p.write, p.after.firstIndex);
       this.durable = p.after;
       p.resolve();
     }
@@ -127,8 +130,14 @@ export class MemoryLogStore extends DurableTipQueries implements LogStore {
     this.flush();
   }
 
-  private apply(w: LogWrite): void {
-    const first = this.durable.firstIndex;
+  /** Carry out `w` on the durable log; `first` is the first index once it is done. */
+  private apply(w: LogWrite, first: number): void {
+    if (w.snapshot) {
+      // Drop the entries the snapshot covers (all of them with discardLog): what stays
+      // starts at `first`, the snapshot's index + 1.
+      const covered = first - this.durable.firstIndex;
+      this.log.splice(0, w.snapshot.discardLog ? this.log.length : covered);
+    }
     if (w.truncateFrom > 0 && w.truncateFrom - first < this.log.length) {
       this.log.length = Math.max(0, w.truncateFrom - first);
     }

@@ -16,13 +16,19 @@ export interface LogWrite {
    * A snapshot to store in place of the stored one (its index must be above the stored
    * snapshot's). Then, with `discardLog`, every entry is deleted and the log continues from the
    * snapshot (lastIndex = its index, lastTerm = its term); otherwise the entries up to its
-   * index are deleted (compaction, §7), and the log must reach that index. Either way
-   * firstIndex becomes the snapshot's index + 1.
+   * index are deleted (compaction, §7), and the log must reach that index with an entry of
+   * the snapshot's term. Either way firstIndex becomes the snapshot's index + 1. Also refused:
+   * data that is not `meta.size` bytes, index 0, a term above the write's `term` or below the
+   * stored snapshot's (terms never decrease along a log).
    */
   snapshot?: SnapshotWrite | null;
   term: number;
   votedFor: string | null;
-  /** Delete every entry with index >= truncateFrom first; 0 means no truncation. */
+  /**
+   * Delete every entry with index >= truncateFrom first; 0 means no truncation. Refused below
+   * firstIndex (a snapshot is never truncated); at firstIndex the log is left ending at the
+   * snapshot (lastIndex, lastTerm = its index and term).
+   */
   truncateFrom: number;
   /** Entries to append; their indexes must continue the log without a gap. */
   entries: Entry[];

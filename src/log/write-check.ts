@@ -7,20 +7,29 @@ import type { HardState } from './store.js';
  * (its "tip"), not against what is already durable: writes are pipelined, and a write
  * issued while an earlier one is still in flight builds on that earlier one.
  */
-import { isEntry, type Entry } from '../messages.js';
+import { isEntry, isSnapshotMeta, type Entry, type Snapshot, type SnapshotMeta, type SnapshotWrite } from '../messages.js';
 import { StorageError } from '../errors.js';
 import type { LogWrite } from './store.js';
 
-/** The state a store is in after some prefix of its writes. */
+/**
+ * The state a store is in after some prefix of its writes. Always firstIndex = the
+ * snapshot's index + 1 (1 without a snapshot) and lastIndex >= the snapshot's index.
+ */
 export interface LogTip {
   readonly term: number;
   readonly votedFor: string | null;
   readonly firstIndex: number;
   readonly lastIndex: number;
   readonly lastTerm: number;
+  /**
+   * The snapshot, as the store keeps it (`canonicalSnapshot`: its own copy of the data). Held
+   * in the tip so that `snapshot()` answers from what is durable like every other query, and
+   * the snapshot of a write in flight becomes durable with the rest of that write.
+   */
+  readonly snapshot: Snapshot | null;
 }
 
-export const EMPTY_TIP: LogTip = { term: 0, votedFor: null, firstIndex: 1, lastIndex: 0, lastTerm: 0 };
+export const EMPTY_TIP: LogTip = { term: 0, votedFor: null, firstIndex: 1, lastIndex: 0, lastTerm: 0, snapshot: null };
 
 /** The LogStore queries both stores answer alike, from what is durable. */
 export abstract class DurableTipQueries {
@@ -42,6 +51,10 @@ export abstract class DurableTipQueries {
   lastTerm(): number {
     return this.durable.lastTerm;
   }
+
+  snapshot(): Snapshot | null {
+    return this.durable.snapshot;
+  }
 }
 
 const isIndex = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
@@ -51,7 +64,11 @@ const isIndex = (v: unknown): v is number => typeof v === 'number' && Number.isS
  * changed either way: the caller issues the write only once this has returned.
  *
  * `termAt(i)` gives the term of entry i in `tip` (firstIndex <= i <= lastIndex); it is asked
- * only when a truncation leaves a shorter, non-empty log.
+ * only when a truncation leaves a shorter log that still holds entries, and to check that a
+ * snapshot compacting the log matches the entry at its index.
+ *
+ * A write with a snapshot returns a tip holding a copy of it (`canonicalSnapshot`), which the
+ * store keeps and stores: the caller may reuse the data's buffer once write() returns.
  */
 export function checkWrite(tip: LogTip, w: LogWrite, termAt: (index: number) => number): LogTip {
   if (!isIndex(w.term)) throw new StorageError(`write term ${String(w.term)} is not a non-negative integer`);
@@ -71,15 +88,26 @@ export function checkWrite(tip: LogTip, w: LogWrite, termAt: (index: number) => 
   }
   if (!Array.isArray(w.entries)) throw new StorageError('write entries must be an array');
 
-  let lastIndex = tip.lastIndex;
-  let lastTerm = tip.lastTerm;
-  if (w.truncateFrom > 0 && w.truncateFrom <= tip.lastIndex) {
-    if (w.truncateFrom < tip.firstIndex) {
-      throw new StorageError(`cannot truncate from ${w.truncateFrom}: the log starts at ${tip.firstIndex}`);
+  let { firstIndex, lastIndex, lastTerm } = tip;
+  let snapshotTerm = tip.snapshot?.meta.term ?? 0;
+  if (w.snapshot !== undefined && w.snapshot !== null) {
+    const meta = checkSnapshot(tip, w.snapshot, w.term, termAt);
+    firstIndex = meta.index + 1;
+    snapshotTerm = meta.term;
+    if (w.snapshot.discardLog) {
+      lastIndex = meta.index;
+      lastTerm = meta.term;
     }
-    // §5.3: delete the conflicting entry and all that follow it.
+  }
+
+  if (w.truncateFrom > 0 && w.truncateFrom <= lastIndex) {
+    if (w.truncateFrom < firstIndex) {
+      throw new StorageError(`cannot truncate from ${w.truncateFrom}: the log starts at ${firstIndex}`);
+    }
+    // §5.3: delete the conflicting entry and all that follow it. Truncating to firstIndex
+    // leaves the log ending where the snapshot does (or empty, with no snapshot).
     lastIndex = w.truncateFrom - 1;
-    lastTerm = lastIndex >= tip.firstIndex ? termAt(lastIndex) : 0;
+    lastTerm = lastIndex >= firstIndex ? termAt(lastIndex) : snapshotTerm;
   }
 
   for (const e of w.entries as unknown[]) {
@@ -97,7 +125,54 @@ export function checkWrite(tip: LogTip, w: LogWrite, termAt: (index: number) => 
     lastTerm = e.term;
   }
 
-  return { term: w.term, votedFor: w.votedFor, firstIndex: tip.firstIndex, lastIndex, lastTerm };
+  // Copied last, once the whole write is accepted.
+  const snapshot = w.snapshot ? canonicalSnapshot(w.snapshot) : tip.snapshot;
+  return { term: w.term, votedFor: w.votedFor, firstIndex, lastIndex, lastTerm, snapshot };
+}
+
+/** Check a write's snapshot against `tip` (see `LogWrite.snapshot`) and return its meta. */
+function checkSnapshot(
+  tip: LogTip,
+  s: SnapshotWrite,
+  writeTerm: number,
+  termAt: (index: number) => number,
+): SnapshotMeta {
+  if (typeof s !== 'object' || s === null || !isSnapshotMeta(s.meta)) {
+    throw new StorageError('write snapshot must be { meta: SnapshotMeta, data, discardLog }');
+  }
+  const { meta } = s;
+  if (!(s.data instanceof Uint8Array) || s.data.length !== meta.size) {
+    const got = s.data instanceof Uint8Array ? `${s.data.length} bytes` : 'no Uint8Array';
+    throw new StorageError(`snapshot ${meta.index} has ${got} of data, its meta says ${meta.size}`);
+  }
+  if (typeof s.discardLog !== 'boolean') throw new StorageError('write snapshot discardLog must be a boolean');
+  const current = tip.snapshot?.meta;
+  // A snapshot only ever moves forward: one at or below the stored one would bring back
+  // entries that are gone.
+  if (current !== undefined && meta.index <= current.index) {
+    throw new StorageError(`snapshot ${meta.index} is not above the stored snapshot ${current.index}`);
+  }
+  if (meta.index === 0) throw new StorageError('a snapshot must cover at least entry 1');
+  // The same invariants as for entries: terms never decrease along a log, and nothing in the
+  // log is newer than the term the write is made in.
+  if (current !== undefined && meta.term < current.term) {
+    throw new StorageError(`snapshot ${meta.index} has term ${meta.term}, below the stored snapshot's ${current.term}`);
+  }
+  if (meta.term > writeTerm) {
+    throw new StorageError(`snapshot ${meta.index} has term ${meta.term}, above the write's term ${writeTerm}`);
+  }
+  if (!s.discardLog) {
+    // Compaction (§7): the snapshot stands for a prefix of this log, so it must end on an
+    // entry of this log. A log that does not match takes the snapshot with discardLog.
+    if (meta.index > tip.lastIndex) {
+      throw new StorageError(`snapshot ${meta.index} compacts beyond the log, which ends at ${tip.lastIndex}`);
+    }
+    const term = termAt(meta.index);
+    if (term !== meta.term) {
+      throw new StorageError(`snapshot ${meta.index} has term ${meta.term}, but entry ${meta.index} has term ${term}`);
+    }
+  }
+  return meta;
 }
 
 /**
@@ -126,8 +201,30 @@ export function canonicalEntry(e: Entry, copyData = false): Entry {
     case 'noop':
       return { type: 'noop', index: e.index, term: e.term };
     case 'command':
-      return { type: 'command', index: e.index, term: e.term, data: copyData ? e.data.slice() : e.data };
+      // new Uint8Array(view) copies; a Buffer's slice() would not.
+      return { type: 'command', index: e.index, term: e.term, data: copyData ? new Uint8Array(e.data) : e.data };
     case 'config':
-      return { type: 'config', index: e.index, term: e.term, peers: [...e.peers] };
+      return e.old === undefined
+        ? { type: 'config', index: e.index, term: e.term, peers: [...e.peers] }
+        : { type: 'config', index: e.index, term: e.term, peers: [...e.peers], old: [...e.old] };
   }
+}
+
+/**
+ * The snapshot as a store keeps it: only its own fields, in the key order of their types in
+ * src/messages.ts (so every stored snapshot packs alike), with a copy of the data.
+ */
+export function canonicalSnapshot(s: Snapshot): Snapshot {
+  const m = s.meta;
+  return {
+    meta: {
+      index: m.index,
+      term: m.term,
+      peers: [...m.peers],
+      old: m.old === null ? null : [...m.old],
+      digest: m.digest,
+      size: m.size,
+    },
+    data: new Uint8Array(s.data),
+  };
 }

@@ -22,8 +22,14 @@
  *
  * Fields other than the ones above are ignored. Values are stored as given (no copy): in a
  * consensus actor each command is freshly decoded, so nothing else holds a reference to it.
+ *
+ * Snapshots (`snapshot()`/`restore()`, for log compaction): the state packed with the codec
+ * as an array of `[key, value]` pairs in ascending key order (UTF-16 code unit order, as
+ * `Array.prototype.sort` compares strings), so the bytes depend only on the state, not on the
+ * order the keys were written in, and a restored kv snapshots to the same bytes.
  */
 import { InvalidCommandError } from '../errors.js';
+import { codec } from '../messages.js';
 import type { StateMachine } from './types.js';
 
 export interface KvSet {
@@ -189,7 +195,7 @@ function typedKind(v: ArrayBufferView): string {
 }
 
 export class KvStateMachine implements StateMachine {
-  private readonly data = new Map<string, unknown>();
+  private data = new Map<string, unknown>();
 
   /** Number of keys held. */
   get size(): number {
@@ -220,6 +226,41 @@ export class KvStateMachine implements StateMachine {
     const q = validateKvCommand(query);
     if (q.type !== 'get') throw new InvalidCommandError(`kv query must be a get, got ${q.type}`);
     return this.data.has(q.key) ? this.data.get(q.key) : null;
+  }
+
+  /** The whole state: `[key, value]` pairs in ascending key order, packed with the codec. */
+  snapshot(): Uint8Array {
+    const keys = [...this.data.keys()].sort();
+    return codec.encode(keys.map((key) => [key, this.data.get(key)]));
+  }
+
+  /**
+   * Replace the whole state with the one `data` holds (bytes from `snapshot()`). Throws an
+   * Error saying what is wrong, and changes nothing, when `data` is not a kv snapshot.
+   */
+  restore(data: Uint8Array): void {
+    if (!(data instanceof Uint8Array)) throw new TypeError('kv restore: the snapshot must be a Uint8Array');
+    const notASnapshot = (why: string, cause?: unknown) =>
+      new Error(`kv restore: not a kv snapshot (${why})`, cause === undefined ? undefined : { cause });
+    let pairs: unknown;
+    try {
+      pairs = codec.decode(data);
+    } catch (e) {
+      throw notASnapshot((e as Error).message, e);
+    }
+    if (!Array.isArray(pairs)) throw notASnapshot(`${describe(pairs)}, not an array of pairs`);
+    // Validated in full before anything changes.
+    const next = new Map<string, unknown>();
+    pairs.forEach((pair: unknown, i) => {
+      if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string') {
+        throw notASnapshot(`item ${i} is not a [key, value] pair with a string key`);
+      }
+      const [key, value] = pair as [string, unknown];
+      if (value === undefined) throw notASnapshot(`key ${JSON.stringify(key)} has no value`);
+      if (next.has(key)) throw notASnapshot(`key ${JSON.stringify(key)} appears twice`);
+      next.set(key, value);
+    });
+    this.data = next;
   }
 }
 

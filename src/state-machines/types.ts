@@ -22,6 +22,29 @@ export interface StateMachine {
    * read).
    */
   query?(query: unknown): unknown;
+
+  /**
+   * Optional, with `restore`: the whole state as bytes, for a log snapshot (§7). The consensus
+   * actor calls it between two applies and stores the bytes in place of every entry applied so
+   * far, so they must stand for exactly the state those commands produced, and nothing else:
+   * no clock, no randomness, nothing of this process. Make them deterministic too (the same
+   * state gives the same bytes, on every peer and after a `restore`), so that peers' snapshots
+   * can be compared. The caller owns the returned bytes.
+   *
+   * A machine without `snapshot` and `restore` cannot have its log compacted: its peer never
+   * takes a snapshot, so its log grows without bound, and a follower that falls behind the
+   * leader's compacted log cannot be caught up by InstallSnapshot.
+   */
+  snapshot?(): Uint8Array;
+
+  /**
+   * Optional, with `snapshot`: replace the whole state with the one `data` (bytes from
+   * `snapshot()`, possibly of another peer) stands for, dropping everything applied before.
+   * Called on a restart from a stored snapshot and when a leader installs one (InstallSnapshot);
+   * the commands after the snapshot's index are then applied on top. If `data` is not a
+   * snapshot of this machine, throw and leave the state unchanged.
+   */
+  restore?(data: Uint8Array): void;
 }
 
 export type StateMachineFactory = () => StateMachine | Promise<StateMachine>;

@@ -7,21 +7,38 @@
 import { MessageChannel } from 'node:worker_threads';
 import { transferPort, type ControlProxy } from '../control.js';
 
-export class InProcessSwitchboard {
-  private readonly members = new Map<string, ControlProxy>();
+interface Member {
+  control: ControlProxy;
+  /** Settles when the actor's thread has exited. */
+  gone: Promise<void>;
+}
 
-  async join(id: string, control: ControlProxy): Promise<void> {
+export class InProcessSwitchboard {
+  private readonly members = new Map<string, Member>();
+
+  /**
+   * Wire the actor `id` (whose thread settles `gone` when it exits) to every member. A
+   * control call to an actor that dies before answering never settles (comlink knows nothing
+   * of the thread behind a port), so each call is waited for only while both its ends live:
+   * a peer that dies meanwhile is wired again when it restarts and joins.
+   */
+  async join(id: string, control: ControlProxy, gone: Promise<void>): Promise<void> {
     this.members.delete(id);
     const wiring: Promise<void>[] = [];
-    for (const [other, otherControl] of this.members) {
+    const whileAlive = (call: Promise<void>, other: Promise<void>) =>
+      Promise.race([call.catch(() => undefined), gone, other]);
+    for (const [other, member] of this.members) {
       const { port1, port2 } = new MessageChannel();
-      wiring.push(control.connectPeer(other, transferPort(port1)), otherControl.connectPeer(id, transferPort(port2)));
+      wiring.push(
+        whileAlive(control.connectPeer(other, transferPort(port1)), member.gone),
+        whileAlive(member.control.connectPeer(id, transferPort(port2)), member.gone),
+      );
     }
-    this.members.set(id, control);
+    this.members.set(id, { control, gone });
     await Promise.all(wiring);
   }
 
   leave(id: string, control: ControlProxy): void {
-    if (this.members.get(id) === control) this.members.delete(id);
+    if (this.members.get(id)?.control === control) this.members.delete(id);
   }
 }

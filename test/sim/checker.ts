@@ -22,8 +22,9 @@
  * The checker reads the cores' state but trusts none of their bookkeeping: it diffs each
  * log against its own shadow copy and reads disks directly.
  */
+import { hasQuorum, jointConfig, stableConfig, type Config } from '../../src/config.js';
 import type { CoreState } from '../../src/core/index.js';
-import type { Entry, PeerMessage, PersistRequest } from '../../src/messages.js';
+import type { ConfigEntry, Entry, PeerMessage, PersistRequest, Snapshot } from '../../src/messages.js';
 
 export class InvariantViolation extends Error {
   override readonly name = 'InvariantViolation';
@@ -35,11 +36,28 @@ export class InvariantViolation extends Error {
   }
 }
 
-/** What a peer keeps across crashes (the simulator's in-memory LMDB). */
+/**
+ * What a peer keeps across crashes (the simulator's in-memory LMDB). `entries[i - 1]` is entry
+ * i; entries compacted into the snapshot are holes.
+ */
 export interface Disk {
   term: number;
   votedFor: string | null;
   entries: Entry[];
+  snapshot: Snapshot | null;
+}
+
+/** The sim's state machine is the list of fingerprints applied; a snapshot is that list as JSON. */
+export function encodeApplied(applied: readonly string[]): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(applied));
+}
+
+export function decodeApplied(data: Uint8Array): string[] {
+  return JSON.parse(new TextDecoder().decode(data)) as string[];
+}
+
+function configOfEntry(e: ConfigEntry): Config {
+  return e.old === undefined ? stableConfig(e.peers) : jointConfig(e.old, e.peers);
 }
 
 /** What the checker may look at of a simulated peer. */
@@ -65,7 +83,7 @@ export function fingerprint(e: Entry): string {
       fp = 'noop';
       break;
     case 'config':
-      fp = `config:${e.peers.join(',')}`;
+      fp = `config:${e.old ? `${e.old.join(',')}>` : ''}${e.peers.join(',')}`;
       break;
     case 'command': {
       let s = 'cmd:';
@@ -77,6 +95,9 @@ export function fingerprint(e: Entry): string {
   fpCache.set(e, fp);
   return fp;
 }
+
+/** Stands for compacted entries in a shadow log (never compared: compacted entries cannot change). */
+const COMPACTED: Entry = Object.freeze({ type: 'noop', index: -1, term: -1 }) as Entry;
 
 /** Two independent 32-bit FNV-1a style hashes of (previous prefix hash, term, content). */
 function chain(prev: number, term: number, fp: string): number {
@@ -207,10 +228,13 @@ export class SafetyChecker {
    */
   private diffLog(p: PeerView, core: CoreState, sh: Shadow): void {
     const log = core.log;
+    const snap = log.snapshotIndex;
+    if (snap > 0) this.rebaseOnSnapshot(p, core, sh);
     const newLast = log.lastIndex;
     const oldLast = sh.refs.length;
     let k = Math.min(oldLast, newLast);
-    while (k > 0 && sh.refs[k - 1] !== entryAt(p, core, k)) k--;
+    // Entries up to the snapshot are committed and compacted: they cannot have changed.
+    while (k > snap && sh.refs[k - 1] !== entryAt(p, core, k)) k--;
     if (k === oldLast && k === newLast) return;
     if (k < oldLast) {
       // §5.3 / Figure 3 Leader Append-Only.
@@ -248,6 +272,26 @@ export class SafetyChecker {
     }
   }
 
+  /**
+   * A log that starts after a snapshot: its prefix up to the snapshot is the committed one,
+   * whose hash some peer's log established when it held that entry. A shadow that is shorter,
+   * or that ended another prefix there (a follower whose divergent log a snapshot replaced),
+   * is rebased onto it.
+   */
+  private rebaseOnSnapshot(p: PeerView, core: CoreState, sh: Shadow): void {
+    const snap = core.log.snapshotIndex;
+    const term = core.log.snapshotTerm;
+    const canonical = this.prefixOf.get(snap * 4294967296 + term);
+    if (canonical === undefined) {
+      throw new InvariantViolation('Sanity', `${p.id} holds a snapshot at ${snap} (term ${term}) of an entry no log ever held`);
+    }
+    if (sh.refs.length >= snap && sh.hashes[snap - 1] === canonical.hash) return;
+    sh.refs = new Array<Entry>(snap).fill(COMPACTED);
+    sh.refs[snap - 1] = { type: 'noop', index: snap, term };
+    sh.hashes = new Array<number>(snap).fill(0);
+    sh.hashes[snap - 1] = canonical.hash;
+  }
+
   private onNewLeader(p: PeerView, core: CoreState): void {
     this.stats.elections++;
     // The leader's own term and vote are durable: otherwise a crash could let it be elected
@@ -258,13 +302,11 @@ export class SafetyChecker {
         `${p.id} became leader of term ${core.currentTerm} with disk term ${p.disk.term} votedFor ${p.disk.votedFor}`,
       );
     }
-    // §5.2: elected by a majority, each vote granted durably (counted from the votes sent).
-    let votes = 1;
-    for (const v of this.peers()) {
-      if (v.id !== p.id && this.granted.get(`${v.id}@${core.currentTerm}`) === p.id) votes++;
-    }
-    if (votes < this.quorum) {
-      throw new InvariantViolation('Election Safety', `${p.id} leads term ${core.currentTerm} with only ${votes} votes granted`);
+    // §5.2: elected by a quorum of its configuration (§6: both majorities when joint), each
+    // vote granted durably (counted from the votes sent).
+    const votedFor = (id: string) => id === p.id || this.granted.get(`${id}@${core.currentTerm}`) === p.id;
+    if (core.config === null || !hasQuorum(core.config, votedFor)) {
+      throw new InvariantViolation('Election Safety', `${p.id} leads term ${core.currentTerm} without a quorum of granted votes`);
     }
     // Leader Completeness.
     for (let i = 1; i < this.committed.length; i++) {
@@ -274,6 +316,8 @@ export class SafetyChecker {
   }
 
   private expectHas(p: PeerView, core: CoreState, i: number, c: Committed, when: string): void {
+    // In its snapshot, whose content was checked against the committed entries when stored.
+    if (i <= core.log.snapshotIndex) return;
     const e = entryAt(p, core, i);
     if (!e || e.term !== c.term || fingerprint(e) !== c.fp) {
       throw new InvariantViolation(
@@ -309,7 +353,7 @@ export class SafetyChecker {
         const fresh: Committed = { term: e.term, fp, commitTerm: core.currentTerm };
         this.committed[e.index] = fresh;
         this.stats.maxCommitted = Math.max(this.stats.maxCommitted, e.index);
-        this.onNewlyCommitted(e.index, fresh);
+        this.onNewlyCommitted(p, e.index, fresh);
       } else {
         if (c.term !== e.term || c.fp !== fp) {
           throw new InvariantViolation(
@@ -350,17 +394,54 @@ export class SafetyChecker {
     }
   }
 
-  private onNewlyCommitted(i: number, c: Committed): void {
-    // A committed entry is stored on a majority of disks.
-    let onDisk = 0;
-    for (const v of this.peers()) {
-      const d = v.disk.entries[i - 1];
-      if (d && d.term === c.term && fingerprint(d) === c.fp) onDisk++;
+  /**
+   * A committed entry is stored on a quorum of disks (in a snapshot or as an entry): a quorum of
+   * the configuration in force at it, or of a later one (§6: a leader counts by the latest
+   * configuration in its log, which may be in no other log yet). The candidates come from every
+   * live log and every crashed peer's disk.
+   */
+  private onNewlyCommitted(p: PeerView, i: number, c: Committed): void {
+    const all = this.peers();
+    const peers = new Map(all.map((v) => [v.id, v]));
+    const onDisk = (id: string) => {
+      const d = peers.get(id)?.disk;
+      if (!d) return false;
+      if (d.snapshot !== null && d.snapshot.meta.index >= i) return true;
+      const e = d.entries[i - 1];
+      return e !== undefined && e.term === c.term && fingerprint(e) === c.fp;
+    };
+    const candidates: ConfigEntry[] = [];
+    for (const v of all) {
+      if (v.core) {
+        const inForce = v.core.log.lastConfig(i);
+        if (inForce) candidates.push(inForce);
+        candidates.push(...v.core.log.configsAfter(i));
+      } else {
+        for (let k = i; k < v.disk.entries.length; k++) {
+          const e = v.disk.entries[k];
+          if (e?.type === 'config') candidates.push(e);
+        }
+      }
     }
-    if (onDisk < this.quorum) {
-      throw new InvariantViolation('Durability', `entry ${i} (term ${c.term}) applied while on ${onDisk} disks, quorum ${this.quorum}`);
+    if (p.core!.log.lastConfig(i) === undefined) throw new InvariantViolation('Sanity', `${p.id} applies ${i} with no configuration`);
+    if (!candidates.some((e) => hasQuorum(configOfEntry(e), onDisk))) {
+      throw new InvariantViolation('Durability', `entry ${i} (term ${c.term}) applied while on no quorum of disks`);
     }
     this.checkLeadersHave(i, c);
+  }
+
+  /** A snapshot restored into `p`'s state machine must hold exactly the committed entries. */
+  onRestore(p: PeerView, snapshot: Snapshot, applied: readonly string[]): void {
+    const meta = snapshot.meta;
+    if (applied.length !== meta.index) {
+      throw new InvariantViolation('State Machine Safety', `${p.id} restores a snapshot at ${meta.index} holding ${applied.length} entries`);
+    }
+    for (let i = 1; i <= meta.index; i++) {
+      const c = this.committed[i];
+      if (c !== undefined && c.fp !== applied[i - 1]) {
+        throw new InvariantViolation('State Machine Safety', `${p.id} restores a snapshot whose entry ${i} is ${applied[i - 1]}, not ${c.fp}`);
+      }
+    }
   }
 
   private checkLeadersHave(i: number, c: Committed): void {
@@ -410,21 +491,37 @@ export class SafetyChecker {
       throw new InvariantViolation('Election Safety', `${p.id} changes its durable vote in term ${w.term}: ${d.votedFor} → ${w.votedFor}`);
     }
     let last = d.entries.length;
+    const s = w.snapshot;
+    if (s) {
+      const c = this.committed[s.meta.index];
+      if (c === undefined || c.term !== s.meta.term) {
+        throw new InvariantViolation('Durability', `${p.id} stores a snapshot at ${s.meta.index} (term ${s.meta.term}) of an entry not committed`);
+      }
+      if (s.discardLog) {
+        for (let i = s.meta.index + 1; i <= last; i++) this.expectNotCommitted(p, d.entries[i - 1], i, 'discards');
+        last = s.meta.index;
+      }
+    }
+    const compactedTo = s ? s.meta.index : (d.snapshot?.meta.index ?? 0);
+    if (w.truncateFrom > 0 && w.truncateFrom <= compactedTo) {
+      throw new InvariantViolation('Durability', `${p.id} truncates from ${w.truncateFrom}, inside its snapshot (${compactedTo})`);
+    }
     if (w.truncateFrom > 0) {
       if (w.truncateFrom > last + 1) {
         throw new InvariantViolation('Durability', `${p.id} truncates from ${w.truncateFrom} beyond its disk (${last} entries)`);
       }
-      for (let i = w.truncateFrom; i <= last; i++) {
-        const c = this.committed[i];
-        const e = d.entries[i - 1]!;
-        if (c && c.term === e.term && c.fp === fingerprint(e)) {
-          throw new InvariantViolation('Durability', `${p.id} removes committed entry ${i} (term ${e.term}) from its disk`);
-        }
-      }
+      for (let i = w.truncateFrom; i <= last; i++) this.expectNotCommitted(p, d.entries[i - 1], i, 'removes');
       last = Math.min(last, w.truncateFrom - 1);
     }
     if (w.entries.length > 0 && w.entries[0]!.index !== last + 1) {
       throw new InvariantViolation('Durability', `${p.id} writes entry ${w.entries[0]!.index} after ${last} on disk`);
+    }
+  }
+
+  private expectNotCommitted(p: PeerView, e: Entry | undefined, i: number, what: string): void {
+    const c = this.committed[i];
+    if (e && c && c.term === e.term && c.fp === fingerprint(e)) {
+      throw new InvariantViolation('Durability', `${p.id} ${what} committed entry ${i} (term ${e.term}) from its disk`);
     }
   }
 
@@ -437,7 +534,7 @@ export class SafetyChecker {
     this.byFp.set(fp, r);
   }
 
-  onClientError(p: PeerView, ids: readonly number[], code: 'NOT_LEADER' | 'LEADERSHIP_LOST'): void {
+  onClientError(p: PeerView, ids: readonly number[], code: string): void {
     for (const id of ids) {
       const r = this.requests.get(id);
       if (!r) throw new InvariantViolation('Client', `${p.id} fails unknown request ${id}`);

@@ -61,7 +61,8 @@ export class Peer {
     this.core = createCore({
       id: init.id,
       seed: init.seed ?? 42,
-      options: init.options,
+      // The paper's §5.2 elections: a timed-out follower campaigns at once (no pre-vote, §9.6).
+      options: { preVote: false, ...init.options },
       term: init.term ?? 1,
       votedFor: init.votedFor ?? null,
       entries: init.entries ?? [configEntry(init.peers)],

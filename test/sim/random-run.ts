@@ -9,6 +9,7 @@
  * has committed an entry of its term, fresh proposals must be acknowledged, and every live
  * peer must have applied the same entries, including every command ever acknowledged.
  */
+import { voters } from '../../src/config.js';
 import { Rng } from './rng.js';
 import { Simulator, type SimOptions } from './simulator.js';
 
@@ -36,6 +37,12 @@ export interface RunSummary {
   dropped: number;
   /** Entries read back from a disk because they had left a core's memory window. */
   fetches: number;
+  /** Snapshots taken and installed (§7). */
+  snapshots: number;
+  installs: number;
+  /** Membership changes asked for, and completed (§6). */
+  configChanges: number;
+  configDone: number;
 }
 
 /** A failed run: the message starts with SEED=<n>, then the rule, the peers and a trace. */
@@ -62,8 +69,17 @@ export function runRandomized(o: RandomRunOptions): RunSummary {
   const tickMs = 10;
   // The fastest peer's tick period over the slowest's (see Simulator: tickEvery).
   const clockDriftBound = Math.round(tickMs * (1 + clockDrift)) / Math.max(1, Math.round(tickMs * (1 - clockDrift)));
+  // Snapshots and membership changes (issue 5) on a PRNG of their own, again so the rest of
+  // each seed's profile stays as it was: compaction in most runs, often with tiny chunks; in
+  // half the runs the cluster starts smaller than the peers and its membership keeps changing.
+  const issue5Rng = new Rng(o.seed ^ 0x15e5);
+  const snapshotThreshold = issue5Rng.pick([0, 5, 20, 100]);
+  const snapshotChunkBytes = issue5Rng.pick([64, 512, 1 << 20]);
+  const membership = issue5Rng.chance(0.5);
+  const members = membership ? issue5Rng.int(1, o.peers) : o.peers;
   const options: SimOptions = {
     peers: o.peers,
+    members,
     seed: o.seed,
     tickMs,
     clockDrift,
@@ -76,6 +92,9 @@ export function runRandomized(o: RandomRunOptions): RunSummary {
       maxCachedBytes,
       leaseReads,
       clockDriftBound,
+      snapshotThreshold,
+      snapshotChunkBytes,
+      catchUpTicks: 200,
     },
     net: {
       minDelayMs: 1,
@@ -95,7 +114,9 @@ export function runRandomized(o: RandomRunOptions): RunSummary {
   const profile =
     `hb=${c.heartbeatTicks} el=${c.electionTicks} batch=${c.maxEntriesPerAppend} window=${c.maxInflightAppends}${c.leaseReads ? ' lease' : ''} cache=${c.maxCachedEntries}/${c.maxCachedBytes}B ` +
     `delay≤${net.maxDelayMs} long=${net.longDelayP} drop=${net.dropP} dup=${net.duplicateP} disk≤${options.disk!.maxDelayMs} partial=${options.disk!.partialP} drift=${options.clockDrift}` +
-    (storm ? ' storm' : '');
+    (storm ? ' storm' : '') +
+    (snapshotThreshold > 0 ? ` snapshot=${snapshotThreshold}/${snapshotChunkBytes}B` : '') +
+    (membership ? ` members=${members} changes` : '');
 
   const traceLines = o.traceLines ?? 60;
   const sim = new Simulator({ ...options, traceSize: Math.max(traceLines, 1) });
@@ -126,6 +147,19 @@ export function runRandomized(o: RandomRunOptions): RunSummary {
       sim.at(sim.now + readRng.int(5, 40), 'client', reader);
     };
     sim.at(readRng.int(0, 50), 'client', reader);
+    // Membership changes (§6) at the leader, to random non-empty sets of the peers.
+    let configChanges = 0;
+    const changer = (): void => {
+      if (!clientsOn) return;
+      const leader = sim.leader();
+      if (leader !== null) {
+        const next = issue5Rng.shuffle(sim.ids).slice(0, issue5Rng.int(1, sim.ids.length));
+        sim.changeConfig(leader, next);
+        configChanges++;
+      }
+      sim.at(sim.now + issue5Rng.int(100, 600), 'membership', changer);
+    };
+    if (membership) sim.at(issue5Rng.int(100, 400), 'membership', changer);
     sim.runUntil(o.chaosMs);
 
     // Liveness: heal, restart, stop losing messages.
@@ -149,6 +183,10 @@ export function runRandomized(o: RandomRunOptions): RunSummary {
       sent: sim.stats.sent,
       dropped: sim.stats.dropped,
       fetches: sim.stats.fetches,
+      snapshots: sim.stats.snapshots,
+      installs: sim.stats.installs,
+      configChanges,
+      configDone: [...sim.adminResults.values()].filter((r) => r.outcome === 'ok').length,
     };
   } catch (err) {
     const e = err as Error;
@@ -274,18 +312,26 @@ function checkLiveness(sim: Simulator): void {
   }
   if (acked < wanted) fail(`only ${acked} of ${wanted} proposals committed after healing`);
 
-  // Every live peer applies the same entries, up to the leader's commit index.
+  // Every peer of the leader's configuration applies the same entries, up to its commit index
+  // (a peer removed from the cluster stops hearing from it, and stays behind).
+  const members = (): string[] => {
+    const l = sim.leaders()[0];
+    return l && l.config ? voters(l.config) : sim.ids;
+  };
   const converged = (): boolean => {
     const l = sim.leaders()[0];
-    if (!l) return false;
-    return sim.ids.every((id) => sim.peer(id).applied.length === l.commitIndex);
+    // A leader that has not yet committed an entry of its term may not know everything
+    // committed (a leader removed by the last membership change has just handed over to it).
+    if (!l || l.log.term(l.commitIndex) !== l.currentTerm) return false;
+    return members().every((id) => sim.peer(id).applied.length === l.commitIndex);
   };
   if (!sim.runUntilCond(converged, 30_000)) fail(`peers did not apply the same prefix within 30 s (virtual)`);
-  const reference = sim.peer(sim.ids[0]!).applied;
-  for (const id of sim.ids) {
+  const referenceId = sim.leader()!;
+  const reference = sim.peer(referenceId).applied;
+  for (const id of members()) {
     const applied = sim.peer(id).applied;
     for (let i = 0; i < reference.length; i++) {
-      if (applied[i] !== reference[i]) fail(`${id} applied ${applied[i]} at ${i + 1}, ${sim.ids[0]} applied ${reference[i]}`);
+      if (applied[i] !== reference[i]) fail(`${id} applied ${applied[i]} at ${i + 1}, ${referenceId} applied ${reference[i]}`);
     }
   }
   // Nothing acknowledged to a client is lost.

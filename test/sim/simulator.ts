@@ -29,7 +29,7 @@
  */
 import { createCore, step, type CoreOptions, type CoreState, type Effect, type FetchReason, type Input } from '../../src/core/index.js';
 import type { Entry, OpRequest, PeerMessage, PersistRequest } from '../../src/messages.js';
-import { fingerprint, InvariantViolation, SafetyChecker, type Disk, type PeerView } from './checker.js';
+import { decodeApplied, encodeApplied, fingerprint, InvariantViolation, SafetyChecker, type Disk, type PeerView } from './checker.js';
 import { Rng } from './rng.js';
 
 export interface NetworkOptions {
@@ -55,6 +55,8 @@ export interface DiskOptions {
 
 export interface SimOptions {
   peers: number;
+  /** How many of the peers (the first ones) the bootstrap configuration holds; all by default. */
+  members?: number;
   seed: number;
   core?: Partial<CoreOptions>;
   /** Virtual ms between two ticks of a core. */
@@ -207,11 +209,26 @@ export class Simulator {
   /** Reads served and checked. */
   readsServed = 0;
   private bootstrapper: string | null = null;
+  /** The voters of the bootstrap configuration. */
+  readonly members: string[];
+  /** Membership changes and transfers issued, and how each ended ('pending' until then). */
+  readonly adminResults = new Map<number, { kind: string; peer: string; outcome: string }>();
   /** Ring buffer of recent events, for the failure report. */
   private readonly trace: (string | SimEvent)[] = [];
   private traceAt = 0;
   private readonly traceSize: number;
-  readonly stats = { events: 0, steps: 0, sent: 0, dropped: 0, duplicated: 0, crashes: 0, flushes: 0, fetches: 0 };
+  readonly stats = {
+    events: 0,
+    steps: 0,
+    sent: 0,
+    dropped: 0,
+    duplicated: 0,
+    crashes: 0,
+    flushes: 0,
+    fetches: 0,
+    snapshots: 0,
+    installs: 0,
+  };
 
   constructor(opts: SimOptions) {
     this.rng = new Rng(opts.seed);
@@ -222,12 +239,13 @@ export class Simulator {
     this.coreOptions = opts.core ?? {};
     this.traceSize = opts.traceSize ?? 200;
     this.ids = Array.from({ length: opts.peers }, (_, i) => `p${i + 1}`);
+    this.members = this.ids.slice(0, opts.members ?? opts.peers);
     for (const id of this.ids) {
       const peer: SimPeer = {
         id,
         core: null,
         incarnation: 0,
-        disk: { term: 0, votedFor: null, entries: [] },
+        disk: { term: 0, votedFor: null, entries: [], snapshot: null },
         applied: [],
         queued: [],
         flushScheduled: false,
@@ -272,15 +290,18 @@ export class Simulator {
   // Running cores
 
   private start(p: SimPeer): void {
+    const snapshot = p.disk.snapshot;
     p.core = createCore({
       id: p.id,
       seed: this.rng.int(0, 0x7fffffff),
       options: this.coreOptions,
       term: p.disk.term,
       votedFor: p.disk.votedFor,
-      entries: p.disk.entries,
+      entries: p.disk.entries.slice(snapshot?.meta.index ?? 0),
+      snapshot,
     });
-    p.applied = [];
+    // The state machine restarts from the snapshot (the sim's machine: fingerprints applied).
+    p.applied = snapshot ? decodeApplied(snapshot.data) : [];
     p.queued = [];
     p.flushScheduled = false;
     p.pending = new Set();
@@ -288,13 +309,29 @@ export class Simulator {
     if (this.autoTick) this.scheduleTick(p, true);
     // A blank bootstrapper lost its bootstrap write: set the configuration again, as the
     // API would on a retried setConfig.
-    if (p.id === this.bootstrapper && p.disk.entries.length === 0) this.input(p, { type: 'bootstrap', peers: [...this.ids] });
+    if (p.id === this.bootstrapper && p.disk.entries.length === 0) this.input(p, { type: 'bootstrap', peers: [...this.members] });
   }
 
-  /** Form the cluster: `id` (the first peer by default) is given every peer as voters. */
+  /** Form the cluster: `id` (the first peer by default) is given the members as voters. */
   bootstrap(id = this.ids[0]!): void {
     this.bootstrapper = id;
-    this.input(this.peer(id), { type: 'bootstrap', peers: [...this.ids] });
+    this.input(this.peer(id), { type: 'bootstrap', peers: [...this.members] });
+  }
+
+  /** Ask `via` for a membership change to `peers` (§6); its outcome lands in `adminResults`. */
+  changeConfig(via: string, peers: readonly string[]): number {
+    const id = this.nextRequestId++;
+    this.adminResults.set(id, { kind: `config ${peers.join(',')}`, peer: via, outcome: 'pending' });
+    this.input(this.peer(via), { type: 'changeConfig', id, peers: [...peers] });
+    return id;
+  }
+
+  /** Ask `via` to hand leadership over to `target` (or the best voter); outcome in `adminResults`. */
+  transferLeadership(via: string, target: string | null = null): number {
+    const id = this.nextRequestId++;
+    this.adminResults.set(id, { kind: `transfer ${target ?? 'any'}`, peer: via, outcome: 'pending' });
+    this.input(this.peer(via), { type: 'transferLeadership', id, target });
+    return id;
   }
 
   /** Step one core and carry out its effects, checking invariants after the step. */
@@ -327,8 +364,12 @@ export class Simulator {
         for (const id of e.requestIds) if (id !== null) p.pending.delete(id);
         return;
       case 'clientError': {
+        for (const id of e.ids) {
+          const admin = this.adminResults.get(id);
+          if (admin) admin.outcome = e.code;
+        }
         // Refused reads only need forgetting (NOT_LEADER; a read has no effect to check).
-        const writes = e.ids.filter((id) => !this.readsIssued.delete(id));
+        const writes = e.ids.filter((id) => !this.readsIssued.delete(id) && !this.adminResults.has(id));
         if (writes.length > 0) this.checker.onClientError(p, writes, e.code);
         for (const id of e.ids) p.pending.delete(id);
         return;
@@ -360,6 +401,34 @@ export class Simulator {
       case 'roleChanged':
         this.record(`${p.id} ${e.role} term ${e.term} leader ${e.leader}`);
         return;
+      case 'adminDone': {
+        const admin = this.adminResults.get(e.id);
+        if (!admin) throw new InvariantViolation('Client', `${p.id} answers unknown admin request ${e.id}`);
+        admin.outcome = 'ok';
+        this.record(`${p.id} done: ${admin.kind}`);
+        return;
+      }
+      case 'takeSnapshot': {
+        // As the consensus actor does: the machine's state now, handed back in a step of its own.
+        if (p.applied.length !== e.index) {
+          throw new InvariantViolation('Sanity', `${p.id} asks for a snapshot at ${e.index} having applied ${p.applied.length}`);
+        }
+        const data = encodeApplied(p.applied);
+        const incarnation = p.incarnation;
+        this.at(this.now, `${p.id} snapshot taken at ${e.index}`, () => {
+          if (p.incarnation === incarnation && p.core) this.input(p, { type: 'snapshotTaken', index: e.index, data, digest: 0 });
+        });
+        this.stats.snapshots++;
+        return;
+      }
+      case 'restore': {
+        const applied = decodeApplied(e.snapshot.data);
+        this.checker.onRestore(p, e.snapshot, applied);
+        p.applied = applied;
+        this.stats.installs++;
+        this.record(`${p.id} restores snapshot at ${e.snapshot.meta.index}`);
+        return;
+      }
       default:
         assertNever(e);
     }
@@ -390,6 +459,12 @@ export class Simulator {
     for (const w of writes) {
       this.checker.beforeDiskWrite(p, w);
       const d = p.disk;
+      if (w.snapshot) {
+        const from = d.snapshot?.meta.index ?? 0;
+        d.snapshot = { meta: w.snapshot.meta, data: w.snapshot.data };
+        if (w.snapshot.discardLog) d.entries = new Array<Entry>(w.snapshot.meta.index);
+        else for (let i = from + 1; i <= w.snapshot.meta.index; i++) delete d.entries[i - 1];
+      }
       d.term = w.term;
       d.votedFor = w.votedFor;
       if (w.truncateFrom > 0 && w.truncateFrom <= d.entries.length) d.entries.length = w.truncateFrom - 1;
@@ -614,7 +689,9 @@ export class Simulator {
     while (p.queued.length > 0) this.flushDisk(p, true);
     if (!p.core) return;
     this.record(`${p.id} fetched ${e.from}..${e.to} (${e.reason.kind === 'apply' ? 'apply' : `for ${e.reason.peer}`})`);
-    this.input(p, { type: 'fetched', reason: e.reason, entries: p.disk.entries.slice(e.from - 1, e.to) });
+    // Compacted entries are gone (holes in the sim's disk), as in the store.
+    const entries = p.disk.entries.slice(e.from - 1, e.to).filter((x) => x !== undefined);
+    this.input(p, { type: 'fetched', reason: e.reason, entries });
   }
 
   /** Run every event due up to virtual time `t`, then set the clock to `t`. */
@@ -754,6 +831,16 @@ function describeEvent(e: SimEvent): string {
       return `${head} id ${m.id}`;
     case 'readIndexReply':
       return `${head} id ${m.id} ${m.ok ? `index ${m.readIndex}` : 'refused'}`;
+    case 'preVote':
+      return `${head} last ${m.lastLogIndex}/${m.lastLogTerm}`;
+    case 'preVoteReply':
+      return `${head} ${m.granted ? 'granted' : 'refused'}`;
+    case 'timeoutNow':
+      return head;
+    case 'installSnapshot':
+      return `${head} snapshot ${m.meta.index}/${m.meta.term} at ${m.offset} +${m.data.length}${m.done ? ' done' : ''}`;
+    case 'installSnapshotReply':
+      return `${head} snapshot ${m.index} holds ${m.offset}${m.done ? ' done' : ''}`;
   }
 }
 
