@@ -63,7 +63,7 @@ describe('simulation: seeded runs with faults, invariants after every event', fu
       }
       for (let from = 0; from < SEEDS; from += CHUNK) {
         const to = Math.min(SEEDS, from + CHUNK);
-        it(`seeds ${from}..${to - 1}: Election Safety, Log Matching, Leader Completeness, State Machine Safety, durability; live after healing`, function () {
+        it(`seeds ${from}..${to - 1}: Election Safety (across configurations), Log Matching, Leader Completeness, State Machine Safety (snapshots included), durability; live after healing`, function () {
           this.timeout(120_000);
           const runs = runSeeds(peers, from, to);
           // The harness must really have done something: guard against a simulator that
@@ -82,6 +82,10 @@ describe('simulation: seeded runs with faults, invariants after every event', fu
           // Most profiles keep a tiny memory window: lagging followers and restarted peers
           // must have been served entries read back from the disk.
           expect(runs.filter((r) => r.fetches > 0).length, 'runs that fetched evicted entries').to.be.greaterThan(runs.length / 2);
+          // Snapshots (§7) and membership changes (§6) under the same faults.
+          expect(runs.filter((r) => r.snapshots > 0).length, 'runs that took snapshots').to.be.greaterThan(runs.length / 2);
+          expect(runs.filter((r) => r.installs > 0).length, 'runs that installed a leader snapshot').to.be.greaterThan(runs.length / 10);
+          expect(runs.filter((r) => r.configDone > 0).length, 'runs that completed membership changes').to.be.greaterThan(runs.length / 5);
         });
       }
     });

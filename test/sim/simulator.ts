@@ -342,7 +342,18 @@ export class Simulator {
     p.core = result.state;
     this.checker.afterStep(p);
     for (const e of result.effects) this.execute(p, e);
+    // Inputs a shell feeds back right after a step (as the actor's queueMicrotask does).
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      for (let next = this.followUps.shift(); next; next = this.followUps.shift()) next();
+    } finally {
+      this.draining = false;
+    }
   }
+
+  private readonly followUps: (() => void)[] = [];
+  private draining = false;
 
   private execute(p: SimPeer, e: Effect): void {
     switch (e.type) {
@@ -415,7 +426,8 @@ export class Simulator {
         }
         const data = encodeApplied(p.applied);
         const incarnation = p.incarnation;
-        this.at(this.now, `${p.id} snapshot taken at ${e.index}`, () => {
+        this.followUps.push(() => {
+          this.record(`${p.id} snapshot taken at ${e.index}`);
           if (p.incarnation === incarnation && p.core) this.input(p, { type: 'snapshotTaken', index: e.index, data, digest: 0 });
         });
         this.stats.snapshots++;
