@@ -20,7 +20,15 @@ import {
   type AppendEntries,
   type AppendEntriesReply,
   type Bundle,
+  type ClientChangeConfig,
   type ClientOps,
+  type ClientTransferLeadership,
+  type InstallSnapshot,
+  type InstallSnapshotReply,
+  type PreVote,
+  type PreVoteReply,
+  type SnapshotMeta,
+  type TimeoutNow,
   type ClientReads,
   type ClientResults,
   type CommandEntry,
@@ -128,6 +136,44 @@ const readIndexRefused: ReadIndexReply = { ...readIndexOk, readIndex: 0, ok: fal
 const reads: ClientReads = { type: 'reads', reads: [{ id: 9, query: encodeCommand({ type: 'get', key: 'k' }) }] };
 const bundle: Bundle = { type: 'bundle', messages: [appendOk, readIndexOk, persisted] };
 
+// Issue 5: membership, pre-vote, transfer, snapshots (not shared records: keys inline).
+const jointConfigEntry: ConfigEntry = { type: 'config', index: 9, term: 4, peers: ['n1', 'n4'], old: ['n1', 'n2', 'n3'] };
+const transferVote: RequestVote = { ...requestVote, transfer: true };
+const preVote: PreVote = { type: 'preVote', term: 8, from: 'n2', to: 'n1', lastLogIndex: 12, lastLogTerm: 7 };
+const preVoteReply: PreVoteReply = { type: 'preVoteReply', term: 8, from: 'n1', to: 'n2', granted: true };
+const timeoutNow: TimeoutNow = { type: 'timeoutNow', term: 7, from: 'n1', to: 'n3' };
+const snapshotMeta: SnapshotMeta = { index: 40, term: 6, peers: ['n1', 'n2'], old: ['n1', 'n2', 'n3'], digest: 0xdeadbeef, size: 5 };
+const installSnapshot: InstallSnapshot = {
+  type: 'installSnapshot',
+  term: 7,
+  from: 'n1',
+  to: 'n3',
+  meta: snapshotMeta,
+  offset: 2,
+  data: Uint8Array.of(3, 4, 5),
+  done: true,
+  readSeq: 11,
+};
+const installSnapshotReply: InstallSnapshotReply = {
+  type: 'installSnapshotReply',
+  term: 7,
+  from: 'n3',
+  to: 'n1',
+  index: 40,
+  snapshotTerm: 6,
+  offset: 5,
+  done: true,
+  readSeq: 11,
+};
+const persistSnapshot: PersistRequest = {
+  ...persistNoVote,
+  seq: 3,
+  snapshot: { meta: snapshotMeta, data: Uint8Array.of(1, 2, 3, 4, 5), discardLog: true },
+};
+const logReadySnapshot: LogReady = { ...logReady, firstIndex: 41, lastIndex: 40, lastTerm: 6, snapshot: { meta: snapshotMeta, data: Uint8Array.of(1, 2, 3, 4, 5) } };
+const changeConfig: ClientChangeConfig = { type: 'changeConfig', id: 12, peers: ['n1', 'n2', 'n4'] };
+const transfer: ClientTransferLeadership = { type: 'transferLeadership', id: 13, target: null };
+
 const SAMPLES: Record<string, AnyMessage> = {
   requestVote,
   requestVoteReply,
@@ -152,8 +198,24 @@ const SAMPLES: Record<string, AnyMessage> = {
   readIndexRefused,
   reads,
   bundle,
+  transferVote,
+  preVote,
+  preVoteReply,
+  timeoutNow,
+  installSnapshot,
+  installSnapshotReply,
+  persistSnapshot,
+  logReadySnapshot,
+  changeConfig,
+  transfer,
 };
 const PEER_SAMPLES: Record<string, PeerMessage> = {
+  transferVote,
+  preVote,
+  preVoteReply,
+  timeoutNow,
+  installSnapshot,
+  installSnapshotReply,
   requestVote,
   requestVoteReply,
   appendEntries,
@@ -187,6 +249,21 @@ describe('codec: round trips', () => {
       expect(back).to.not.equal(message);
     });
   }
+
+  it('a joint configuration entry (C_old,new) round-trips and passes the guard; a bad `old` does not', () => {
+    expect(roundTrip(jointConfigEntry)).to.deep.equal(jointConfigEntry);
+    expect(isEntry(roundTrip(jointConfigEntry))).to.equal(true);
+    expect(isEntry({ ...jointConfigEntry, old: 'n1' })).to.equal(false);
+    expect(isEntry({ ...jointConfigEntry, old: [1] })).to.equal(false);
+  });
+
+  it('an InstallSnapshot chunk must lie within the snapshot, and its meta must be whole', () => {
+    expect(isPeerMessage({ ...installSnapshot, offset: 3 })).to.equal(false);
+    expect(isPeerMessage({ ...installSnapshot, meta: { ...snapshotMeta, size: -1 } })).to.equal(false);
+    expect(isPeerMessage({ ...installSnapshot, meta: { ...snapshotMeta, old: 'n1' } })).to.equal(false);
+    expect(isPeerMessage({ ...installSnapshot, data: [3, 4, 5] })).to.equal(false);
+    expect(isPeerMessage({ ...transferVote, transfer: 'yes' })).to.equal(false);
+  });
 
   it('every entry type, alone', () => {
     for (const e of ENTRIES) {
@@ -588,6 +665,7 @@ describe('guards: isPeerMessage', () => {
   it('rejects each sample with any one field missing', () => {
     for (const [name, m] of Object.entries(PEER_SAMPLES)) {
       for (const key of Object.keys(m)) {
+        if (key === 'transfer') continue; // optional: absent means false
         const broken: Record<string, unknown> = { ...m };
         delete broken[key];
         expect(isPeerMessage(broken), `${name} without ${key}`).to.equal(false);
@@ -630,8 +708,8 @@ describe('guards: isPeerMessage', () => {
 });
 
 describe('guards: isClientRequest', () => {
-  it('accepts ops and reads batches, empty or not, before and after a round trip', () => {
-    for (const m of [ops, noOps, reads]) {
+  it('accepts ops and reads batches, empty or not, membership changes and transfers, before and after a round trip', () => {
+    for (const m of [ops, noOps, reads, changeConfig, transfer, { ...transfer, target: 'n2' }]) {
       expect(isClientRequest(m)).to.equal(true);
       expect(isClientRequest(roundTrip(m))).to.equal(true);
     }
@@ -639,8 +717,12 @@ describe('guards: isClientRequest', () => {
 
   it('rejects other messages and wrong shapes', () => {
     for (const [name, m] of Object.entries(SAMPLES)) {
-      if (m !== ops && m !== noOps && m !== reads) expect(isClientRequest(m), name).to.equal(false);
+      if (!([ops, noOps, reads, changeConfig, transfer] as AnyMessage[]).includes(m)) expect(isClientRequest(m), name).to.equal(false);
     }
+    expect(isClientRequest({ ...changeConfig, peers: 'n1' })).to.equal(false);
+    expect(isClientRequest({ ...changeConfig, peers: [1] })).to.equal(false);
+    expect(isClientRequest({ ...transfer, target: 7 })).to.equal(false);
+    expect(isClientRequest({ ...transfer, id: -1 })).to.equal(false);
     const op = ops.ops[0]!;
     const bad: [string, unknown][] = [
       ['null', null],
