@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import { jointConfig, stableConfig } from '../src/config.js';
-import { status, type CoreOptions } from '../src/core/index.js';
+import { DEFAULT_CORE_OPTIONS, status, validateCoreOptions, type CoreOptions } from '../src/core/index.js';
 import { MANUAL, Simulator } from './sim/simulator.js';
 
 function cluster(peers: number, members: number, core: Partial<CoreOptions> = {}): Simulator {
@@ -351,5 +351,19 @@ describe('§7 snapshots and InstallSnapshot', function () {
     expect(outcome(sim, id)).to.equal('ok');
     expect(sim.stats.installs).to.be.above(installs);
     expect(sim.peer('p4').applied).to.deep.equal(sim.peer('p1').applied);
+  });
+});
+
+describe('issue 5 core options', function () {
+  it('rejects bad values with an error naming the option', function () {
+    const bad: [Partial<CoreOptions>, RegExp][] = [
+      [{ snapshotThreshold: -1 }, /snapshotThreshold/],
+      [{ snapshotThreshold: 1.5 }, /snapshotThreshold/],
+      [{ snapshotChunkBytes: 0 }, /snapshotChunkBytes/],
+      [{ catchUpTicks: 0 }, /catchUpTicks/],
+      [{ preVote: 'yes' as unknown as boolean }, /preVote/],
+    ];
+    for (const [o, re] of bad) expect(() => validateCoreOptions({ ...DEFAULT_CORE_OPTIONS, ...o }), JSON.stringify(o)).to.throw(re);
+    expect(validateCoreOptions({ ...DEFAULT_CORE_OPTIONS, snapshotThreshold: 0 }).snapshotThreshold, '0: never').to.equal(0);
   });
 });
