@@ -545,6 +545,8 @@ function becomeLeader(s: CoreState, ctx: StepContext): void {
   appendEntry(s, ctx, { type: 'noop', index: next, term: s.currentTerm });
   for (const peer of s.progress.keys()) sendAppend(s, ctx, peer, true);
   maybeCommit(s, ctx);
+  // A change the previous leader left half done (C_old,new committed) goes on from here.
+  advanceConfig(s, ctx, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1092,14 +1094,16 @@ function maybeFinishCatchUp(s: CoreState, ctx: StepContext): void {
 }
 
 /**
- * Leader, after the commit index moved: §6's second step. Once C_old,new is committed, C_new
- * goes into the log; once C_new is committed the change is done, peers outside it are no
- * longer replicated to, and a leader outside it steps down (handing over, §3.10).
+ * Leader, after the commit index moved past `before`: §6's second step. Once C_old,new is
+ * committed, C_new goes into the log; once C_new is committed the change is done, peers outside
+ * it are no longer replicated to, and a leader outside it steps down (handing over, §3.10).
+ * Nothing to do unless the latest configuration got committed by this move (a new leader
+ * passes 0: it may inherit a committed C_old,new).
  */
-function advanceConfig(s: CoreState, ctx: StepContext): void {
+function advanceConfig(s: CoreState, ctx: StepContext, before: number): void {
   if (s.role !== 'leader') return;
   const latest = s.log.lastConfig()!;
-  if (latest.index > s.commitIndex) return;
+  if (latest.index > s.commitIndex || latest.index <= before) return;
   if (latest.old !== undefined) {
     appendEntry(s, ctx, { type: 'config', index: s.log.lastIndex + 1, term: s.currentTerm, peers: [...latest.peers] });
     for (const peer of s.progress.keys()) replicate(s, ctx, peer);
@@ -1469,9 +1473,10 @@ function maybeCommit(s: CoreState, ctx: StepContext): void {
   if (candidate <= s.commitIndex) return;
   // §5.4.2: never commit an entry of an earlier term by counting replicas.
   if (s.log.term(candidate) !== s.currentTerm) return;
+  const before = s.commitIndex;
   s.commitIndex = candidate;
   applyCommitted(s, ctx);
-  advanceConfig(s, ctx);
+  advanceConfig(s, ctx, before);
 }
 
 function applyCommitted(s: CoreState, ctx: StepContext): void {
