@@ -54,7 +54,7 @@ async function main(): Promise<void> {
 
   for (const id of PEERS) {
     const s = await status(id);
-    log(`${id}: ${s.role}, term ${s.term}, commit ${s.commitIndex}, applied ${s.lastApplied}`);
+    log(`${id}: ${s.role}, term ${s.term}, commit ${s.commitIndex}, applied ${s.lastApplied}, snapshot at ${s.snapshotIndex} (log: ${s.lastIndex - s.snapshotIndex} entries)`);
   }
   await Promise.all(PEERS.map((id) => stopNode(id)));
   log('stopped; the data stays in ./data (delete it to start afresh)');
