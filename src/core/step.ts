@@ -876,7 +876,21 @@ function sendEntries(s: CoreState, ctx: StepContext, peer: string, pr: Progress,
     }
     bytes += size;
   }
-  const prevLogIndex = pr.nextIndex - 1;
+  sendAppendEntries(s, ctx, peer, pr.nextIndex - 1, entries);
+  if (pr.mode === 'probe') {
+    pr.probeSent = true;
+    return false;
+  }
+  if (entries.length === 0) return false;
+  const last = entries[entries.length - 1]!.index;
+  pr.nextIndex = last + 1;
+  pr.inflight.push({ last, bytes });
+  pr.inflightBytes += bytes;
+  return true;
+}
+
+/** One AppendEntries to `peer` after `prevLogIndex` (whose term we know), with the read round. */
+function sendAppendEntries(s: CoreState, ctx: StepContext, peer: string, prevLogIndex: number, entries: Entry[]): void {
   ctx.effects.push({
     type: 'send',
     message: {
@@ -891,16 +905,6 @@ function sendEntries(s: CoreState, ctx: StepContext, peer: string, pr: Progress,
       readSeq: s.reads.round,
     },
   });
-  if (pr.mode === 'probe') {
-    pr.probeSent = true;
-    return false;
-  }
-  if (entries.length === 0) return false;
-  const last = entries[entries.length - 1]!.index;
-  pr.nextIndex = last + 1;
-  pr.inflight.push({ last, bytes });
-  pr.inflightBytes += bytes;
-  return true;
 }
 
 /** Ask the log actor for the next entries of a follower that is behind the memory window. */
@@ -1252,22 +1256,7 @@ function sendSnapshot(s: CoreState, ctx: StepContext, peer: string, pr: Progress
     pr.snapshot = { index: snap.meta.index, term: snap.meta.term, offset: 0, sentAt: -1, reported: 0 };
   }
   const ps = pr.snapshot;
-  if (heartbeat) {
-    ctx.effects.push({
-      type: 'send',
-      message: {
-        type: 'appendEntries',
-        term: s.currentTerm,
-        from: s.id,
-        to: peer,
-        prevLogIndex: s.log.snapshotIndex,
-        prevLogTerm: s.log.snapshotTerm,
-        entries: [],
-        leaderCommit: s.commitIndex,
-        readSeq: s.reads.round,
-      },
-    });
-  }
+  if (heartbeat) sendAppendEntries(s, ctx, peer, s.log.snapshotIndex, []);
   if (ps.sentAt >= 0) {
     if (s.ticks - ps.sentAt < Math.max(1, Math.floor(s.options.electionTicks / 2))) return;
     // Unanswered: resend, from where the follower last said it stands if that is earlier
