@@ -86,6 +86,25 @@ export interface NodeOptions {
    */
   leaseReads?: boolean;
   clockDriftBound?: number;
+  /**
+   * Log compaction (§7): once this many entries have been applied since the last snapshot the
+   * peer snapshots its state machine and deletes the log entries the snapshot covers, so the
+   * log (and the LMDB file) stays bounded under a steady write load (default 16384; 0 never).
+   * A state machine without `snapshot`/`restore` never compacts, whatever this says.
+   */
+  snapshotThreshold?: number;
+  /**
+   * Bytes of snapshot per InstallSnapshot message when a leader sends its snapshot to a
+   * follower that is behind its compacted log, e.g. a new peer (default 1 MiB). The transfer
+   * resumes from the last chunk the follower holds after a lost message or a restart.
+   */
+  snapshotChunkBytes?: number;
+  /**
+   * How long a membership change (`setConfig`) waits, while this peer leads, for the new peers
+   * to catch up as learners before giving up with CatchUpTimeoutError, nothing changed
+   * (default 20 s; counted in heartbeat intervals, rounded up).
+   */
+  catchUpTimeoutMs?: number;
   /** Restart intensity: more than `maxRestarts` within `restartPeriodMs` stops the peer (default 5 in 10 s). */
   maxRestarts?: number;
   restartPeriodMs?: number;
@@ -360,6 +379,12 @@ function positiveInt(value: number | undefined, name: string, fallback: number):
   return value;
 }
 
+function nonNegativeInt(value: number | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`options.${name} must be a non-negative integer, got ${value}`);
+  return value;
+}
+
 function running(id: string): NodeHandle {
   validateId(id);
   const handle = nodes.get(id);
@@ -404,6 +429,9 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
       maxCachedBytes: positiveInt(options.maxCachedBytes, 'maxCachedBytes', 32 << 20),
       leaseReads: options.leaseReads ?? false,
       clockDriftBound: options.clockDriftBound ?? 1.5,
+      snapshotThreshold: nonNegativeInt(options.snapshotThreshold, 'snapshotThreshold', 16384),
+      snapshotChunkBytes: positiveInt(options.snapshotChunkBytes, 'snapshotChunkBytes', 1 << 20),
+      catchUpTicks: Math.ceil(positiveInt(options.catchUpTimeoutMs, 'catchUpTimeoutMs', 20_000) / heartbeatMs),
     },
     maxRestarts: positiveInt(options.maxRestarts, 'maxRestarts', 5),
     faults: () => faults,
@@ -433,7 +461,9 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
  *   C_new are committed in turn; it resolves once C_new is committed. A leader not in C_new
  *   then steps down. Calling it with the current voters is a no-op.
  *
- * One change at a time: while one is in progress another is refused with
+ * One change at a time: calls in this process are queued, each starting once the one before
+ * it has settled. A change still running in the cluster when another arrives (its call timed
+ * out, or a new leader is completing a joint configuration) gets the later one refused with
  * ConfigInProgressError (nothing changed; retry later). Errors: ConfigError (empty list,
  * duplicates, unknown peers), CatchUpTimeoutError (new peers did not catch up; nothing
  * changed), NotLeaderError (no leader found), LeadershipLostError or TimeoutError (outcome

@@ -971,8 +971,9 @@ function replicate(s: CoreState, ctx: StepContext, peer: string): void {
 
 function onPropose(s: CoreState, ctx: StepContext, requests: OpRequest[]): void {
   if (requests.length === 0) return;
-  if (s.role !== 'leader' || s.transfer !== null) {
-    // Thesis §3.10: a leader handing over takes no new commands (they would only be lost).
+  if (s.role !== 'leader' || s.transfer !== null || !isVoter(s.config!, s.id)) {
+    // Thesis §3.10: a leader handing over takes no new commands (they would only be lost); nor
+    // does one that C_new leaves out (§6), about to step down.
     const leader = s.role === 'leader' ? null : s.leader;
     return clientError(ctx, requests.map((r) => r.id), 'NOT_LEADER', leader);
   }
@@ -1122,7 +1123,17 @@ function advanceConfig(s: CoreState, ctx: StepContext, before: number): void {
   if (!isVoter(s.config!, s.id)) {
     const successor = bestFollower(s);
     if (successor !== null) sendTimeoutNow(s, ctx, successor);
-    becomeFollower(s, ctx, s.currentTerm, null);
+    // No leader will replicate to us again: requests waiting on entries past the commit index
+    // would wait forever. The next leader may still commit them: outcome unknown.
+    const lost: number[] = [];
+    for (const [index, w] of s.waiting) {
+      if (index <= s.commitIndex) continue;
+      lost.push(w.id);
+      s.waiting.delete(index);
+    }
+    if (lost.length > 0) clientError(ctx, lost, 'LEADERSHIP_LOST', successor);
+    // The successor as a hint, so clients asking us are redirected to it (it leads a later term).
+    becomeFollower(s, ctx, s.currentTerm, successor);
   }
 }
 

@@ -5,7 +5,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { runningNodes, startNode, status, stopNode, type NodeOptions, type NodeStatus } from '../../src/api.js';
+import { op, read, runningNodes, startNode, status, stopNode, type NodeOptions, type NodeStatus } from '../../src/api.js';
+import { isRaftError } from '../../src/errors.js';
 
 /** Timing for tests: fast elections, still tolerant of a loaded 2-core machine. */
 export const TEST_TIMING = { heartbeatMs: 25, electionTimeoutMs: 250 } as const;
@@ -58,4 +59,148 @@ export async function waitForApplied(ids: string[], index: number): Promise<Node
     const statuses = await Promise.all(ids.map((id) => status(id)));
     return statuses.every((s) => s.lastApplied >= index) ? statuses : undefined;
   });
+}
+
+export function peerDir(root: string, id: string): string {
+  return path.join(root, id);
+}
+
+/** Start one peer under `root` with TEST_TIMING (and `extra`). */
+export async function startPeer(id: string, root: string, extra: Partial<NodeOptions> = {}): Promise<void> {
+  await startPeers([id], root, extra);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
+}
+
+/** Wait until every peer in `ids` has the stable configuration of exactly `voters` in force. */
+export async function waitForConfig(ids: string[], voters: string[], timeoutMs?: number): Promise<NodeStatus[]> {
+  return waitFor(
+    `${ids.join(',')} to have the stable configuration [${voters.join(',')}]`,
+    async () => {
+      const statuses = await Promise.all(ids.map((id) => status(id)));
+      const ok = statuses.every((s) => s.config?.kind === 'stable' && sameSet(s.config.voters, voters));
+      return ok ? statuses : undefined;
+    },
+    timeoutMs,
+  );
+}
+
+/**
+ * Wait until every peer in `ids` has applied the same log: the same lastApplied and the same
+ * appliedDigest, at least the highest commit index any of them knows (so nothing committed
+ * is still on its way) and at least `atLeast`. Meant for a cluster without client load. Right
+ * after a whole cluster restarts nobody knows the commit index yet: pass an `atLeast` past the
+ * old log (the new leader's first entry) there.
+ */
+export async function waitForConverged(ids: string[], atLeast = 0, timeoutMs = 30_000): Promise<NodeStatus[]> {
+  return waitFor(
+    `${ids.join(',')} to converge`,
+    async () => {
+      const statuses = await Promise.all(ids.map((id) => status(id)));
+      const applied = statuses[0]!.lastApplied;
+      const commit = Math.max(atLeast, ...statuses.map((s) => s.commitIndex));
+      const same = statuses.every((s) => s.lastApplied === applied && s.appliedDigest === statuses[0]!.appliedDigest);
+      return same && applied >= commit ? statuses : undefined;
+    },
+    timeoutMs,
+  );
+}
+
+/** Errors whose op outcome is unknown or that say "not now": a client under churn retries them. */
+const UNKNOWN_OUTCOME = new Set(['NOT_LEADER', 'LEADERSHIP_LOST', 'TIMEOUT', 'ACTOR_RESTARTED', 'NODE_STOPPED']);
+
+export interface KeyHistory {
+  /** The last value whose write was acknowledged (-1: none). */
+  lastAcked: number;
+  /** The last value a write was attempted with (acknowledged or with an unknown outcome). */
+  lastAttempted: number;
+}
+
+export interface LoadResult {
+  acked: number;
+  unknown: number;
+  keys: Map<string, KeyHistory>;
+  /** Anything a single writer per key should never see (a refused cas, an unexpected error). */
+  anomalies: string[];
+}
+
+export interface ClientLoad {
+  /** Writes acknowledged so far. */
+  readonly acked: number;
+  /** Stop the writers and wait for their last ops. */
+  stop(): Promise<LoadResult>;
+}
+
+/**
+ * One sequential writer per key, through `via()` (any running peer; ops redirect to the
+ * leader), writing increasing numbers alternately with `set` and with `cas` on the value it
+ * last wrote. With one writer per key a cas after an acknowledged write must succeed, and a
+ * key's final value must lie between its last acknowledged write and its last attempted one.
+ */
+export function startLoad(via: () => string, keys: string[], opTimeoutMs = 10_000): ClientLoad {
+  let stopped = false;
+  const result: LoadResult = { acked: 0, unknown: 0, keys: new Map(), anomalies: [] };
+  const writers = keys.map(async (key) => {
+    const h: KeyHistory = { lastAcked: -1, lastAttempted: -1 };
+    result.keys.set(key, h);
+    let known: number | null = null;
+    for (let n = 0; !stopped; n++) {
+      h.lastAttempted = n;
+      try {
+        if (known !== null && n % 2 === 1) {
+          const swapped = await op(via(), { type: 'cas', key, expected: known, value: n }, { timeoutMs: opTimeoutMs });
+          if (swapped !== true) result.anomalies.push(`cas ${key}: ${known} -> ${n} refused`);
+        } else {
+          await op(via(), { type: 'set', key, value: n }, { timeoutMs: opTimeoutMs });
+        }
+        known = n;
+        h.lastAcked = n;
+        result.acked++;
+      } catch (err) {
+        known = null;
+        result.unknown++;
+        if (!isRaftError(err) || !UNKNOWN_OUTCOME.has(err.code)) result.anomalies.push(`${key}: ${String(err)}`);
+        await sleep(10);
+      }
+    }
+  });
+  return {
+    get acked() {
+      return result.acked;
+    },
+    async stop() {
+      stopped = true;
+      await Promise.all(writers);
+      return result;
+    },
+  };
+}
+
+/** Wait until `load` has had `more` further writes acknowledged. */
+export async function waitForAcks(load: ClientLoad, more: number, timeoutMs = 30_000): Promise<void> {
+  const target = load.acked + more;
+  await waitFor(`${more} more acknowledged writes`, async () => (load.acked >= target ? true : undefined), timeoutMs);
+}
+
+/**
+ * Check with linearizable reads through each of `ids` that every key of `load` holds its last
+ * acknowledged value (or a later attempted one whose outcome was unknown).
+ */
+export async function checkLoad(ids: string[], load: LoadResult): Promise<void> {
+  for (const id of ids) {
+    for (const [key, h] of load.keys) {
+      const value = (await read(id, { type: 'get', key })) as number | null;
+      const ok =
+        h.lastAcked < 0
+          ? value === null || (typeof value === 'number' && value <= h.lastAttempted)
+          : typeof value === 'number' && value >= h.lastAcked && value <= h.lastAttempted;
+      if (!ok) throw new Error(`read ${key} at ${id}: ${String(value)}, acknowledged ${h.lastAcked}, attempted up to ${h.lastAttempted}`);
+    }
+  }
 }
