@@ -9,7 +9,7 @@
  * has committed an entry of its term, fresh proposals must be acknowledged, and every live
  * peer must have applied the same entries, including every command ever acknowledged.
  */
-import { voters } from '../../src/config.js';
+import { isVoter, voters } from '../../src/config.js';
 import { Rng } from './rng.js';
 import { Simulator, type SimOptions } from './simulator.js';
 
@@ -299,10 +299,16 @@ function checkLiveness(sim: Simulator): void {
   // Fresh proposals commit (retried on a new leader if leadership moves meanwhile).
   const wanted = 5;
   let acked = 0;
-  for (let attempt = 0; attempt < 5 && acked < wanted; attempt++) {
-    const leader = sim.leader();
+  // A leader outside its latest configuration (thesis §4.2.2) takes no commands: it is about to
+  // step down once that configuration commits.
+  const memberLeader = (): string | null => {
+    const l = sim.leaders()[0];
+    return l && l.config && isVoter(l.config, l.id) ? l.id : null;
+  };
+  for (let attempt = 0; attempt < 10 && acked < wanted; attempt++) {
+    const leader = memberLeader();
     if (leader === null) {
-      sim.runUntilCond(() => sim.leader() !== null, 2_000);
+      sim.runUntilCond(() => memberLeader() !== null, 2_000);
       continue;
     }
     const ids = sim.propose(leader, wanted - acked);
