@@ -1,8 +1,11 @@
 /**
- * `npm run torture -- [--seconds 600] [--seed S] [--round 30] [--lease]`: Jepsen-style rounds
- * (5 peers, concurrent clients, seeded nemesis) back to back for `--seconds`, each round checked
- * for linearizability and for every peer applying the same log. Round i uses seed S + i; odd
- * rounds serve gets by lease reads (thesis §6.4.1), every round with `--lease`.
+ * `npm run torture -- [--seconds 600] [--seed S] [--round 30] [--lease] [--membership]`:
+ * Jepsen-style rounds (5 peers, concurrent clients, seeded nemesis) back to back for
+ * `--seconds`, each round checked for linearizability and for every peer applying the same log.
+ * Round i uses seed S + i; odd rounds serve gets by lease reads (thesis §6.4.1), every round
+ * with `--lease`. Every third round (i = 2, 5, 8, ...) is a membership round: 3 voters of 5
+ * peers at first, setConfig and transferLeadership among the faults, snapshots every 200
+ * entries, and only the final voters checked for convergence; every round with `--membership`.
  * A failure prints the seed and the nemesis schedule that reproduce it and exits 1.
  */
 import fs from 'node:fs';
@@ -36,8 +39,18 @@ async function main(): Promise<void> {
       const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'actor-raft-torture-'));
       try {
         const leaseReads = process.argv.includes('--lease') || i % 2 === 1;
-        if (leaseReads) console.log(`round ${i}: lease reads`);
-        const result = await runJepsen({ seed: seed + i, seconds: roundSeconds, dataDir, checker, leaseReads, log: (l) => console.log(l) });
+        const membership = process.argv.includes('--membership') || i % 3 === 2;
+        const modes = [leaseReads ? 'lease reads' : '', membership ? 'membership changes' : ''].filter((m) => m !== '');
+        if (modes.length > 0) console.log(`round ${i}: ${modes.join(', ')}`);
+        const result = await runJepsen({
+          seed: seed + i,
+          seconds: roundSeconds,
+          dataDir,
+          checker,
+          leaseReads,
+          membership,
+          log: (l) => console.log(l),
+        });
         histories++;
         ops += result.ops;
         acknowledged += result.acknowledged;

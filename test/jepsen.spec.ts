@@ -2,7 +2,10 @@
  * Jepsen-style runs in `npm test`: a bounded set of seeds, each a few seconds of faults
  * against 5 real peers with concurrent clients, checked for linearizability and for every
  * peer applying the same log. Longer runs: `npm run torture -- --seconds N --seed S`.
- * `JEPSEN_SEEDS=1,2,3` picks the seeds, `JEPSEN_SECONDS` the length of each.
+ * `JEPSEN_SEEDS=1,2,3` picks the seeds, `JEPSEN_SECONDS` the length of each;
+ * `JEPSEN_MEMBERSHIP_SEEDS` the seeds run with membership changes and leadership transfers
+ * during the faults (3 voters of 5 peers at first, snapshots every 200 entries),
+ * `JEPSEN_MEMBERSHIP_SECONDS` their length.
  */
 import { expect } from 'chai';
 import fs from 'node:fs';
@@ -10,10 +13,18 @@ import { KvChecker } from '../src/testing/linearizability.js';
 import { runJepsen } from '../src/testing/jepsen.js';
 import { tempDir } from './helpers/cluster.js';
 
-const seeds = (process.env.JEPSEN_SEEDS ?? '11,12,13').split(',').map(Number);
+function seedList(value: string): number[] {
+  return value.split(',').filter((v) => v !== '').map(Number);
+}
+
+const seeds = seedList(process.env.JEPSEN_SEEDS ?? '11,12,13');
 /** Seeds run with lease reads (thesis §6.4.1) serving the gets. */
-const leaseSeeds = (process.env.JEPSEN_LEASE_SEEDS ?? '14').split(',').filter((v) => v !== '').map(Number);
+const leaseSeeds = seedList(process.env.JEPSEN_LEASE_SEEDS ?? '14');
+/** Seeds run with membership changes (joint consensus), transfers and snapshots under the faults. */
+const membershipSeeds = seedList(process.env.JEPSEN_MEMBERSHIP_SEEDS ?? '21');
 const seconds = Number(process.env.JEPSEN_SECONDS ?? 6);
+/** Membership seeds run a little longer, so several changes meet the faults. */
+const membershipSeconds = Number(process.env.JEPSEN_MEMBERSHIP_SECONDS ?? 10);
 
 describe('Jepsen-style runs: 5 peers, concurrent clients, seeded nemesis', function () {
   this.timeout(180_000);
@@ -25,15 +36,24 @@ describe('Jepsen-style runs: 5 peers, concurrent clients, seeded nemesis', funct
     await checker.close();
   });
 
-  const runs = [...seeds.map((seed) => ({ seed, leaseReads: false })), ...leaseSeeds.map((seed) => ({ seed, leaseReads: true }))];
-  for (const { seed, leaseReads } of runs) {
-    it(`seed ${seed}${leaseReads ? ' (lease reads)' : ''}: linearizable, and every peer applied the same log`, async () => {
+  const runs = [
+    ...seeds.map((seed) => ({ seed, leaseReads: false, membership: false })),
+    ...leaseSeeds.map((seed) => ({ seed, leaseReads: true, membership: false })),
+    ...membershipSeeds.map((seed) => ({ seed, leaseReads: false, membership: true })),
+  ];
+  for (const { seed, leaseReads, membership } of runs) {
+    const what = membership ? ' (membership changes)' : leaseReads ? ' (lease reads)' : '';
+    const checks = membership ? 'the final voters applied the same log' : 'every peer applied the same log';
+    it(`seed ${seed}${what}: linearizable, and ${checks}`, async () => {
       const dataDir = tempDir('actor-raft-jepsen-');
       try {
-        const result = await runJepsen({ seed, seconds, dataDir, checker, leaseReads });
+        const result = await runJepsen({ seed, seconds: membership ? membershipSeconds : seconds, dataDir, checker, leaseReads, membership });
         expect(result.ok, result.report).to.equal(true);
         expect(result.acknowledged, 'the cluster made progress').to.be.greaterThan(100);
         expect(result.schedule.length, 'the nemesis acted').to.be.greaterThan(2);
+        if (membership) {
+          expect(result.changes.configs + result.changes.transfers, `membership steps were tried\n${result.report}`).to.be.greaterThan(0);
+        }
       } finally {
         fs.rmSync(dataDir, { recursive: true, force: true });
       }

@@ -6,11 +6,31 @@
  * disk faults, and heals. At the end: heal, wait for convergence, check the recorded
  * history for linearizability and that every peer applied the same log.
  *
+ * With `membership`, the cluster starts with 3 voters of 5 peers (2 spares, blank) and the
+ * nemesis also changes the membership (setConfig with a random voter set drawn from the
+ * running peers: peers get added, removed, replaced, the leader removed) and hands leadership
+ * over (transferLeadership), each in the background with a bounded timeout, its outcome
+ * (ok or the error's class) noted in the schedule. At the end a fixed final voter set (drawn
+ * from the seed) is set, retried until it is in force, and only its voters are checked for
+ * convergence: a removed peer stays behind, as it should.
+ *
  * The schedule and the workload come from the seed; thread timing does not, so a failing
  * seed reproduces the same schedule, and usually the failure.
  */
 import path from 'node:path';
-import { nemesis, op, query, read, runningNodes, setConfig, startNode, status, stopNode } from '../api.js';
+import {
+  nemesis,
+  op,
+  query,
+  read,
+  runningNodes,
+  setConfig,
+  startNode,
+  status,
+  stopNode,
+  transferLeadership,
+  type NodeOptions,
+} from '../api.js';
 import { Rng } from '../core/rng.js';
 import type { KvCommand } from '../state-machines/kv.js';
 import { History } from './history.js';
@@ -33,6 +53,17 @@ export interface JepsenOptions {
   checker?: KvChecker;
   /** Serve gets by lease reads (thesis §6.4.1) instead of a ReadIndex round each. */
   leaseReads?: boolean;
+  /**
+   * Change the membership during the faults (see above): 3 voters of `peers` at first, the
+   * rest spares; the nemesis adds setConfig and transferLeadership steps.
+   */
+  membership?: boolean;
+  /**
+   * Snapshot every this many applied entries (NodeOptions.snapshotThreshold). Membership runs
+   * default to MEMBERSHIP_SNAPSHOT_THRESHOLD, so snapshots, compaction and InstallSnapshot
+   * happen under the faults; other runs to the peers' default.
+   */
+  snapshotThreshold?: number;
 }
 
 export interface JepsenResult {
@@ -47,6 +78,10 @@ export interface JepsenResult {
   divergence: string[];
   /** The nemesis steps carried out, with their time offsets. */
   schedule: string[];
+  /** Membership runs: the voters in force at the end (every peer otherwise). */
+  voters: string[];
+  /** Membership runs: setConfig and transferLeadership steps tried and succeeded during the faults. */
+  changes: { configs: number; configsOk: number; transfers: number; transfersOk: number };
   /** A readable summary, with the seed and schedule when the run failed. */
   report: string;
 }
@@ -54,10 +89,30 @@ export interface JepsenResult {
 /** Timing for fault runs: quick elections, so a run sees many leader changes. */
 const TIMING = { heartbeatMs: 20, electionTimeoutMs: 200 };
 const OP_TIMEOUT_MS = 1_500;
+/** Bounds on the nemesis's membership steps, so none holds a run up. */
+const CONFIG_TIMEOUT_MS = 5_000;
+const TRANSFER_TIMEOUT_MS = 3_000;
+/** How long the final configuration may take to be in force once everything is healed. */
+const SETTLE_MS = 60_000;
+/** Membership runs: voters at first, and in the final configuration. */
+const MEMBERSHIP_VOTERS = 3;
+/** Membership runs snapshot often, so new and lagging peers get InstallSnapshot. */
+const MEMBERSHIP_SNAPSHOT_THRESHOLD = 200;
 
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** An outcome for the schedule: the error's class (RaftErrors name theirs), with the message of others. */
+function outcome(err: unknown): string {
+  if (!(err instanceof Error)) return `thrown ${String(err)}`;
+  const raft = (err as { isRaftError?: unknown }).isRaftError === true;
+  return raft ? err.name : `${err.name}: ${err.message}`;
+}
+
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x) => b.includes(x));
 }
 
 /** A random kv command; values written are unique (`fresh()`), cas expects a recent one. */
@@ -78,6 +133,7 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
   const clients = o.clients ?? 8;
   const keys = o.keys ?? 6;
   const log = o.log ?? (() => undefined);
+  const membership = o.membership ?? false;
   const rng = new Rng(o.seed);
   const history = new History();
   const schedule: string[] = [];
@@ -87,11 +143,23 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
     schedule.push(line);
     log(`  nemesis ${line}`);
   };
-  const start = (id: string) =>
-    startNode(id, { stateMachine: 'kv', dataDir: path.join(o.dataDir, id), ...TIMING, leaseReads: o.leaseReads ?? false });
+  const snapshotThreshold = o.snapshotThreshold ?? (membership ? MEMBERSHIP_SNAPSHOT_THRESHOLD : undefined);
+  const nodeOptions: NodeOptions = {
+    stateMachine: 'kv',
+    ...TIMING,
+    leaseReads: o.leaseReads ?? false,
+    ...(snapshotThreshold === undefined ? {} : { snapshotThreshold }),
+  };
+  const start = (id: string) => startNode(id, { ...nodeOptions, dataDir: path.join(o.dataDir, id) });
+
+  // Membership runs draw their own numbers (the first voters are fixed, the final ones from the
+  // seed), so the schedules of the other runs stay as they were.
+  const mrng = new Rng(o.seed * 104729 + 17);
+  const firstVoters = membership ? peers.slice(0, Math.min(MEMBERSHIP_VOTERS, peers.length)) : peers;
+  const finalVoters = membership ? mrng.shuffle(peers).slice(0, Math.min(MEMBERSHIP_VOTERS, peers.length)).sort() : peers;
 
   await Promise.all(peers.map(start));
-  await setConfig(peers[0]!, peers);
+  await setConfig(peers[0]!, firstVoters);
 
   let value = 0;
   const fresh = () => ++value;
@@ -101,34 +169,114 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
 
   const clientLoop = async (c: number) => {
     const crng = new Rng(o.seed * 7919 + c);
+    // Membership runs: a client mostly goes back to the peer that last answered it (as a real
+    // client keeps its leader), so blank spares and removed peers, which only redirect or time
+    // out, get a share of the ops without starving the rest.
+    let last: string | null = null;
     while (running) {
       const up = runningNodes().filter((id) => peers.includes(id));
       if (up.length === 0) {
         await sleep(20);
         continue;
       }
-      const target = crng.pick(up);
+      const target: string = membership && last !== null && up.includes(last) && crng.chance(0.75) ? last : crng.pick(up);
       const command = randomCommand(crng, keys, fresh, latest);
       try {
         // Gets are linearizable reads by ReadIndex (no log write); the rest go through the log.
         const submit = command.type === 'get' ? read : op;
         await history.run(c, command, () => submit(target, command, { timeoutMs: OP_TIMEOUT_MS }));
         acknowledged++;
+        last = target;
       } catch {
+        if (last === target) last = null;
         await sleep(5); // recorded as fail or info; go on
       }
     }
   };
 
   const killed = new Set<string>();
+  const changes = { configs: 0, configsOk: 0, transfers: 0, transfersOk: 0 };
+  // Membership steps run in the background (each bounded by its timeout) so the faults go on
+  // meanwhile; at most one setConfig and one transfer at a time.
+  let configStep: Promise<void> | null = null;
+  let transferStep: Promise<void> | null = null;
+  const background = (label: string, run: () => Promise<unknown>, done: (ok: boolean) => void): Promise<void> => {
+    const started = Date.now();
+    note(label);
+    return run().then(
+      (v) => {
+        done(true);
+        note(`${label} -> ok${typeof v === 'string' ? ` (${v})` : ''} after ${((Date.now() - started) / 1000).toFixed(2)}s`);
+      },
+      (err: unknown) => {
+        done(false);
+        note(`${label} -> ${outcome(err)} after ${((Date.now() - started) / 1000).toFixed(2)}s`);
+      },
+    );
+  };
+  /**
+   * Where to ask: half the time the leader, else any running peer that belongs to the cluster
+   * (a removed one redirects or times out; a blank spare would take setConfig for a bootstrap).
+   */
+  const member = async (up: readonly string[]): Promise<string | null> => {
+    if (rng.chance(0.5)) {
+      const leader = await currentLeader(up);
+      if (leader) return leader;
+    }
+    for (const id of rng.shuffle(up)) {
+      const s = await status(id).catch(() => null);
+      if (s && (s.config !== null || s.lastIndex > 0)) return id;
+    }
+    return null;
+  };
+  /** A setConfig or a transfer, started in the background; false when its slot is busy. */
+  const membershipStep = async (up: readonly string[]): Promise<boolean> => {
+    if (rng.next() < 0.7) {
+      // A random voter set of the running peers: mostly 3 to 5, now and then 1 or 2.
+      const most = up.length;
+      const size = rng.chance(0.1) ? rng.int(1, Math.min(2, most)) : rng.int(Math.min(3, most), Math.min(5, most));
+      const voters = rng.shuffle(up).slice(0, size).sort();
+      if (configStep) return false; // one at a time: a fault step instead
+      const via = await member(up);
+      if (via === null) return false;
+      changes.configs++;
+      configStep = background(
+        `setConfig [${voters.join(',')}] via ${via}`,
+        () => setConfig(via, voters, { timeoutMs: CONFIG_TIMEOUT_MS }),
+        (ok) => {
+          if (ok) changes.configsOk++;
+          configStep = null;
+        },
+      );
+      return true;
+    } else {
+      const target = rng.chance(0.3) ? undefined : rng.pick(up);
+      const label = `transferLeadership to ${target ?? 'the most up-to-date voter'}`;
+      if (transferStep) return false;
+      const via = await member(up);
+      if (via === null) return false;
+      changes.transfers++;
+      transferStep = background(
+        `${label} via ${via}`,
+        () => transferLeadership(via, target, { timeoutMs: TRANSFER_TIMEOUT_MS }),
+        (ok) => {
+          if (ok) changes.transfersOk++;
+          transferStep = null;
+        },
+      );
+      return true;
+    }
+  };
+
   const nemesisLoop = async () => {
     const end = t0 + o.seconds * 1000;
     while (Date.now() < end) {
       await sleep(rng.int(300, 1199));
       if (Date.now() >= end || o.faults === false) continue;
       const up = peers.filter((id) => !killed.has(id));
-      const roll = rng.next();
       try {
+        if (membership && rng.next() < 0.35 && (await membershipStep(up))) continue;
+        const roll = rng.next();
         if (roll < 0.15) {
           const id = rng.pick(up);
           const actor = rng.int(0, 1) === 0 ? 'consensus' : 'log';
@@ -180,7 +328,11 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
     }
   };
 
-  log(`  seed ${o.seed}: ${peers.length} peers, ${clients} clients, ${keys} keys, ${o.seconds}s of faults`);
+  log(
+    `  seed ${o.seed}: ${peers.length} peers${membership ? ` (voters ${firstVoters.join(',')} at first, ${finalVoters.join(',')} at the end)` : ''}, ` +
+      `${clients} clients, ${keys} keys, ${o.seconds}s of faults${membership ? ' and membership changes' : ''}` +
+      `${snapshotThreshold === undefined ? '' : `, a snapshot every ${snapshotThreshold} entries`}`,
+  );
   const clientRuns = Array.from({ length: clients }, (_, c) => clientLoop(c));
   await nemesisLoop();
 
@@ -190,13 +342,24 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
   await nemesis.setLinkFaults(null);
   for (const id of killed) await start(id);
   killed.clear();
+  const problems: string[] = [];
+  let checked = peers;
+  if (membership) {
+    // The membership steps in flight end within their bounds; then the final voters.
+    await Promise.all([configStep, transferStep]);
+    const settled = await settleConfig(peers, finalVoters, note);
+    if (settled === null) problems.push(`the final configuration [${finalVoters.join(',')}] was not in force within ${SETTLE_MS / 1000} s after healing`);
+    else checked = settled;
+  }
   await sleep(500);
   running = false;
   await Promise.all(clientRuns);
 
-  let divergence: string[] = [];
+  let divergence: string[] = problems;
+  let snapshotIndex = 0;
   try {
-    divergence = await convergence(peers, keys, history);
+    if (problems.length === 0) divergence = await convergence(checked, keys, history);
+    for (const id of peers) snapshotIndex = Math.max(snapshotIndex, (await status(id).catch(() => null))?.snapshotIndex ?? 0);
   } finally {
     await Promise.all(runningNodes().filter((id) => peers.includes(id)).map((id) => stopNode(id).catch(() => undefined)));
   }
@@ -210,12 +373,59 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
   }
   const ok = check.ok && divergence.length === 0;
   const ops = history.ops().length;
+  const membershipLine = membership
+    ? `; membership: ${changes.configsOk}/${changes.configs} setConfig ok, ${changes.transfersOk}/${changes.transfers} transfers ok, final voters ${checked.join(',')}, snapshots up to index ${snapshotIndex}`
+    : '';
   const lines = [
-    `seed ${o.seed}: ${ok ? 'ok' : 'FAILED'}; ${ops} ops recorded, ${acknowledged} acknowledged; ${formatResult(check)}`,
+    `seed ${o.seed}${membership ? ' (membership)' : ''}: ${ok ? 'ok' : 'FAILED'}; ${ops} ops recorded, ${acknowledged} acknowledged; ${formatResult(check)}${membershipLine}`,
     ...divergence.map((d) => `divergence: ${d}`),
   ];
-  if (!ok) lines.push(`reproduce with seed ${o.seed}; nemesis schedule:`, ...schedule.map((s) => `  ${s}`));
-  return { seed: o.seed, ok, ops, acknowledged, check, divergence, schedule, report: lines.join('\n') };
+  if (!ok) lines.push(`reproduce with seed ${o.seed}${membership ? ' (membership)' : ''}; nemesis schedule:`, ...schedule.map((s) => `  ${s}`));
+  return { seed: o.seed, ok, ops, acknowledged, check, divergence, schedule, voters: checked, changes, report: lines.join('\n') };
+}
+
+/**
+ * Put `final` in force: setConfig through a member of the cluster, retried (each attempt
+ * bounded) until a leader reports the stable configuration `final`, or SETTLE_MS pass.
+ * Returns the voters in force, null if it did not settle.
+ */
+async function settleConfig(peers: readonly string[], final: readonly string[], note: (step: string) => void): Promise<string[] | null> {
+  const deadline = Date.now() + SETTLE_MS;
+  let attempt = 0;
+  while (Date.now() < deadline) {
+    attempt++;
+    const statuses = (await Promise.all(peers.map((id) => status(id).catch(() => null)))).filter((s) => s !== null);
+    const leader = statuses.filter((s) => s.role === 'leader' && s.config !== null).sort((a, b) => b.term - a.term)[0];
+    const via = leader ?? statuses.find((s) => s.config !== null);
+    if (via) {
+      try {
+        await setConfig(via.id, [...final], { timeoutMs: Math.min(10_000, Math.max(deadline - Date.now(), 1)) });
+        // Resolved once C_new committed; confirm a leader has it in force.
+        const config = await configInForce(peers, deadline);
+        if (config && sameSet(config, final)) {
+          note(`final setConfig [${final.join(',')}] via ${via.id} -> ok (attempt ${attempt})`);
+          return config;
+        }
+        note(`final setConfig [${final.join(',')}] via ${via.id} -> ok, but in force: ${config ? `[${config.join(',')}]` : 'unknown'}`);
+      } catch (err) {
+        note(`final setConfig [${final.join(',')}] via ${via.id} -> ${outcome(err)} (attempt ${attempt})`);
+      }
+    }
+    await sleep(200);
+  }
+  return null;
+}
+
+/** The voters of the stable configuration a leader reports, waiting for one until `deadline`. */
+async function configInForce(peers: readonly string[], deadline: number): Promise<string[] | null> {
+  while (Date.now() < deadline) {
+    const statuses = await Promise.all(peers.map((id) => status(id).catch(() => null)));
+    // The newest leader: one cut off earlier may not have stepped down yet.
+    const leader = statuses.filter((s) => s?.role === 'leader').sort((a, b) => b!.term - a!.term)[0];
+    if (leader?.config?.kind === 'stable') return [...leader.config.voters].sort();
+    await sleep(50);
+  }
+  return null;
 }
 
 async function currentLeader(ids: readonly string[]): Promise<string | null> {
