@@ -103,6 +103,27 @@ describe('§6.4.1: lease reads', function () {
     expect(sim.readsServed - served, 'served after a confirmed round').to.equal(1);
   });
 
+  it('a leader that sent TimeoutNow gives its lease up for the rest of its term (§3.10: the target may be elected inside it)', function () {
+    const sim = cluster(LEASE);
+    sim.tick(1, ['p1']);
+    sim.stabilize();
+    sim.ignore('timeoutNow'); // lost: p1 stays leader, its transfer pending, then failing
+    sim.transferLeadership('p1', 'p2');
+    expect(sim.core('p1').reads.leaseUntil).to.equal(-1);
+    for (let k = 0; k < 12; k++) {
+      sim.tick(1, ['p1']);
+      sim.stabilize();
+    }
+    expect(sim.core('p1').role, 'the transfer gave up; p1 still leads').to.equal('leader');
+    const roundBefore = sim.core('p1').reads.round;
+    const served = sim.readsServed;
+    sim.read('p1', 1);
+    expect(sim.readsServed - served, 'not answered from a lease').to.equal(0);
+    sim.stabilize();
+    expect(sim.readsServed - served, 'answered after a ReadIndex round').to.equal(1);
+    expect(sim.core('p1').reads.round).to.be.greaterThan(roundBefore);
+  });
+
   it('without the option, every read takes a confirmation round', function () {
     const sim = cluster();
     sim.tick(1, ['p1']);

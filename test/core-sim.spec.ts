@@ -85,7 +85,8 @@ describe('simulation: seeded runs with faults, invariants after every event', fu
           // Snapshots (§7) and membership changes (§6) under the same faults.
           expect(runs.filter((r) => r.snapshots > 0).length, 'runs that took snapshots').to.be.greaterThan(runs.length / 2);
           expect(runs.filter((r) => r.installs > 0).length, 'runs that installed a leader snapshot').to.be.greaterThan(runs.length / 10);
-          expect(runs.filter((r) => r.configDone > 0).length, 'runs that completed membership changes').to.be.greaterThan(runs.length / 5);
+          expect(runs.filter((r) => r.configDone > 0).length, 'runs that completed membership changes').to.be.greaterThan(runs.length / 10);
+          expect(runs.filter((r) => r.transfersDone > 0).length, 'runs that transferred leadership').to.be.greaterThan(runs.length / 5);
         });
       }
     });

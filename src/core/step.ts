@@ -781,6 +781,10 @@ function handleAppendReply(s: CoreState, ctx: StepContext, m: AppendEntriesReply
   if (m.success) {
     if (m.matchIndex > pr.matchIndex) pr.matchIndex = m.matchIndex;
     if (pr.nextIndex <= pr.matchIndex) pr.nextIndex = pr.matchIndex + 1;
+    if (pr.mode === 'snapshot' && pr.matchIndex < s.log.snapshotIndex) {
+      // An AppendEntries sent before we compacted: the follower still needs the snapshot.
+      return maybeCommit(s, ctx);
+    }
     if (pr.mode !== 'replicate') {
       // A probe found the match (or, while sending a snapshot, the follower turned out to
       // hold our snapshot's last entry after all, and needs only what follows).
@@ -1179,6 +1183,11 @@ function maybeSendTimeoutNow(s: CoreState, ctx: StepContext): void {
 }
 
 function sendTimeoutNow(s: CoreState, ctx: StepContext, to: string): void {
+  // The target's RequestVote may not be ignored (it carries `transfer`), so voters may elect it
+  // inside our lease, even after this transfer gives up (the RequestVote may be delayed): no
+  // more lease reads in this term (§6.4.1), only ReadIndex rounds.
+  s.reads.leaseUntil = -1;
+  s.reads.leaseRounds = [];
   ctx.effects.push({ type: 'send', message: { type: 'timeoutNow', term: s.currentTerm, from: s.id, to } });
 }
 
@@ -1584,7 +1593,7 @@ function confirmReadRound(s: CoreState, ctx: StepContext): boolean {
 function nextRound(s: CoreState): number {
   const r = s.reads;
   const round = ++r.round;
-  if (s.options.leaseReads) {
+  if (s.options.leaseReads && r.leaseUntil >= 0) {
     // Rounds that could no longer give a lease (a leader that hears no quorum) are dropped.
     const lease = leaseTicks(s.options);
     while (r.leaseRounds.length > 0 && r.leaseRounds[0]!.start + lease <= s.ticks) r.leaseRounds.shift();
@@ -1603,13 +1612,19 @@ function extendLease(s: CoreState): void {
   const acked = committedIndex(s.config!, (id) => (id === s.id ? r.round : (r.acked.get(id) ?? 0)));
   let start = -1;
   while (r.leaseRounds.length > 0 && r.leaseRounds[0]!.round <= acked) start = r.leaseRounds.shift()!.start;
-  if (start >= 0) r.leaseUntil = Math.max(r.leaseUntil, start + leaseTicks(s.options));
+  if (start >= 0 && r.leaseUntil >= 0) r.leaseUntil = Math.max(r.leaseUntil, start + leaseTicks(s.options));
 }
 
-/** A leader may answer reads at once: it holds a lease and has committed an entry of its term (§6.4 step 1). */
+/**
+ * A leader may answer reads at once: it holds a lease and has committed an entry of its term
+ * (§6.4 step 1). A leader that sent TimeoutNow has given its lease up (`sendTimeoutNow`).
+ */
 function holdsLease(s: CoreState): boolean {
   return (
-    s.options.leaseReads && s.role === 'leader' && s.ticks < s.reads.leaseUntil && s.log.term(s.commitIndex) === s.currentTerm
+    s.options.leaseReads &&
+    s.role === 'leader' &&
+    s.ticks < s.reads.leaseUntil &&
+    s.log.term(s.commitIndex) === s.currentTerm
   );
 }
 

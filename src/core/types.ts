@@ -241,7 +241,10 @@ export interface ReadState {
   awaitingApply: { readIndex: number; ids: number[] }[];
   /** Leader with lease reads: the rounds sent and not yet acknowledged by a quorum, with the tick each started. */
   leaseRounds: { round: number; start: number }[];
-  /** Leader with lease reads: no other leader can exist before this tick (thesis §6.4.1). */
+  /**
+   * Leader with lease reads: no other leader can exist before this tick (thesis §6.4.1); -1
+   * once the lease is given up for the rest of the term (a leadership transfer was started).
+   */
   leaseUntil: number;
 }
 

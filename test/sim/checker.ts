@@ -424,7 +424,14 @@ export class SafetyChecker {
       }
     }
     if (p.core!.log.lastConfig(i) === undefined) throw new InvariantViolation('Sanity', `${p.id} applies ${i} with no configuration`);
-    if (!candidates.some((e) => hasQuorum(configOfEntry(e), onDisk))) {
+    // Once C_old,new is committed the leader appends C_new and counts by it at once (§6); if it
+    // then crashes before C_new is durable, C_new is in no log any more. Every later election
+    // still needs a majority of C_new (both C_old,new and C_new do), so that is the rule.
+    const configs = candidates.map(configOfEntry);
+    for (const e of candidates) {
+      if (e.old !== undefined && e.index < i && this.committed[e.index] !== undefined) configs.push(stableConfig(e.peers));
+    }
+    if (!configs.some((config) => hasQuorum(config, onDisk))) {
       throw new InvariantViolation('Durability', `entry ${i} (term ${c.term}) applied while on no quorum of disks`);
     }
     this.checkLeadersHave(i, c);

@@ -43,6 +43,8 @@ export interface RunSummary {
   /** Membership changes asked for, and completed (§6). */
   configChanges: number;
   configDone: number;
+  /** Leadership transfers completed (§3.10). */
+  transfersDone: number;
 }
 
 /** A failed run: the message starts with SEED=<n>, then the rule, the peers and a trace. */
@@ -77,6 +79,7 @@ export function runRandomized(o: RandomRunOptions): RunSummary {
   const snapshotChunkBytes = issue5Rng.pick([64, 512, 1 << 20]);
   const membership = issue5Rng.chance(0.5);
   const members = membership ? issue5Rng.int(1, o.peers) : o.peers;
+  const transfers = issue5Rng.chance(0.5);
   const options: SimOptions = {
     peers: o.peers,
     members,
@@ -116,7 +119,8 @@ export function runRandomized(o: RandomRunOptions): RunSummary {
     `delay≤${net.maxDelayMs} long=${net.longDelayP} drop=${net.dropP} dup=${net.duplicateP} disk≤${options.disk!.maxDelayMs} partial=${options.disk!.partialP} drift=${options.clockDrift}` +
     (storm ? ' storm' : '') +
     (snapshotThreshold > 0 ? ` snapshot=${snapshotThreshold}/${snapshotChunkBytes}B` : '') +
-    (membership ? ` members=${members} changes` : '');
+    (membership ? ` members=${members} changes` : '') +
+    (transfers ? ' transfers' : '');
 
   const traceLines = o.traceLines ?? 60;
   const sim = new Simulator({ ...options, traceSize: Math.max(traceLines, 1) });
@@ -160,6 +164,15 @@ export function runRandomized(o: RandomRunOptions): RunSummary {
       sim.at(sim.now + issue5Rng.int(100, 600), 'membership', changer);
     };
     if (membership) sim.at(issue5Rng.int(100, 400), 'membership', changer);
+    // Leadership transfers (thesis §3.10), to a random peer or the best voter; with lease reads
+    // in half the runs, the reads check that a leader handing over gives its lease up.
+    const transferer = (): void => {
+      if (!clientsOn) return;
+      const leader = sim.leader();
+      if (leader !== null) sim.transferLeadership(leader, issue5Rng.chance(0.3) ? null : issue5Rng.pick(sim.ids));
+      sim.at(sim.now + issue5Rng.int(100, 500), 'transfer', transferer);
+    };
+    if (transfers) sim.at(issue5Rng.int(100, 400), 'transfer', transferer);
     sim.runUntil(o.chaosMs);
 
     // Liveness: heal, restart, stop losing messages.
@@ -186,7 +199,8 @@ export function runRandomized(o: RandomRunOptions): RunSummary {
       snapshots: sim.stats.snapshots,
       installs: sim.stats.installs,
       configChanges,
-      configDone: [...sim.adminResults.values()].filter((r) => r.outcome === 'ok').length,
+      configDone: [...sim.adminResults.values()].filter((r) => r.kind.startsWith('config') && r.outcome === 'ok').length,
+      transfersDone: [...sim.adminResults.values()].filter((r) => r.kind.startsWith('transfer') && r.outcome === 'ok').length,
     };
   } catch (err) {
     const e = err as Error;
@@ -314,7 +328,10 @@ function checkLiveness(sim: Simulator): void {
     const ids = sim.propose(leader, wanted - acked);
     const settled = (): boolean => ids.every((id) => sim.checker.requests.get(id)!.status !== 'pending');
     sim.runUntilCond(settled, 10_000);
-    acked += ids.filter((id) => sim.checker.requests.get(id)!.status === 'acked').length;
+    const now = ids.filter((id) => sim.checker.requests.get(id)!.status === 'acked').length;
+    acked += now;
+    // Refused (a leader handing over takes no commands, §3.10): let the handover play out.
+    if (now === 0) sim.runFor(200);
   }
   if (acked < wanted) fail(`only ${acked} of ${wanted} proposals committed after healing`);
 
