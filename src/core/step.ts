@@ -744,6 +744,8 @@ function handleAppendEntries(s: CoreState, ctx: StepContext, m: AppendEntries): 
   if (commit > s.commitIndex) {
     s.commitIndex = commit;
     applyCommitted(s, ctx);
+    // A snapshot half received is of no use once the log has caught up past it.
+    if (s.incoming !== null && s.incoming.meta.index <= s.commitIndex) s.incoming = null;
   }
   replyAppend(s, ctx, m, true, matchIndex);
 }
