@@ -24,7 +24,7 @@ export class NodeSupervisor extends EventEmitter<NodeSupervisorEvents> {
   /** Start a peer's tree; rejects (and leaves nothing running) if it cannot start. */
   async startPeer(spec: PeerSpec, hooks: Omit<PeerHooks, 'failed'>): Promise<PeerSupervisor> {
     if (this.peers.has(spec.id)) throw new Error(`peer ${spec.id} is already supervised`);
-    const peer = new PeerSupervisor(spec, this.switchboard, {
+    const peer = new PeerSupervisor(spec, spec.switchboard ?? this.switchboard, {
       ...hooks,
       failed: (reason) => {
         // Escalation: the peer's supervisor gave up and killed its actors.

@@ -12,7 +12,7 @@ import { connectControl, type ControlProxy } from '../src/control.js';
 import type { CoreOptions } from '../src/core/index.js';
 import type { StateMachineSpec } from '../src/state-machines/index.js';
 import type { FaultPlan } from '../src/transport/faults.js';
-import type { InProcessSwitchboard } from '../src/transport/in-process.js';
+import type { Switchboard } from '../src/transport/switchboard.js';
 import { Supervisor, type Child, type ChildSpec, type SupervisorOptions } from './supervisor.js';
 import { startWorkerChild, type WorkerChild } from './worker-child.js';
 
@@ -27,6 +27,8 @@ export interface PeerSpec {
   /** Restart intensity of the peer's supervisor. */
   maxRestarts: number;
   restartPeriodMs: number;
+  /** How the consensus actor reaches its peers; the node supervisor's in-process one if absent. */
+  switchboard?: Switchboard;
 }
 
 /** What the owner of a peer (the API) hears from its tree. */
@@ -57,7 +59,7 @@ export class PeerSupervisor {
 
   constructor(
     private readonly spec: PeerSpec,
-    private readonly switchboard: InProcessSwitchboard,
+    private readonly switchboard: Switchboard,
     private readonly hooks: PeerHooks,
   ) {
     const children: ChildSpec[] = [

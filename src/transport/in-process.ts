@@ -6,6 +6,7 @@
  */
 import { MessageChannel } from 'node:worker_threads';
 import { transferPort, type ControlProxy } from '../control.js';
+import type { Switchboard } from './switchboard.js';
 
 interface Member {
   control: ControlProxy;
@@ -13,7 +14,7 @@ interface Member {
   gone: Promise<void>;
 }
 
-export class InProcessSwitchboard {
+export class InProcessSwitchboard implements Switchboard {
   private readonly members = new Map<string, Member>();
 
   /**
