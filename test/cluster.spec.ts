@@ -53,7 +53,12 @@ describe('a cluster of real peers', function () {
       const { leader, statuses } = await waitForLeader(ids);
       expect(statuses.filter((s) => s.role === 'leader').map((s) => s.id)).to.deep.equal([leader]);
       expect(new Set(statuses.map((s) => s.term)).size).to.equal(1);
-      for (const s of statuses) expect([...s.peers].sort()).to.deep.equal([...ids].sort());
+      // A follower may hear the leader's heartbeat before the log that holds the configuration.
+      const configured = await waitFor('every peer to hold the configuration', async () => {
+        const all = await Promise.all(ids.map((id) => status(id)));
+        return all.every((s) => s.peers.length === size) ? all : undefined;
+      });
+      for (const s of configured) expect([...s.peers].sort()).to.deep.equal([...ids].sort());
 
       // Every op through every peer: followers redirect to the leader.
       for (const [i, id] of ids.entries()) {
