@@ -52,6 +52,7 @@ import {
   type FaultPlan,
   type LinkFaults,
 } from './transport/faults.js';
+import { TcpSwitchboard, validateOptions as validateNetworkOptions, type TcpStats, type TcpTlsOptions } from './transport/tcp.js';
 
 export interface NodeOptions {
   /** 'kv' for the built-in key-value store, or a module exporting `createStateMachine`. */
@@ -108,6 +109,38 @@ export interface NodeOptions {
   /** Restart intensity: more than `maxRestarts` within `restartPeriodMs` stops the peer (default 5 in 10 s). */
   maxRestarts?: number;
   restartPeriodMs?: number;
+  /**
+   * Run this peer as a networked node: its consensus actor talks to the other peers over TCP
+   * (src/transport/tcp.ts) instead of in-process channels. Without it, every peer of the
+   * cluster must be started in this process.
+   *
+   * With `network`, the ids in `peers` count as known peers for `setConfig` and
+   * `transferLeadership`. Forming a cluster: start every node blank with the full `peers` map,
+   * then bootstrap ONCE, on one node, with the full list (`setConfig('n1', ['n1','n2','n3'])`);
+   * only the statuses of peers in this process are checked (a remote peer that already
+   * belongs to another cluster is not detected), and the other nodes join when the new
+   * leader reaches them. Requests reaching a follower whose leader is in another process
+   * fail with NotLeaderError naming the leader (the caller redirects).
+   */
+  network?: NetworkOptions;
+}
+
+export interface NetworkOptions {
+  /** `host:port` to listen on for peer connections (port 0: any free port, see `transportAddress`). */
+  listen: string;
+  /** Every other peer of the cluster: id → `host:port` (this node's own id must not be here). */
+  peers: Record<string, string>;
+  /** A connection from a node with another cluster id is refused. */
+  clusterId: string;
+  /** Mutual TLS between peers: PEM file paths of the CA, this node's certificate and key. */
+  tls?: TcpTlsOptions;
+  /**
+   * Largest peer frame accepted (default 64 MiB); at least maxAppendBytes and
+   * snapshotChunkBytes plus 64 KiB. A single command larger than this cannot be replicated.
+   */
+  maxFrameBytes?: number;
+  /** Bytes waiting to be sent per peer before frames are dropped (default 64 MiB). */
+  maxQueuedBytes?: number;
 }
 
 export interface OpOptions {
@@ -144,6 +177,8 @@ const DEFAULT_OP_TIMEOUT_MS = 10_000;
 const DEFAULT_CONFIG_TIMEOUT_MS = 60_000;
 const CONTROL_WAIT_MS = 5_000;
 const ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+/** Room for a message's envelope beyond its entries or snapshot chunk, in a TCP frame. */
+const FRAME_SLACK_BYTES = 64 << 10;
 
 /** What a client asks of a peer: a command, a read, a membership change, a leadership transfer. */
 type Request =
@@ -175,6 +210,10 @@ class NodeHandle {
   private nextOpId = 1;
   /** Malformed messages dropped on the client port (from the actor's side). */
   droppedReplies = 0;
+  /** The TCP transport of a networked node (`options.network`), closed when the peer stops. */
+  transport: TcpSwitchboard | null = null;
+  /** Remote peers this node knows from `options.network.peers`. */
+  remotePeers: ReadonlySet<string> = new Set();
 
   constructor(readonly id: string) {}
 
@@ -300,7 +339,7 @@ class NodeHandle {
   /** The peer's supervisor gave up (escalated through the node supervisor). */
   fail(reason: Error): void {
     this.failure = reason;
-    retire(this, this.stoppedError().message);
+    void retire(this, this.stoppedError().message);
     events.emit('failed', { id: this.id, reason: reason.message });
   }
 
@@ -409,6 +448,11 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
   if (electionTimeoutMs < 2 * heartbeatMs) {
     throw new RangeError('options.electionTimeoutMs must be at least twice options.heartbeatMs');
   }
+  const network = options.network;
+  if (network !== undefined) {
+    if (typeof network !== 'object' || network === null) throw new TypeError('options.network must be an object');
+    validateNetworkOptions({ ...network, id }, 'options.network.');
+  }
   if (nodes.has(id)) throw new NodeExistsError(id);
   stopped.delete(id);
 
@@ -439,20 +483,65 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
   };
   // The same checks the core makes, here, so bad options fail the call instead of the actor.
   validateCoreOptions({ ...DEFAULT_CORE_OPTIONS, ...spec.core });
+  if (network?.maxFrameBytes !== undefined) {
+    // One AppendEntries or snapshot chunk must fit in a frame (with room for its envelope).
+    const needed = Math.max(spec.core.maxAppendBytes!, spec.core.snapshotChunkBytes!) + FRAME_SLACK_BYTES;
+    if (network.maxFrameBytes < needed) {
+      throw new RangeError(
+        `options.network.maxFrameBytes (${network.maxFrameBytes}) must be at least ${needed}: maxAppendBytes and snapshotChunkBytes plus ${FRAME_SLACK_BYTES} bytes`,
+      );
+    }
+  }
   const handle = new NodeHandle(id);
   nodes.set(id, handle);
   try {
+    if (network !== undefined) {
+      handle.remotePeers = new Set(Object.keys(network.peers));
+      handle.transport = await TcpSwitchboard.start({
+        id,
+        listen: network.listen,
+        peers: { ...network.peers },
+        clusterId: network.clusterId,
+        ...(network.tls ? { tls: { ...network.tls } } : {}),
+        ...(network.maxFrameBytes !== undefined ? { maxFrameBytes: network.maxFrameBytes } : {}),
+        ...(network.maxQueuedBytes !== undefined ? { maxQueuedBytes: network.maxQueuedBytes } : {}),
+      });
+      spec.switchboard = handle.transport;
+    }
     handle.supervisor = await nodeSupervisor.startPeer(spec, handle.hooks());
   } catch (err) {
-    nodes.delete(id);
+    if (nodes.get(id) === handle) nodes.delete(id);
     handle.state = 'stopped';
+    await handle.transport?.close();
     throw err;
   }
   handle.state = 'running';
 }
 
 /**
- * Set the cluster's voters (rafter's set_config). All of `peers` must be started in this process.
+ * Transport counters of a networked node (started with `options.network`): frames and bytes
+ * in and out, dropped frames, bad frames, refused connections, connects and reconnects.
+ * Null when `id` is not running in this process or is not networked.
+ */
+export function transportStats(id: string): TcpStats | null {
+  const handle = nodes.get(id);
+  return handle && handle.state === 'running' && handle.transport ? handle.transport.stats() : null;
+}
+
+/** The bound `host:port` of a networked node's peer listener (null as for `transportStats`). */
+export function transportAddress(id: string): string | null {
+  const handle = nodes.get(id);
+  return handle && handle.state === 'running' && handle.transport ? handle.transport.address() : null;
+}
+
+/** A peer started here, or a remote peer of some networked node here. */
+function knownPeer(handle: NodeHandle, peer: string): boolean {
+  return nodes.has(peer) || handle.remotePeers.has(peer);
+}
+
+/**
+ * Set the cluster's voters (rafter's set_config). All of `peers` must be started in this process,
+ * or, for a networked node (`options.network`), be in its `network.peers` map.
  *
  * - On a blank peer the first call bootstraps a cluster of `peers` (each blank, or already
  *   holding this configuration); `id` must be one of them.
@@ -482,7 +571,7 @@ async function setConfigNow(id: string, peers: string[], options: OpOptions): Pr
   for (const p of peers) validateId(p, 'peer id');
   const duplicate = peers.find((p, i) => peers.indexOf(p) !== i);
   if (duplicate !== undefined) throw new ConfigError(`peer '${duplicate}' is listed twice`);
-  const unknown = peers.filter((p) => !nodes.has(p));
+  const unknown = peers.filter((p) => !knownPeer(handle, p));
   if (unknown.length > 0) throw new ConfigError(`unknown peer(s): ${unknown.join(', ')} (start them first)`);
 
   const self = await status(id);
@@ -492,7 +581,8 @@ async function setConfigNow(id: string, peers: string[], options: OpOptions): Pr
     return;
   }
   if (!peers.includes(id)) throw new ConfigError(`setConfig must be called on one of the peers; '${id}' is not in the list`);
-  const statuses = await Promise.all(peers.map((p) => status(p)));
+  // Remote peers (options.network) cannot be asked: only the peers in this process are checked.
+  const statuses = await Promise.all(peers.filter((p) => nodes.has(p)).map((p) => status(p)));
   {
     // Bootstrap only a cluster whose peers are all blank: a peer in another cluster would
     // let two configurations elect two leaders.
@@ -518,15 +608,17 @@ export async function transferLeadership(id: string, target?: string, options: O
   const first = running(id);
   if (target !== undefined) {
     validateId(target, 'target');
-    if (!nodes.has(target)) throw new TransferFailedError(`unknown peer '${target}'`);
+    if (!knownPeer(first, target)) throw new TransferFailedError(`unknown peer '${target}'`);
   }
   const timeoutMs = positiveInt(options.timeoutMs, 'timeoutMs', DEFAULT_OP_TIMEOUT_MS);
   const deadline = Date.now() + timeoutMs;
   const chosen = (await submitWithRetry(first, { kind: 'transfer', target: target ?? null }, timeoutMs)) as string;
   // The old leader has stepped down and the target is campaigning: wait for it to win.
   for (;;) {
-    const s = await status(chosen).catch(() => null);
-    if (s?.role === 'leader') return chosen;
+    // A remote target (options.network) is seen through this peer's view of the leader.
+    const local = nodes.has(chosen);
+    const s = await status(local ? chosen : first.id).catch(() => null);
+    if (local ? s?.role === 'leader' : s?.leader === chosen) return chosen;
     if (Date.now() >= deadline) throw new TransferFailedError(`${chosen} was asked to take over but did not become leader in time`);
     await sleep(10);
   }
@@ -653,7 +745,7 @@ export const nemesis = {
     try {
       await nodeSupervisor.killPeer(id);
     } finally {
-      retire(handle, `node '${id}' was killed while the op was in flight; its outcome is unknown`);
+      await retire(handle, `node '${id}' was killed while the op was in flight; its outcome is unknown`);
     }
   },
 
@@ -689,11 +781,14 @@ async function setFaults(plan: FaultPlan): Promise<void> {
 }
 
 /** Forget a peer that has stopped: later calls get NodeStoppedError; its ops in flight fail. */
-function retire(handle: NodeHandle, inFlightMessage: string): void {
+function retire(handle: NodeHandle, inFlightMessage: string): Promise<void> {
   handle.state = 'stopped';
   if (nodes.get(handle.id) === handle) nodes.delete(handle.id);
   stopped.set(handle.id, handle.stoppedError());
   handle.failAll(new NodeStoppedError(handle.id, inFlightMessage));
+  // A networked node's listener and connections go with it (so its port can be reused).
+  const transport = handle.transport;
+  return transport ? transport.close().catch(() => undefined) : Promise.resolve();
 }
 
 /** Stop a peer cleanly; its data stays in `dataDir` and `startNode` resumes it. */
@@ -703,7 +798,7 @@ export async function stopNode(id: string): Promise<void> {
   try {
     await nodeSupervisor.stopPeer(id);
   } finally {
-    retire(handle, `node '${id}' stopped while the op was in flight; its outcome is unknown`);
+    await retire(handle, `node '${id}' stopped while the op was in flight; its outcome is unknown`);
   }
 }
 

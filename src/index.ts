@@ -1,6 +1,10 @@
 /** actor-raft: the package entry. */
-export { events, nemesis, op, query, read, runningNodes, setConfig, startNode, status, stopNode, transferLeadership } from './api.js';
-export type { NodeOptions, NodeStatus, OpOptions, RaftEvents } from './api.js';
+export { events, nemesis, op, query, read, runningNodes, setConfig, startNode, status, stopNode, transferLeadership, transportAddress, transportStats } from './api.js';
+export type { NetworkOptions, NodeOptions, NodeStatus, OpOptions, RaftEvents } from './api.js';
+export { TcpSwitchboard } from './transport/tcp.js';
+export type { TcpStats, TcpSwitchboardOptions, TcpTlsOptions } from './transport/tcp.js';
 export * from './errors.js';
 export type { StateMachine, StateMachineFactory } from './state-machines/types.js';
 export type { KvCommand } from './state-machines/kv.js';
+export { startHttpServer } from './http/server.js';
+export type { HttpServer, HttpServerOptions, HttpTlsOptions, HttpBackend } from './http/server.js';

@@ -1,0 +1,687 @@
+/**
+ * The HTTP kv interface: one server in front of one peer of this process (`node`), on
+ * `node:http` or, with `tls`, `node:https` (optionally mutual TLS).
+ *
+ *   const http = await startHttpServer({ node: 'n1', listen: '127.0.0.1:8001' });
+ *   // curl -X PUT --data-binary hello http://127.0.0.1:8001/kv/greeting
+ *   await http.close();
+ *
+ * ## Routes
+ *
+ * | request                    | answer                                                        |
+ * |----------------------------|---------------------------------------------------------------|
+ * | `PUT /kv/:key`             | 204; body = the value (see "Values")                          |
+ * | `GET /kv/:key`             | 200 with the value (linearizable read), 404 when missing      |
+ * | `DELETE /kv/:key`          | 200 `{"deleted":true}`, 404 `{"error":..,"deleted":false}`    |
+ * | `POST /kv/:key/cas`        | JSON `{"expected":..,"value":..}` → 200 `{"swapped":bool}`     |
+ * | `GET /status`              | 200, JSON of `status(node)`                                   |
+ * | `GET /metrics`             | 200, Prometheus text format 0.0.4                             |
+ *
+ * HEAD is answered like GET (without a body). `:key` is one path segment, percent-decoded
+ * (`a%2Fb` is the key `a/b`), 1 to 1024 UTF-8 bytes; the query string is ignored.
+ *
+ * ## Values
+ *
+ * - `PUT` with `Content-Type: application/json` (or any `+json` type): the body is parsed as
+ *   JSON and the parsed value is stored (a number stays a number, an object an object).
+ * - `PUT` with `Content-Type: application/octet-stream`: the raw bytes are stored (a Uint8Array).
+ * - Any other or no content type: a body that is valid UTF-8 is stored as a string, anything
+ *   else as raw bytes.
+ * - `null` cannot be stored over HTTP (it would read back as "missing"): use DELETE.
+ * - `GET` answers a string as `text/plain; charset=utf-8` (the string itself), bytes as
+ *   `application/octet-stream`, anything else JSON-encoded as `application/json` (bigints as
+ *   decimal strings, Maps as objects). The header `X-Raft-Value-Type` says which
+ *   (`string`, `bytes`, `json`).
+ * - `cas` compares and stores JSON values: `"expected": null` matches a missing key; a string
+ *   stored by a text PUT is the JSON string. `value` must not be null.
+ *
+ * ## Followers, leaders, errors
+ *
+ * Every error is JSON `{"error": message, "code": CODE}` (plus fields named below).
+ *
+ * - A write on a follower is forwarded to the leader by `op()` when the leader is a peer of
+ *   this process. When it is not (peers in other processes), the answer is
+ *   `307 Temporary Redirect` with `Location` = the leader's HTTP base URL from `peerHttp` +
+ *   the same path and query; 307 keeps the method and body, so clients that follow
+ *   redirects (`curl -L`) simply repeat the request there. Reads are served by any peer
+ *   (ReadIndex); if one still fails with "not the leader" it is answered the same way.
+ * - No known leader (or a leader without an entry in `peerHttp`): 503 `{"error":"no leader"}`
+ *   with `Retry-After: 1`.
+ * - 400 bad request (bad JSON, bad path encoding, empty or too long key, invalid command),
+ *   404 missing key or unknown route, 405 wrong method (with `Allow`), 413 body larger than
+ *   `maxBodyBytes` (answered at once; the body is not kept: the rest is read and discarded so
+ *   the client sees the answer, and the connection is cut after 5 s or 16 MiB more; with
+ *   `Expect: 100-continue` the body is refused before it is sent), 503 node stopped or not
+ *   started (`NODE_STOPPED` / `UNKNOWN_NODE`), 503 leadership lost or actor restarted while
+ *   the op was in flight (`"outcome":"unknown"`), 504 timeout (`"outcome":"unknown"`: the
+ *   write may still be applied), 500 anything else. Unparseable requests get a 400 (431 for
+ *   headers too large) and their connection closed; nothing a client sends stops the server.
+ *
+ * ## Metrics (`GET /metrics`)
+ *
+ * `raft_node_up`, `raft_term`, `raft_commit_index`, `raft_applied_index`,
+ * `raft_last_log_index`, `raft_snapshot_index`, `raft_role{role}` (1 for the current role, 0
+ * for the others), `raft_is_leader`, `raft_restarts_total{actor}`,
+ * `raft_dropped_messages_total{where}`, `raft_ops_total{method,code}` (kv requests this server
+ * answered), `raft_http_requests_total{method,code}` (every request answered), and for a
+ * networked peer (TCP transport, `transportStats(id)` not null) `raft_bytes_sent_total`,
+ * `raft_bytes_received_total`, `raft_frames_sent_total`, `raft_frames_received_total`,
+ * `raft_transport_{dropped_frames,bad_frames,refused,connects,reconnects}_total` and
+ * `raft_connected_peers`. Every sample carries `node="<id>"`.
+ */
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import * as api from '../api.js';
+import { isRaftError, NotLeaderError, type RaftError } from '../errors.js';
+
+export interface HttpTlsOptions {
+  /** Path of the CA certificate(s) (PEM) client certificates are checked against. */
+  ca?: string;
+  /** Path of the server's certificate (PEM). */
+  cert: string;
+  /** Path of the server's private key (PEM). */
+  key: string;
+  /** Mutual TLS: ask every client for a certificate and refuse clients without a valid one. */
+  requestCert?: boolean;
+}
+
+/** The functions of the API the server calls; replaceable for tests and embedding. */
+export interface HttpBackend {
+  op(id: string, command: unknown, options?: { timeoutMs?: number }): Promise<unknown>;
+  read(id: string, query: unknown, options?: { timeoutMs?: number }): Promise<unknown>;
+  status(id: string): Promise<unknown>;
+  /** Transport counters of a networked peer (null otherwise); metrics leave them out when absent. */
+  transportStats?(id: string): Partial<TransportCounters> | null | Promise<Partial<TransportCounters> | null>;
+}
+
+export interface HttpServerOptions {
+  /** The local peer (started in this process with `startNode`) this server fronts. */
+  node: string;
+  /** `host:port` to listen on (`[::1]:8001` for IPv6); port 0 picks a free port. */
+  listen: string;
+  /** Serve HTTPS (file paths), optionally with client certificates required. */
+  tls?: HttpTlsOptions;
+  /** Peer id → base URL (`http(s)://host:port`) of that peer's HTTP server, for 307 redirects. */
+  peerHttp?: Record<string, string>;
+  /** Largest request body accepted (default 1 MiB); larger ones get 413. */
+  maxBodyBytes?: number;
+  /** Timeout of each op and read (default 10 s); on expiry 504 (outcome unknown). */
+  opTimeoutMs?: number;
+  /** The API functions to call (default: this process's `op`, `read`, `status`). */
+  backend?: HttpBackend;
+}
+
+export interface HttpServer {
+  /** `host:port` the server listens on (the actual port when `listen` asked for 0). */
+  address(): string;
+  /** Stop listening and close every connection, idle keep-alive ones included. */
+  close(): Promise<void>;
+}
+
+const DEFAULT_MAX_BODY = 1 << 20;
+const DEFAULT_OP_TIMEOUT_MS = 10_000;
+export const MAX_KEY_BYTES = 1024;
+/** How long, and how much, a client whose request body was refused may go on sending before it is cut. */
+const DRAIN_GRACE_MS = 5_000;
+const DRAIN_MAX_BYTES = 16 << 20;
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'PATCH', 'OPTIONS']);
+const ROLES = ['follower', 'candidate', 'leader'] as const;
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly extra: Record<string, unknown> = {},
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+function parseListen(listen: string): { host: string; port: number } {
+  if (typeof listen !== 'string') throw new TypeError(`listen must be a 'host:port' string, got ${String(listen)}`);
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(listen);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new TypeError(`listen must be 'host:port' with a port 0-65535, got ${JSON.stringify(listen)}`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+function checkOptions(o: HttpServerOptions): void {
+  if (typeof o !== 'object' || o === null) throw new TypeError('options must be an object');
+  if (typeof o.node !== 'string' || o.node === '') throw new TypeError('options.node must be a peer id');
+  const positive = (v: number | undefined, name: string) => {
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < 1)) throw new RangeError(`options.${name} must be a positive integer, got ${v}`);
+  };
+  positive(o.maxBodyBytes, 'maxBodyBytes');
+  positive(o.opTimeoutMs, 'opTimeoutMs');
+  for (const [peer, url] of Object.entries(o.peerHttp ?? {})) {
+    let ok = false;
+    try {
+      const u = new URL(url);
+      ok = u.protocol === 'http:' || u.protocol === 'https:';
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new TypeError(`options.peerHttp.${peer} must be an http(s)://host:port URL, got ${JSON.stringify(url)}`);
+  }
+  if (o.tls !== undefined && (typeof o.tls.cert !== 'string' || typeof o.tls.key !== 'string')) {
+    throw new TypeError('options.tls needs cert and key file paths');
+  }
+}
+
+/** Start an HTTP(S) server in front of peer `options.node`; resolves once it listens. */
+export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
+  checkOptions(options);
+  const { host, port } = parseListen(options.listen);
+  const state: ServerState = {
+    node: options.node,
+    backend: options.backend ?? { op: api.op, read: api.read, status: api.status, transportStats: api.transportStats },
+    peerHttp: options.peerHttp ?? {},
+    maxBody: options.maxBodyBytes ?? DEFAULT_MAX_BODY,
+    timeoutMs: options.opTimeoutMs ?? DEFAULT_OP_TIMEOUT_MS,
+    ops: new Map(),
+    requests: new Map(),
+  };
+
+  let server: http.Server | https.Server;
+  if (options.tls) {
+    const t = options.tls;
+    const [cert, key, ca] = await Promise.all([
+      fs.readFile(t.cert),
+      fs.readFile(t.key),
+      t.ca === undefined ? Promise.resolve(undefined) : fs.readFile(t.ca),
+    ]);
+    server = https.createServer({ cert, key, ca, requestCert: t.requestCert ?? false, rejectUnauthorized: t.requestCert ?? false });
+    // A failed handshake (no or a bad client certificate, garbage) concerns that socket only.
+    server.on('tlsClientError', (_err: Error, socket: import('node:tls').TLSSocket) => socket.destroy());
+  } else {
+    server = http.createServer();
+  }
+  server.keepAliveTimeout = 5_000;
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    handle(state, req, res).catch((err) => {
+      // handle() answers every error itself; this is a last resort that must never throw.
+      try {
+        send(state, req, res, 500, { error: `internal error: ${String(err)}`, code: 'INTERNAL' });
+      } catch {
+        res.destroy();
+      }
+    });
+  };
+  server.on('request', onRequest);
+  // `Expect: 100-continue`: refuse a body declared too large before the client sends it.
+  server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (declaredLength(req) > state.maxBody) {
+      // The client has not sent the body and may never: end the connection after the answer.
+      send(state, req, res, 413, tooLargeBody(state.maxBody), { Connection: 'close' }, true);
+      return;
+    }
+    res.writeContinue();
+    onRequest(req, res);
+  });
+  // Unparseable requests (garbage, bad headers, too large headers): answer if the socket
+  // still can, and drop that connection only.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: import('node:stream').Duplex) => {
+    if (socket.writable && !(socket as { _httpMessage?: unknown })._httpMessage) {
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const body = JSON.stringify({ error: status === 431 ? 'request headers too large' : status === 408 ? 'request timeout' : 'bad request', code: 'BAD_REQUEST' });
+      const reason = http.STATUS_CODES[status] ?? 'Bad Request';
+      socket.end(
+        `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+      setTimeout(() => socket.destroy(), DRAIN_GRACE_MS).unref();
+    } else {
+      socket.destroy();
+    }
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  // After listening, a server error (rare: EMFILE on accept) must not crash the process.
+  server.on('error', () => undefined);
+
+  let closing: Promise<void> | null = null;
+  return {
+    address() {
+      const a = server.address() as AddressInfo;
+      return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+    },
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}
+
+interface ServerState {
+  node: string;
+  backend: HttpBackend;
+  peerHttp: Record<string, string>;
+  maxBody: number;
+  timeoutMs: number;
+  /** `method code` → count, kv requests. */
+  ops: Map<string, number>;
+  /** `method code` → count, every request. */
+  requests: Map<string, number>;
+}
+
+type Route = { kind: 'kv'; key: string } | { kind: 'cas'; key: string } | { kind: 'status' } | { kind: 'metrics' };
+
+/** Parse the request target without normalizing it (`/kv/..` is the key `..`). */
+function route(rawUrl: string | undefined): Route {
+  const url = rawUrl ?? '';
+  if (!url.startsWith('/')) throw new HttpError(400, 'the request target must be a path');
+  const pathname = url.split(/[?#]/, 1)[0]!;
+  const raw = pathname.split('/').slice(1);
+  let parts: string[];
+  try {
+    parts = raw.map((s) => decodeURIComponent(s));
+  } catch {
+    throw new HttpError(400, 'malformed percent-encoding in the path');
+  }
+  if (parts.length === 1 && parts[0] === 'status') return { kind: 'status' };
+  if (parts.length === 1 && parts[0] === 'metrics') return { kind: 'metrics' };
+  if (parts[0] === 'kv') {
+    if (parts.length === 1 || (parts.length === 2 && parts[1] === '')) throw new HttpError(400, 'empty key');
+    if (parts.length === 2) return { kind: 'kv', key: checkKey(parts[1]!) };
+    if (parts.length === 3 && parts[2] === 'cas') return { kind: 'cas', key: checkKey(parts[1]!) };
+  }
+  throw new HttpError(404, 'no such route', { code: 'NO_ROUTE' });
+}
+
+function checkKey(key: string): string {
+  if (key === '') throw new HttpError(400, 'empty key');
+  const bytes = Buffer.byteLength(key, 'utf8');
+  if (bytes > MAX_KEY_BYTES) throw new HttpError(400, `key too long: ${bytes} bytes, at most ${MAX_KEY_BYTES}`);
+  return key;
+}
+
+function allowed(r: Route): string[] {
+  switch (r.kind) {
+    case 'kv':
+      return ['GET', 'HEAD', 'PUT', 'DELETE'];
+    case 'cas':
+      return ['POST'];
+    default:
+      return ['GET', 'HEAD'];
+  }
+}
+
+function declaredLength(req: http.IncomingMessage): number {
+  const h = req.headers['content-length'];
+  if (h === undefined) return 0;
+  const n = Number(h);
+  return Number.isFinite(n) && n >= 0 ? n : 0;
+}
+
+function tooLargeBody(max: number): Record<string, unknown> {
+  return { error: `request body larger than ${max} bytes`, code: 'TOO_LARGE', maxBodyBytes: max };
+}
+
+/** Read the body, at most `max` bytes: beyond that, stop keeping it and fail with 413. */
+function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
+  if (declaredLength(req) > max) return Promise.reject(new HttpError(413, tooLargeBody(max).error as string, { maxBodyBytes: max }));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const fail = (err: Error) => {
+      if (settled) return;
+      settled = true;
+      chunks.length = 0;
+      reject(err);
+    };
+    req.on('data', (chunk: Buffer) => {
+      if (settled) return; // discarded (Node drains the rest after the answer)
+      size += chunk.length;
+      if (size > max) fail(new HttpError(413, tooLargeBody(max).error as string, { maxBodyBytes: max }));
+      else chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (settled) return;
+      settled = true;
+      resolve(Buffer.concat(chunks, size));
+    });
+    req.on('error', () => fail(new HttpError(400, 'the request was aborted', { code: 'ABORTED' })));
+    req.on('close', () => fail(new HttpError(400, 'the request was aborted', { code: 'ABORTED' })));
+  });
+}
+
+function isJsonType(req: http.IncomingMessage): boolean {
+  const ct = (req.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase();
+  return ct === 'application/json' || (ct.startsWith('application/') && ct.endsWith('+json'));
+}
+
+function isBytesType(req: http.IncomingMessage): boolean {
+  const ct = (req.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase();
+  return ct === 'application/octet-stream';
+}
+
+function parseJson(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new HttpError(400, `bad JSON: ${(err as Error).message}`);
+  }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** The value a PUT body stands for (see "Values" at the top). */
+function putValue(req: http.IncomingMessage, body: Buffer): unknown {
+  if (isJsonType(req)) {
+    const v = parseJson(body);
+    if (v === null) throw new HttpError(400, 'null cannot be stored (it reads back as missing); use DELETE');
+    return v;
+  }
+  if (isBytesType(req)) return new Uint8Array(body);
+  try {
+    return utf8.decode(body);
+  } catch {
+    return new Uint8Array(body);
+  }
+}
+
+/** JSON for values msgpack can carry but JSON cannot. */
+function jsonReplacer(_key: string, v: unknown): unknown {
+  if (typeof v === 'bigint') return v.toString();
+  if (v instanceof Map) return Object.fromEntries([...v].map(([k, x]) => [String(k), x]));
+  if (v instanceof Set) return [...v];
+  if (v instanceof Uint8Array) return Buffer.from(v).toString('base64');
+  return v;
+}
+
+async function handle(s: ServerState, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  // Let the parser finish a request without a body first (req.complete), so a quick answer
+  // keeps the connection alive.
+  await null;
+  let r: Route | null = null;
+  try {
+    r = route(req.url);
+    const method = req.method ?? '';
+    if (!allowed(r).includes(method)) {
+      const allow = allowed(r).join(', ');
+      throw new HttpError(405, `method ${method} not allowed here; use ${allow}`, { code: 'METHOD_NOT_ALLOWED' }, { Allow: allow });
+    }
+    const isKv = r.kind === 'kv' || r.kind === 'cas';
+    const ok = (status: number, body: unknown, headers: Record<string, string> = {}) =>
+      send(s, req, res, status, body, headers, isKv);
+    switch (r.kind) {
+      case 'status':
+        return ok(200, await s.backend.status(s.node));
+      case 'metrics':
+        return sendText(s, req, res, 200, await metrics(s), 'text/plain; version=0.0.4; charset=utf-8');
+      case 'cas': {
+        const body = parseJson(await readBody(req, s.maxBody));
+        if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+          throw new HttpError(400, 'cas body must be a JSON object {"expected": ..., "value": ...}');
+        }
+        const b = body as Record<string, unknown>;
+        if (!('expected' in b) || !('value' in b)) throw new HttpError(400, 'cas body needs both "expected" and "value" (expected null: the key is missing)');
+        if (b.value === null) throw new HttpError(400, 'null cannot be stored (it reads back as missing); use DELETE');
+        const swapped = await s.backend.op(s.node, { type: 'cas', key: r.key, expected: b.expected, value: b.value }, { timeoutMs: s.timeoutMs });
+        return ok(200, { swapped: swapped === true });
+      }
+      case 'kv':
+        switch (method) {
+          case 'PUT': {
+            const value = putValue(req, await readBody(req, s.maxBody));
+            await s.backend.op(s.node, { type: 'set', key: r.key, value }, { timeoutMs: s.timeoutMs });
+            return ok(204, null);
+          }
+          case 'DELETE': {
+            const deleted = await s.backend.op(s.node, { type: 'delete', key: r.key }, { timeoutMs: s.timeoutMs });
+            return deleted === true ? ok(200, { deleted: true }) : ok(404, { error: 'key not found', code: 'NOT_FOUND', deleted: false });
+          }
+          default: {
+            const value = await s.backend.read(s.node, { type: 'get', key: r.key }, { timeoutMs: s.timeoutMs });
+            if (value === null || value === undefined) return ok(404, { error: 'key not found', code: 'NOT_FOUND' });
+            if (typeof value === 'string') return sendText(s, req, res, 200, value, 'text/plain; charset=utf-8', { 'X-Raft-Value-Type': 'string' }, true);
+            if (value instanceof Uint8Array) return sendText(s, req, res, 200, Buffer.from(value.buffer, value.byteOffset, value.byteLength), 'application/octet-stream', { 'X-Raft-Value-Type': 'bytes' }, true);
+            return ok(200, value, { 'X-Raft-Value-Type': 'json' });
+          }
+        }
+    }
+  } catch (err) {
+    const { status, body, headers } = errorAnswer(s, req, err);
+    send(s, req, res, status, body, headers, r !== null && (r.kind === 'kv' || r.kind === 'cas'));
+  }
+}
+
+/** The HTTP answer for an error thrown while handling a request. */
+function errorAnswer(s: ServerState, req: http.IncomingMessage, err: unknown): { status: number; body: Record<string, unknown>; headers: Record<string, string> } {
+  if (err instanceof HttpError) {
+    return { status: err.status, body: { error: err.message, code: httpCode(err.status), ...err.extra }, headers: err.headers };
+  }
+  if (!isRaftError(err)) return { status: 500, body: { error: `internal error: ${String(err)}`, code: 'INTERNAL' }, headers: {} };
+  const e = err as RaftError;
+  const body = { error: e.message, code: e.code };
+  switch (e.code) {
+    case 'NOT_LEADER': {
+      const leader = (e as NotLeaderError).leader;
+      const base = leader === null ? undefined : s.peerHttp[leader];
+      if (base !== undefined) {
+        const location = base.replace(/\/+$/, '') + (req.url ?? '/');
+        return { status: 307, body: { error: `not the leader; the leader is ${leader}`, code: e.code, leader, location }, headers: { Location: location } };
+      }
+      const error = leader === null ? 'no leader' : `no leader reachable here (the leader is ${leader}, whose HTTP address is unknown)`;
+      return { status: 503, body: { error, code: e.code, leader }, headers: { 'Retry-After': '1' } };
+    }
+    case 'TIMEOUT':
+      return { status: 504, body: { error: `${e.message} (the outcome is unknown: the write may still be applied)`, code: e.code, outcome: 'unknown' }, headers: {} };
+    case 'LEADERSHIP_LOST':
+    case 'ACTOR_RESTARTED':
+      return { status: 503, body: { ...body, outcome: 'unknown' }, headers: { 'Retry-After': '1' } };
+    case 'NODE_STOPPED':
+    case 'UNKNOWN_NODE':
+      return { status: 503, body, headers: { 'Retry-After': '1' } };
+    case 'INVALID_COMMAND':
+      return { status: 400, body, headers: {} };
+    default:
+      return { status: 500, body, headers: {} };
+  }
+}
+
+function httpCode(status: number): string {
+  switch (status) {
+    case 400:
+      return 'BAD_REQUEST';
+    case 404:
+      return 'NOT_FOUND';
+    case 405:
+      return 'METHOD_NOT_ALLOWED';
+    case 413:
+      return 'TOO_LARGE';
+    default:
+      return `HTTP_${status}`;
+  }
+}
+
+function count(map: Map<string, number>, req: http.IncomingMessage, status: number): void {
+  const method = KNOWN_METHODS.has(req.method ?? '') ? req.method! : 'OTHER';
+  const k = `${method} ${status}`;
+  map.set(k, (map.get(k) ?? 0) + 1);
+}
+
+/** JSON answer (204 has no body). */
+function send(
+  s: ServerState,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+  isKv = false,
+): void {
+  const text = status === 204 ? '' : JSON.stringify(body, jsonReplacer) ?? 'null';
+  sendText(s, req, res, status, text, status === 204 ? undefined : 'application/json', headers, isKv);
+}
+
+function sendText(
+  s: ServerState,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  status: number,
+  body: string | Buffer,
+  contentType: string | undefined,
+  headers: Record<string, string> = {},
+  isKv = false,
+): void {
+  if (res.headersSent || res.destroyed || res.writableEnded) return; // client gone
+  count(s.requests, req, status);
+  if (isKv) count(s.ops, req, status);
+  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+  if (contentType) res.setHeader('Content-Type', contentType);
+  const unread = !req.complete && !/close/i.test(String(res.getHeader('Connection') ?? ''));
+  const payload = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+  if (status !== 204) res.setHeader('Content-Length', payload.length);
+  res.statusCode = status;
+  res.end(status === 204 || req.method === 'HEAD' ? undefined : payload);
+  if (unread) discardRest(req);
+}
+
+/**
+ * Answered before the request body was read to its end (413, 405, ...): read and discard the
+ * rest, so the client sees the answer (closing at once would reset the connection under a
+ * client still sending, losing the answer) and the connection stays usable; but cut a client
+ * that goes on sending for longer than DRAIN_GRACE_MS or more than DRAIN_MAX_BYTES.
+ */
+function discardRest(req: http.IncomingMessage): void {
+  let discarded = 0;
+  const cut = () => {
+    if (!req.complete) req.socket.destroy();
+  };
+  const timer = setTimeout(cut, DRAIN_GRACE_MS);
+  timer.unref();
+  req.on('data', (chunk: Buffer) => {
+    discarded += chunk.length;
+    if (discarded > DRAIN_MAX_BYTES) cut();
+  });
+  req.once('end', () => clearTimeout(timer));
+  req.resume();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+function label(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+interface NodeStatusLike {
+  role?: string;
+  term?: number;
+  commitIndex?: number;
+  lastApplied?: number;
+  lastIndex?: number;
+  snapshotIndex?: number;
+  restarts?: { log?: number; consensus?: number };
+  droppedMessages?: number;
+  logDroppedMessages?: number;
+  droppedReplies?: number;
+}
+
+/** The transport counters metrics use (what `transportStats` of src/api.ts reports). */
+export interface TransportCounters {
+  framesIn: number;
+  framesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  dropped: number;
+  badFrames: number;
+  refused: number;
+  connects: number;
+  reconnects: number;
+  connectedPeers: string[];
+}
+
+async function transportCounters(s: ServerState): Promise<Partial<TransportCounters> | null> {
+  const fn = s.backend.transportStats;
+  if (typeof fn !== 'function') return null;
+  try {
+    const st = await fn(s.node);
+    return st && typeof st === 'object' ? st : null;
+  } catch {
+    return null;
+  }
+}
+
+async function metrics(s: ServerState): Promise<string> {
+  const lines: string[] = [];
+  const metric = (name: string, type: 'gauge' | 'counter', help: string, samples: [labels: string, value: number][]) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [l, v] of samples) lines.push(`${name}${l} ${v}`);
+  };
+  const node = `node="${label(s.node)}"`;
+  let st: NodeStatusLike | null = null;
+  try {
+    st = (await s.backend.status(s.node)) as NodeStatusLike;
+  } catch {
+    st = null;
+  }
+  metric('raft_node_up', 'gauge', 'Whether the peer this server fronts is running (1) or not (0).', [[`{${node}}`, st ? 1 : 0]]);
+  if (st) {
+    const g = (name: string, help: string, v: number | undefined) => {
+      if (typeof v === 'number') metric(name, 'gauge', help, [[`{${node}}`, v]]);
+    };
+    g('raft_term', 'Current term.', st.term);
+    g('raft_commit_index', 'Highest log index known to be committed.', st.commitIndex);
+    g('raft_applied_index', 'Highest log index applied to the state machine.', st.lastApplied);
+    g('raft_last_log_index', 'Index of the last entry in the log.', st.lastIndex);
+    g('raft_snapshot_index', 'Last index covered by the snapshot.', st.snapshotIndex);
+    metric(
+      'raft_role',
+      'gauge',
+      'The peer\'s role: 1 for the current one.',
+      ROLES.map((role) => [`{${node},role="${role}"}`, st!.role === role ? 1 : 0]),
+    );
+    g('raft_is_leader', 'Whether the peer leads (1) or not (0).', st.role === 'leader' ? 1 : 0);
+    metric('raft_restarts_total', 'counter', 'Restarts of each actor of the peer by its supervisor.', [
+      [`{${node},actor="consensus"}`, st.restarts?.consensus ?? 0],
+      [`{${node},actor="log"}`, st.restarts?.log ?? 0],
+    ]);
+    metric('raft_dropped_messages_total', 'counter', 'Malformed messages dropped.', [
+      [`{${node},where="consensus"}`, st.droppedMessages ?? 0],
+      [`{${node},where="log"}`, st.logDroppedMessages ?? 0],
+      [`{${node},where="client"}`, st.droppedReplies ?? 0],
+    ]);
+  }
+  const counters = (m: Map<string, number>) =>
+    [...m].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]): [string, number] => {
+      const [method, code] = k.split(' ');
+      return [`{${node},method="${method}",code="${code}"}`, v];
+    });
+  metric('raft_ops_total', 'counter', 'kv requests (/kv/...) this HTTP server answered, by method and status code.', counters(s.ops));
+  metric('raft_http_requests_total', 'counter', 'Requests this HTTP server answered, by method and status code.', counters(s.requests));
+  const t = await transportCounters(s);
+  if (t) {
+    const c = (name: string, help: string, v: unknown, type: 'counter' | 'gauge' = 'counter') => {
+      if (typeof v === 'number') metric(name, type, help, [[`{${node}}`, v]]);
+    };
+    c('raft_bytes_sent_total', 'Bytes written to peer connections (TCP transport).', t.bytesOut);
+    c('raft_bytes_received_total', 'Bytes read from peer connections (TCP transport).', t.bytesIn);
+    c('raft_frames_sent_total', 'Frames sent to peers (TCP transport).', t.framesOut);
+    c('raft_frames_received_total', 'Frames received from peers (TCP transport).', t.framesIn);
+    c('raft_transport_dropped_frames_total', 'Frames dropped: queue full, or the actor down.', t.dropped);
+    c('raft_transport_bad_frames_total', 'Peer connections closed for a bad frame.', t.badFrames);
+    c('raft_transport_refused_total', 'Peer connections refused (other cluster, unknown peer, TLS).', t.refused);
+    c('raft_transport_connects_total', 'Peer connections established.', t.connects);
+    c('raft_transport_reconnects_total', 'Peer connections re-established after a loss.', t.reconnects);
+    if (Array.isArray(t.connectedPeers)) c('raft_connected_peers', 'Peers with an established connection now.', t.connectedPeers.length, 'gauge');
+  }
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,149 @@
+/**
+ * Issue 6: three OS processes on loopback, each one `actor-raft node` (its own supervised
+ * peer, TCP between peers, HTTP for clients), driven through the CLI's client commands.
+ * `kill -9` of the leader's process, restart, and a stop and restart of everything.
+ */
+import { expect } from 'chai';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { tempDir, waitFor } from './helpers/cluster.js';
+
+const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.js');
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+interface NodeProc {
+  id: string;
+  raft: string;
+  http: string;
+  proc: ChildProcess | null;
+  output: string[];
+}
+
+describe('networked nodes: three processes through the CLI (loopback)', function () {
+  this.timeout(120_000);
+  let root: string;
+  let nodes: NodeProc[] = [];
+
+  beforeEach(async () => {
+    root = tempDir('actor-raft-cli-');
+    nodes = [];
+    for (const id of ['n1', 'n2', 'n3']) {
+      nodes.push({ id, raft: `127.0.0.1:${await freePort()}`, http: `127.0.0.1:${await freePort()}`, proc: null, output: [] });
+    }
+  });
+
+  afterEach(async () => {
+    await Promise.all(nodes.map((n) => stopProc(n, 'SIGKILL')));
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  function start(n: NodeProc, extra: string[] = []): void {
+    const peers = nodes.map((p) => `${p.id}=${p.raft}`).join(',');
+    const httpPeers = nodes.map((p) => `${p.id}=${p.http}`).join(',');
+    const args = [CLI, 'node', '--id', n.id, '--listen', n.raft, '--peers', peers, '--data', path.join(root, n.id)];
+    args.push('--http', n.http, '--http-peers', httpPeers, '--cluster-id', 'cli-test', '--log', 'json', ...extra);
+    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const keep = (chunk: Buffer) => n.output.push(...chunk.toString().split('\n').filter((l) => l !== ''));
+    proc.stdout!.on('data', keep);
+    proc.stderr!.on('data', keep);
+    n.proc = proc;
+  }
+
+  async function stopProc(n: NodeProc, signal: NodeJS.Signals): Promise<void> {
+    const proc = n.proc;
+    n.proc = null;
+    if (!proc || proc.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+    proc.kill(signal);
+    await exited;
+  }
+
+  const endpoints = () => nodes.map((n) => `http://${n.http}`).join(',');
+
+  function cli(...args: string[]): { code: number; out: string; err: string } {
+    const r = spawnSync(process.execPath, [CLI, ...args, '--endpoints', endpoints()], { encoding: 'utf8', timeout: 30_000 });
+    return { code: r.status ?? -1, out: r.stdout.trim(), err: r.stderr.trim() };
+  }
+
+  async function statusOf(n: NodeProc): Promise<{ role: string; term: number; leader: string | null; lastApplied: number } | undefined> {
+    try {
+      const res = await fetch(`http://${n.http}/status`, { signal: AbortSignal.timeout(2000) });
+      return res.ok ? ((await res.json()) as { role: string; term: number; leader: string | null; lastApplied: number }) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async function leaderAmong(live: NodeProc[]): Promise<NodeProc> {
+    return waitFor(`a leader among ${live.map((n) => n.id).join(',')}`, async () => {
+      const statuses = await Promise.all(live.map(statusOf));
+      const leaders = statuses.filter((s) => s?.role === 'leader');
+      if (leaders.length !== 1) return undefined;
+      return live[statuses.indexOf(leaders[0])];
+    }, 30_000);
+  }
+
+  function put(key: string, value: string): void {
+    const r = cli('put', key, value);
+    expect(r.code, `put ${key}: ${r.err}\n${nodes.flatMap((n) => n.output.slice(-5)).join('\n')}`).to.equal(0);
+  }
+
+  function get(key: string): string {
+    const r = cli('get', key);
+    expect(r.code, `get ${key}: ${r.err}`).to.equal(0);
+    return r.out;
+  }
+
+  it('form a cluster, survive kill -9 of the leader, catch the killed node up, and restart with their data', async () => {
+    start(nodes[0]!, ['--bootstrap']);
+    start(nodes[1]!);
+    start(nodes[2]!);
+    const first = await leaderAmong(nodes);
+    for (let i = 0; i < 20; i++) put(`k${i}`, `v${i}`);
+    expect(get('k7')).to.equal('v7');
+    expect(cli('status').code).to.equal(0);
+
+    // kill -9 the leader's process: the others elect a new leader; nothing acknowledged is lost.
+    await stopProc(first, 'SIGKILL');
+    const rest = nodes.filter((n) => n !== first);
+    const second = await leaderAmong(rest);
+    expect(second.id).to.not.equal(first.id);
+    for (let i = 0; i < 20; i++) expect(get(`k${i}`)).to.equal(`v${i}`);
+    for (let i = 20; i < 30; i++) put(`k${i}`, `v${i}`);
+
+    // The killed process comes back and catches up.
+    start(first);
+    const target = (await statusOf(second))!.lastApplied;
+    await waitFor(`${first.id} to catch up`, async () => ((await statusOf(first))?.lastApplied ?? 0) >= target || undefined, 30_000);
+
+    // Everything stopped (cleanly) and started again: the data is all there.
+    await Promise.all(nodes.map((n) => stopProc(n, 'SIGTERM')));
+    for (const n of nodes) start(n);
+    await leaderAmong(nodes);
+    for (let i = 0; i < 30; i++) expect(get(`k${i}`)).to.equal(`v${i}`);
+  });
+
+  it('bad arguments and an unreachable cluster exit non-zero with a message', async () => {
+    const bad = spawnSync(process.execPath, [CLI, 'node', '--id', 'x'], { encoding: 'utf8' });
+    expect(bad.status).to.equal(2);
+    expect(bad.stderr).to.match(/--listen is required/);
+    const unknown = spawnSync(process.execPath, [CLI, 'frobnicate'], { encoding: 'utf8' });
+    expect(unknown.status).to.equal(2);
+    const unreachable = cli('get', 'k');
+    expect(unreachable.code).to.equal(1);
+    expect(unreachable.err).to.match(/no endpoint answered/);
+  });
+});
