@@ -6,6 +6,7 @@
  *       --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003 \
  *       --data ./data/n1 --http 127.0.0.1:8001 [--http-peers n2=127.0.0.1:8002,...] \
  *       [--cluster-id ID] [--bootstrap] [--log text|json] [--tls-ca F --tls-cert F --tls-key F]
+ *       [--http-tls-cert F --http-tls-key F [--http-tls-ca F]]
  *   actor-raft put KEY VALUE   --endpoints http://127.0.0.1:8001,http://127.0.0.1:8002
  *   actor-raft get KEY         --endpoints ...
  *   actor-raft del KEY         --endpoints ...
@@ -23,6 +24,7 @@ const USAGE = `usage:
   actor-raft node --id ID --listen HOST:PORT --peers ID=HOST:PORT,... --data DIR --http HOST:PORT
                   [--http-peers ID=HOST:PORT,...] [--cluster-id ID] [--bootstrap] [--log text|json]
                   [--tls-ca FILE --tls-cert FILE --tls-key FILE]
+                  [--http-tls-cert FILE --http-tls-key FILE [--http-tls-ca FILE]]
   actor-raft put KEY VALUE --endpoints URL,...
   actor-raft get KEY       --endpoints URL,...
   actor-raft del KEY       --endpoints URL,...
@@ -91,6 +93,14 @@ async function runNode(flags: Map<string, string | true>): Promise<void> {
     throw new UsageError('--tls-ca, --tls-cert and --tls-key go together');
   }
   const tls = tlsFiles[0] ? { ca: tlsFiles[0], cert: tlsFiles[1]!, key: tlsFiles[2]! } : undefined;
+  // HTTPS for clients; with a CA, clients must present a certificate it signed.
+  const httpCert = flag(flags, 'http-tls-cert');
+  const httpKey = flag(flags, 'http-tls-key');
+  const httpCa = flag(flags, 'http-tls-ca');
+  if ((httpCert === undefined) !== (httpKey === undefined) || (httpCa !== undefined && httpCert === undefined)) {
+    throw new UsageError('--http-tls-cert and --http-tls-key go together (and --http-tls-ca needs them)');
+  }
+  const httpTls = httpCert ? { cert: httpCert, key: httpKey!, ...(httpCa ? { ca: httpCa, requestCert: true } : {}) } : undefined;
 
   const log = (event: string, fields: Record<string, unknown>, text: string) => {
     if (json) console.log(JSON.stringify({ time: new Date().toISOString(), node: id, event, ...fields }));
@@ -108,7 +118,12 @@ async function runNode(flags: Map<string, string | true>): Promise<void> {
 
   const peers = Object.fromEntries(Object.entries(allPeers).filter(([p]) => p !== id));
   await startNode(id, { stateMachine: 'kv', dataDir, network: { listen, peers, clusterId, ...(tls ? { tls } : {}) } });
-  const http = await startHttpServer({ node: id, listen: httpListen, peerHttp: httpUrls(httpPeers, tls !== undefined) });
+  const http = await startHttpServer({
+    node: id,
+    listen: httpListen,
+    peerHttp: httpUrls(httpPeers, httpTls !== undefined),
+    ...(httpTls ? { tls: httpTls } : {}),
+  });
   log('up', { listen, http: http.address(), dataDir }, `up: peers on ${listen}, http on ${http.address()}, data in ${dataDir}`);
 
   if (flags.has('bootstrap')) {

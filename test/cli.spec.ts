@@ -113,6 +113,14 @@ describe('networked nodes: three processes through the CLI (loopback)', function
     start(nodes[2]!);
     const first = await leaderAmong(nodes);
     for (let i = 0; i < 20; i++) put(`k${i}`, `v${i}`);
+    // A follower answers a write with 307 to the leader's HTTP address (its leader is in
+    // another process); clients that follow redirects repeat it there.
+    const follower = nodes.find((n) => n !== first)!;
+    const redirect = await fetch(`http://${follower.http}/kv/r`, { method: 'PUT', body: 'x', redirect: 'manual' });
+    expect(redirect.status).to.equal(307);
+    expect(redirect.headers.get('location')).to.equal(`http://${first.http}/kv/r`);
+    const followed = await fetch(`http://${follower.http}/kv/r`, { method: 'PUT', body: 'x' });
+    expect(followed.status).to.equal(204);
     expect(get('k7')).to.equal('v7');
     expect(cli('status').code).to.equal(0);
 
@@ -126,7 +134,7 @@ describe('networked nodes: three processes through the CLI (loopback)', function
 
     // The killed process comes back and catches up.
     start(first);
-    const target = (await statusOf(second))!.lastApplied;
+    const target = await waitFor(`${second.id}'s status`, async () => (await statusOf(second))?.lastApplied);
     await waitFor(`${first.id} to catch up`, async () => ((await statusOf(first))?.lastApplied ?? 0) >= target || undefined, 30_000);
 
     // Everything stopped (cleanly) and started again: the data is all there.
