@@ -75,6 +75,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import * as api from '../api.js';
 import { isRaftError, NotLeaderError, type RaftError } from '../errors.js';
+import type { TcpStats } from '../transport/tcp.js';
 
 export interface HttpTlsOptions {
   /** Path of the CA certificate(s) (PEM) client certificates are checked against. */
@@ -596,18 +597,7 @@ interface NodeStatusLike {
 }
 
 /** The transport counters metrics use (what `transportStats` of src/api.ts reports). */
-export interface TransportCounters {
-  framesIn: number;
-  framesOut: number;
-  bytesIn: number;
-  bytesOut: number;
-  dropped: number;
-  badFrames: number;
-  refused: number;
-  connects: number;
-  reconnects: number;
-  connectedPeers: string[];
-}
+export type TransportCounters = TcpStats;
 
 async function transportCounters(s: ServerState): Promise<Partial<TransportCounters> | null> {
   const fn = s.backend.transportStats;
