@@ -332,8 +332,13 @@ class NodeHandle {
     if (reason) this.failAll(new ActorRestartedError());
   }
 
+  /** The peer's latest role notice: where ops go when the peer asked knows no leader. */
+  lastRole: { role: string; term: number } = { role: 'follower', term: 0 };
+
   private notice(n: ConsensusNotice): void {
-    if (n.type === 'role') events.emit('role', { id: this.id, role: n.role, term: n.term, leader: n.leader });
+    if (n.type !== 'role') return;
+    this.lastRole = { role: n.role, term: n.term };
+    events.emit('role', { id: this.id, role: n.role, term: n.term, leader: n.leader });
   }
 
   /** The peer's supervisor gave up (escalated through the node supervisor). */
@@ -650,7 +655,9 @@ export async function read(id: string, query: unknown, options: OpOptions = {}):
 /**
  * Submit until answered. Only NOT_LEADER is retried (nothing was appended or read): an op (or
  * a membership change, a transfer) follows the redirect to the leader; a read retries where it
- * is, since any peer can serve it once a leader is known.
+ * is, since any peer can serve it once a leader is known. A peer that knows no leader at all
+ * is left for a peer of this process that leads, if any (a peer removed from the cluster
+ * never hears of a leader again).
  */
 async function submitWithRetry(first: NodeHandle, request: Request, timeoutMs: number): Promise<unknown> {
   const deadline = Date.now() + timeoutMs;
@@ -665,13 +672,20 @@ async function submitWithRetry(first: NodeHandle, request: Request, timeoutMs: n
     } catch (err) {
       if (!(err instanceof NotLeaderError)) throw err;
       notLeader = err;
-      if (request.kind !== 'read') {
-        const hinted = err.leader === null ? undefined : nodes.get(err.leader);
-        if (hinted && hinted.state === 'running' && hinted !== target) {
+      // A peer that knows no leader (one removed from the cluster hears from none) is passed
+      // over for a peer of this process that leads, reads and writes alike.
+      const fallback = err.leader === null ? localLeader() : undefined;
+      if (fallback && fallback !== target) {
+        target = fallback;
+        continue;
+      }
+      if (request.kind !== 'read' && err.leader !== null) {
+        const hinted = nodes.get(err.leader);
+        if (!hinted) throw err; // the leader is not in this process
+        if (hinted.state === 'running' && hinted !== target) {
           target = hinted; // follow the redirect at once
           continue;
         }
-        if (err.leader !== null && !hinted) throw err; // the leader is not in this process
       }
       await sleep(Math.min(backoffMs, Math.max(deadline - Date.now(), 0)));
       backoffMs = Math.min(backoffMs * 2, 200);
@@ -824,6 +838,16 @@ async function race<T>(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The running peer of this process that last said it leads, in the highest term, if any. */
+function localLeader(): NodeHandle | undefined {
+  let best: NodeHandle | undefined;
+  for (const h of nodes.values()) {
+    if (h.state !== 'running' || h.lastRole.role !== 'leader') continue;
+    if (!best || h.lastRole.term > best.lastRole.term) best = h;
+  }
+  return best;
 }
 
 function sleep(ms: number): Promise<void> {
