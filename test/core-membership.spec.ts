@@ -260,13 +260,23 @@ describe('§3.10 leadership transfer', function () {
 describe('§7 snapshots and InstallSnapshot', function () {
   const SNAP = { snapshotThreshold: 10, snapshotChunkBytes: 32, maxCachedEntries: 4 };
 
-  it('compacts at the threshold; a follower behind the snapshot gets it in chunks and applies from it', function () {
-    const sim = cluster(3, 3, SNAP);
-    sim.isolate('p3');
-    for (let k = 0; k < 6; k++) {
+  /** `rounds` rounds of 10 commands through p1, each stabilized (several snapshots at threshold 10). */
+  function write(sim: Simulator, rounds: number): void {
+    for (let k = 0; k < rounds; k++) {
       sim.propose('p1', 10);
       sim.stabilize();
     }
+  }
+
+  /** Cut `id` off while the others write and compact past it: it will need the snapshot. */
+  function leaveBehind(sim: Simulator, id: string, rounds: number): void {
+    sim.isolate(id);
+    write(sim, rounds);
+  }
+
+  it('compacts at the threshold; a follower behind the snapshot gets it in chunks and applies from it', function () {
+    const sim = cluster(3, 3, SNAP);
+    leaveBehind(sim, 'p3', 6);
     const leader = sim.core('p1');
     expect(leader.log.snapshotIndex, 'the leader compacted').to.be.above(30);
     expect(sim.peer('p1').disk.snapshot!.meta.index).to.be.above(30);
@@ -284,11 +294,7 @@ describe('§7 snapshots and InstallSnapshot', function () {
 
   it('a follower that crashes during the transfer starts it again and still converges', function () {
     const sim = cluster(3, 3, SNAP);
-    sim.isolate('p3');
-    for (let k = 0; k < 6; k++) {
-      sim.propose('p1', 10);
-      sim.stabilize();
-    }
+    leaveBehind(sim, 'p3', 6);
     sim.heal();
     sim.tick(1, ['p1']);
     stepUntil(sim, () => (sim.core('p3').incoming?.received ?? 0) > 64, 'p3 is receiving the snapshot');
@@ -304,11 +310,7 @@ describe('§7 snapshots and InstallSnapshot', function () {
 
   it('a lost chunk is sent again, from where the follower stands', function () {
     const sim = cluster(3, 3, SNAP);
-    sim.isolate('p3');
-    for (let k = 0; k < 6; k++) {
-      sim.propose('p1', 10);
-      sim.stabilize();
-    }
+    leaveBehind(sim, 'p3', 6);
     let dropped = 0;
     sim.msgHook = (m) => !(m.type === 'installSnapshot' && m.offset === 64 && dropped++ < 2);
     sim.heal();
@@ -322,10 +324,7 @@ describe('§7 snapshots and InstallSnapshot', function () {
 
   it('restarts from its snapshot and the log after it', function () {
     const sim = cluster(3, 3, SNAP);
-    for (let k = 0; k < 4; k++) {
-      sim.propose('p1', 10);
-      sim.stabilize();
-    }
+    write(sim, 4);
     settle(sim);
     const applied = [...sim.peer('p2').applied];
     sim.crash('p2');
@@ -340,10 +339,7 @@ describe('§7 snapshots and InstallSnapshot', function () {
 
   it('a new peer joins after compaction and catches up by snapshot', function () {
     const sim = cluster(4, 3, SNAP);
-    for (let k = 0; k < 4; k++) {
-      sim.propose('p1', 10);
-      sim.stabilize();
-    }
+    write(sim, 4);
     const installs = sim.stats.installs;
     const id = sim.changeConfig('p1', ['p1', 'p2', 'p3', 'p4']);
     sim.stabilize();

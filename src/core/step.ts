@@ -35,6 +35,7 @@ import type {
   InstallSnapshotReply,
   OpRequest,
   PeerMessage,
+  PersistRequest,
   PreVote,
   PreVoteReply,
   ReadIndexReply,
@@ -313,19 +314,17 @@ function finish(s: CoreState, ctx: StepContext): void {
   const effects = ctx.effects;
   if (ctx.hardStateDirty || ctx.truncateFrom > 0 || ctx.appended.length > 0 || ctx.snapshotWrite !== null) {
     const seq = ++s.persistSeq;
-    effects.unshift({
+    const write: PersistRequest = {
       type: 'persist',
-      write: {
-        type: 'persist',
-        seq,
-        term: s.currentTerm,
-        votedFor: s.votedFor,
-        truncateFrom: ctx.truncateFrom,
-        entries: ctx.appended,
-        // Left out when absent, so the common write keeps its compact record.
-        ...(ctx.snapshotWrite === null ? {} : { snapshot: ctx.snapshotWrite }),
-      },
-    });
+      seq,
+      term: s.currentTerm,
+      votedFor: s.votedFor,
+      truncateFrom: ctx.truncateFrom,
+      entries: ctx.appended,
+    };
+    // Only when there is one, so the common write keeps its compact record.
+    if (ctx.snapshotWrite !== null) write.snapshot = ctx.snapshotWrite;
+    effects.unshift({ type: 'persist', write });
     s.pendingWrites.push({
       seq,
       lastIndex: s.log.lastIndex,
