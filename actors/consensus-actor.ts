@@ -39,6 +39,7 @@ import {
   type Snapshot,
   type WireError,
 } from '../src/messages.js';
+import { packSnapshot, SessionTable, unpackSnapshot } from '../src/sessions.js';
 import { loadStateMachine, type StateMachineSpec } from '../src/state-machines/index.js';
 import type { StateMachine } from '../src/state-machines/types.js';
 import { Batcher } from '../src/transport/batcher.js';
@@ -67,6 +68,8 @@ const READ_CHUNK = 8192;
 
 let core: CoreState;
 let machine: StateMachine;
+/** Client sessions (thesis §6.3), replicated beside the state machine: exactly-once commands. */
+let sessions = new SessionTable();
 let ticker: NodeJS.Timeout | undefined;
 let stopped = false;
 let droppedMessages = 0;
@@ -142,9 +145,12 @@ async function recover(): Promise<CoreState> {
   return createCore({ id, seed: data.seed, options, term: ready.term, votedFor: ready.votedFor, log, snapshot });
 }
 
+/** The state a snapshot stands for: the machine's and the session table's. */
 function restoreMachine(snapshot: Snapshot): void {
   if (typeof machine.restore !== 'function') throw new Error('a snapshot arrived but this state machine has no restore()');
-  machine.restore(snapshot.data);
+  const parts = unpackSnapshot(snapshot.data);
+  machine.restore(parts.machine);
+  sessions = parts.table;
   appliedDigest = snapshot.meta.digest;
 }
 
@@ -192,8 +198,9 @@ function execute(e: Effect): void {
       return;
     case 'takeSnapshot': {
       // The machine has applied exactly e.index now; its answer goes back in a step of its own.
-      const snapshotData = machine.snapshot!();
-      if (!(snapshotData instanceof Uint8Array)) throw new TypeError('StateMachine.snapshot() must return a Uint8Array');
+      const machineData = machine.snapshot!();
+      if (!(machineData instanceof Uint8Array)) throw new TypeError('StateMachine.snapshot() must return a Uint8Array');
+      const snapshotData = packSnapshot(machineData, sessions);
       const snapshotTaken: Input = { type: 'snapshotTaken', index: e.index, data: snapshotData, digest: appliedDigest };
       queueMicrotask(() => {
         if (!stopped) run(snapshotTaken);
@@ -236,20 +243,20 @@ function clientErrorMessage(code: string, leader: string | null): string {
   return `${id} refused the request (${code})`;
 }
 
+const applyCommand = (command: unknown): unknown => machine.apply(command);
+
+/** Committed entries, in order: each command through the session table to the state machine. */
 function applyEntries(entries: Entry[], requestIds: (number | null)[]): void {
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i]!;
     appliedDigest = digestEntry(appliedDigest, e);
     if (e.type !== 'command') continue;
-    let outcome: OpOutcome;
-    const opId = requestIds[i] ?? -1;
-    try {
-      outcome = { id: opId, ok: true, result: machine.apply(decodeCommand(e.data)) ?? null, error: null };
-    } catch (err) {
-      // The command is refused alike on every peer; the peer keeps running.
-      outcome = { id: opId, ok: false, result: null, error: toWire(err, 'STATE_MACHINE_ERROR') };
-    }
-    if (opId >= 0) outcomes.push(outcome);
+    // A refused command (bad shape, state machine error, expired session) is refused alike on
+    // every peer; the peer keeps running.
+    const outcome = sessions.apply(e.index, e.time, e.data, applyCommand);
+    const opId = requestIds[i];
+    if (opId === null || opId === undefined) continue;
+    outcomes.push(outcome.ok ? { id: opId, ok: true, result: outcome.result, error: null } : { id: opId, ok: false, result: null, error: outcome.error });
   }
 }
 
@@ -346,7 +353,8 @@ function onClientMessage(bytes: unknown): void {
   droppedMessages += dropped;
   for (const m of messages) {
     if (m.type === 'ops') {
-      run({ type: 'propose', requests: m.ops });
+      // The leader stamps the entries with its clock: the log's time, by which sessions expire.
+      run({ type: 'propose', requests: m.ops, now: Date.now() });
       continue;
     }
     if (m.type === 'changeConfig') {
@@ -374,6 +382,7 @@ const control: ConsensusControl = {
       ...status(core),
       lastIndex: core.log.lastIndex,
       appliedDigest,
+      sessions: sessions.status(),
       droppedMessages,
       connectedPeers: [...peers.keys()],
     };

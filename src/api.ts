@@ -30,10 +30,14 @@ import {
   NotLeaderError,
   TimeoutError,
   UnknownNodeError,
+  LeadershipLostError,
+  SessionExpiredError,
 } from './errors.js';
+import { ClientSession } from './client-session.js';
 import {
   decodeAll,
   encodeCommand,
+  encodeLogCommand,
   isClientReply,
   postEncoded,
   type ClientChangeConfig,
@@ -106,6 +110,13 @@ export interface NodeOptions {
    * (default 20 s; counted in heartbeat intervals, rounded up).
    */
   catchUpTimeoutMs?: number;
+  /**
+   * Client sessions (thesis §6.3): the ops submitted through this node run in a session of
+   * the cluster's, which applies each op exactly once however often it is retried. The
+   * session expires after this long without an op, counted in the log's time (the leaders'
+   * clocks, alike on every peer; default 1 hour); the next op then opens a new session.
+   */
+  sessionTimeoutMs?: number;
   /** Restart intensity: more than `maxRestarts` within `restartPeriodMs` stops the peer (default 5 in 10 s). */
   maxRestarts?: number;
   restartPeriodMs?: number;
@@ -146,10 +157,26 @@ export interface NetworkOptions {
 export interface OpOptions {
   /**
    * How long to wait for the op to be committed and applied, including finding the leader
-   * (default 10 s). On expiry the op rejects with TimeoutError, or NotLeaderError when no
-   * leader could be found; a TimeoutError means the outcome is unknown.
+   * and every retry (default 10 s). On expiry the op rejects with TimeoutError, or
+   * NotLeaderError when no leader could be found; a TimeoutError means the outcome is unknown.
    */
   timeoutMs?: number;
+}
+
+export interface WriteOptions extends OpOptions {
+  /**
+   * How long one try of the op may take before it is sent again, to the leader this process
+   * knows best (default 2 s). An op is also sent again at once when its try ends with an
+   * unknown outcome (LeadershipLostError, ActorRestartedError, its peer stopped). Each try
+   * carries the same client session and sequence number, so the op is applied once.
+   */
+  attemptTimeoutMs?: number;
+  /**
+   * The command is safe to apply more than once (a plain `set`, a `get`): it goes without a
+   * session, saving the session table its result; tries after an unknown outcome may apply
+   * it again. Default false: exactly once.
+   */
+  idempotent?: boolean;
 }
 
 /**
@@ -160,6 +187,11 @@ export interface OpOptions {
  */
 export interface NodeStatus extends PeerStatus {
   restarts: { log: number; consensus: number };
+  /**
+   * The client session of this node's ops (thesis §6.3): its id (null until the first op),
+   * sessions opened, tries sent again, and sessions that expired under an op.
+   */
+  client: { session: string | null; opened: number; retries: number; expired: number };
   logDroppedMessages: number;
   droppedReplies: number;
 }
@@ -173,6 +205,8 @@ export interface RaftEvents {
 export const events = new EventEmitter<RaftEvents>();
 
 const DEFAULT_OP_TIMEOUT_MS = 10_000;
+const DEFAULT_ATTEMPT_TIMEOUT_MS = 2_000;
+const DEFAULT_SESSION_TIMEOUT_MS = 60 * 60_000;
 /** Membership changes wait for new peers to catch up, which can take a while. */
 const DEFAULT_CONFIG_TIMEOUT_MS = 60_000;
 const CONTROL_WAIT_MS = 5_000;
@@ -215,7 +249,11 @@ class NodeHandle {
   /** Remote peers this node knows from `options.network.peers`. */
   remotePeers: ReadonlySet<string> = new Set();
 
-  constructor(readonly id: string) {}
+  constructor(
+    readonly id: string,
+    /** The client session of the ops submitted through this node (thesis §6.3). */
+    readonly session: ClientSession,
+  ) {}
 
   /** What the peer's tree tells its owner. */
   hooks() {
@@ -497,7 +535,7 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
       );
     }
   }
-  const handle = new NodeHandle(id);
+  const handle = new NodeHandle(id, new ClientSession(positiveInt(options.sessionTimeoutMs, 'sessionTimeoutMs', DEFAULT_SESSION_TIMEOUT_MS)));
   nodes.set(id, handle);
   try {
     if (network !== undefined) {
@@ -632,11 +670,60 @@ export async function transferLeadership(id: string, target?: string, options: O
 /**
  * Submit a command; resolves with the state machine's result once the command is committed
  * and applied on the leader. A non-leader redirects to the leader it knows.
+ *
+ * Exactly once (thesis §6.3): the op carries this node's client session and a sequence number
+ * of its own, and every try of it (after a redirect, a timeout of a try, a leader change, a
+ * restarted actor) carries the same, so the cluster applies it at most once and answers a
+ * repeat with the saved result. It rejects with SessionExpiredError when the session expired
+ * while the op was in doubt (it is then not applied any more; it may have been before).
+ * `{ idempotent: true }` opts out, for commands safe to repeat.
  */
-export async function op(id: string, command: unknown, options: OpOptions = {}): Promise<unknown> {
+export async function op(id: string, command: unknown, options: WriteOptions = {}): Promise<unknown> {
   const first = running(id);
   const timeoutMs = positiveInt(options.timeoutMs, 'timeoutMs', DEFAULT_OP_TIMEOUT_MS);
-  return submitWithRetry(first, { kind: 'op', data: encodeCommand(command) }, timeoutMs);
+  const attemptMs = positiveInt(options.attemptTimeoutMs, 'attemptTimeoutMs', DEFAULT_ATTEMPT_TIMEOUT_MS);
+  if (options.idempotent !== undefined && typeof options.idempotent !== 'boolean') {
+    throw new TypeError(`options.idempotent must be a boolean, got ${JSON.stringify(options.idempotent)}`);
+  }
+  if (options.idempotent === true) {
+    const data = encodeLogCommand({ type: 'idempotent', command });
+    return submitWithRetry(first, { kind: 'op', data }, timeoutMs, { attemptMs, onUnknown: () => undefined });
+  }
+  // Packed once here so that bad input fails before a session is opened.
+  assertCommand(command);
+  const deadline = Date.now() + timeoutMs;
+  const session = first.session;
+  const register = (data: Uint8Array) =>
+    submitWithRetry(first, { kind: 'op', data }, Math.max(deadline - Date.now(), 1), { attemptMs, onUnknown: () => undefined });
+  // Whether some try may have been applied (its outcome is unknown).
+  let inDoubt = false;
+  const policy: RetryPolicy = {
+    attemptMs,
+    onUnknown: () => {
+      inDoubt = true;
+      session.stats.retries++;
+    },
+  };
+  for (;;) {
+    const ticket = await session.begin(register);
+    try {
+      const data = encodeLogCommand({ type: 'op', client: ticket.client, seq: ticket.seq, ack: session.ack(), command });
+      return await submitWithRetry(first, { kind: 'op', data }, Math.max(deadline - Date.now(), 1), policy);
+    } catch (err) {
+      if (!(err instanceof SessionExpiredError)) throw err;
+      session.expired(ticket.client);
+      // Never applied under the expired session, nor anywhere else: send it under a new one.
+      if (!inDoubt && Date.now() < deadline) continue;
+      throw err;
+    } finally {
+      session.end(ticket);
+    }
+  }
+}
+
+/** Throws TypeError for a command msgpack cannot carry. */
+function assertCommand(command: unknown): void {
+  encodeCommand(command);
 }
 
 /**
@@ -653,13 +740,29 @@ export async function read(id: string, query: unknown, options: OpOptions = {}):
 }
 
 /**
- * Submit until answered. Only NOT_LEADER is retried (nothing was appended or read): an op (or
- * a membership change, a transfer) follows the redirect to the leader; a read retries where it
- * is, since any peer can serve it once a leader is known. A peer that knows no leader at all
- * is left for a peer of this process that leads, if any (a peer removed from the cluster
- * never hears of a leader again).
+ * How to send a request again when a try ends with its outcome unknown, for requests that may
+ * be applied twice safely (session ops, registrations, idempotent ops): each try waits at most
+ * `attemptMs`; `onUnknown` hears of every such try.
  */
-async function submitWithRetry(first: NodeHandle, request: Request, timeoutMs: number): Promise<unknown> {
+interface RetryPolicy {
+  attemptMs: number;
+  onUnknown: () => void;
+}
+
+/** A try's outcome is unknown: it may or may not have been applied. */
+function unknownOutcome(err: unknown): boolean {
+  return err instanceof TimeoutError || err instanceof LeadershipLostError || err instanceof ActorRestartedError || err instanceof NodeStoppedError;
+}
+
+/**
+ * Submit until answered. NOT_LEADER is always retried (nothing was appended or read): an op
+ * (or a membership change, a transfer) follows the redirect to the leader; a read retries
+ * where it is, since any peer can serve it once a leader is known. A peer that knows no
+ * leader at all is left for a peer of this process that leads, if any (a peer removed from
+ * the cluster never hears of a leader again). With a `retry` policy, a try whose outcome is
+ * unknown is sent again too, to this process's leader if it knows one.
+ */
+async function submitWithRetry(first: NodeHandle, request: Request, timeoutMs: number, retry?: RetryPolicy): Promise<unknown> {
   const deadline = Date.now() + timeoutMs;
   let target = first;
   let notLeader: NotLeaderError | null = null;
@@ -668,8 +771,18 @@ async function submitWithRetry(first: NodeHandle, request: Request, timeoutMs: n
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw notLeader ?? new TimeoutError(timeoutMs);
     try {
-      return await target.submit(request, remaining);
+      return await target.submit(request, retry ? Math.min(remaining, retry.attemptMs) : remaining);
     } catch (err) {
+      if (retry && unknownOutcome(err)) {
+        if (deadline - Date.now() <= 0) throw err instanceof TimeoutError ? new TimeoutError(timeoutMs) : err;
+        retry.onUnknown();
+        const next = localLeader() ?? (target.state === 'running' ? target : first.state === 'running' ? first : undefined);
+        if (!next) throw err;
+        // A leader that just lost its leadership, or an actor restarting: give it a moment.
+        if (next === target) await sleep(Math.min(backoffMs, Math.max(deadline - Date.now(), 0)));
+        target = next;
+        continue;
+      }
       if (!(err instanceof NotLeaderError)) throw err;
       notLeader = err;
       // A peer that knows no leader (one removed from the cluster hears from none) is passed
@@ -701,6 +814,7 @@ export async function status(id: string): Promise<NodeStatus> {
   return {
     ...s,
     restarts: { log: restarts.get('log') ?? 0, consensus: restarts.get('consensus') ?? 0 },
+    client: { session: handle.session.id, ...handle.session.stats },
     logDroppedMessages: handle.supervisor.logDroppedMessages,
     droppedReplies: handle.droppedReplies,
   };

@@ -10,6 +10,7 @@ import * as Comlink from 'comlink';
 import type { MessagePort } from 'node:worker_threads';
 import type { Status } from './core/index.js';
 import type { WireError } from './messages.js';
+import type { SessionsStatus } from './sessions.js';
 import type { FaultPlan } from './transport/faults.js';
 
 /** What `status()` reports for a peer. */
@@ -21,6 +22,8 @@ export interface PeerStatus extends Status {
    * that applied the same log up to the same index have the same digest.
    */
   appliedDigest: number;
+  /** The client session table (thesis §6.3): equal on peers that applied the same log. */
+  sessions: SessionsStatus;
   /** Peer messages that were garbage or of the wrong shape, dropped since the actor started. */
   droppedMessages: number;
   /** Peers this actor has a live port to. */

@@ -18,7 +18,9 @@ export type RaftErrorCode =
   | 'ACTOR_RESTARTED'
   | 'STATE_MACHINE_ERROR'
   | 'INVALID_COMMAND'
-  | 'STORAGE_ERROR';
+  | 'STORAGE_ERROR'
+  | 'SESSION_EXPIRED'
+  | 'STALE_REQUEST';
 
 export class RaftError extends Error {
   readonly isRaftError = true;
@@ -157,6 +159,28 @@ export class StorageError extends RaftError {
   }
 }
 
+/**
+ * The op's client session expired (thesis §6.3: idle for longer than its timeout, in the
+ * log's time) before the op was applied, and the op had been sent before, so it may or may
+ * not have been applied then: the outcome is unknown, and the op will not be applied now.
+ * (An op sent for the first time is simply resubmitted under a new session.)
+ */
+export class SessionExpiredError extends RaftError {
+  constructor(message = 'the client session expired; the op was not applied now, and may have been applied before') {
+    super('SESSION_EXPIRED', message);
+  }
+}
+
+/**
+ * A copy of an op arrived after its client had stopped waiting for it (it was answered, or
+ * gave up): it is not applied again. No `op` call sees this unless it gave up on the op.
+ */
+export class StaleRequestError extends RaftError {
+  constructor(message = 'the op was answered already; this copy was not applied') {
+    super('STALE_REQUEST', message);
+  }
+}
+
 export function isRaftError(e: unknown): e is RaftError {
   return typeof e === 'object' && e !== null && (e as { isRaftError?: unknown }).isRaftError === true;
 }
@@ -191,6 +215,10 @@ export function fromWire(w: WireError): RaftError {
       return new TransferFailedError(w.message);
     case 'STORAGE_ERROR':
       return new StorageError(w.message);
+    case 'SESSION_EXPIRED':
+      return new SessionExpiredError(w.message);
+    case 'STALE_REQUEST':
+      return new StaleRequestError(w.message);
     // Raised by the API in the caller's thread; rebuilt for completeness (nodeId is not on
     // the wire, only in the message, like TimeoutError's ms).
     case 'UNKNOWN_NODE':

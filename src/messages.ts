@@ -22,12 +22,17 @@ export interface NoopEntry {
   index: number;
   term: number;
 }
-/** A client command; `data` is the command packed with this codec, opaque to consensus. */
+/**
+ * A client command; `data` is a `LogCommand` packed with this codec, opaque to consensus.
+ * `time` is the leader's wall clock (ms since the epoch) when it appended the entry (thesis
+ * §6.3): the replicated clock by which client sessions expire, alike on every peer.
+ */
 export interface CommandEntry {
   type: 'command';
   index: number;
   term: number;
   data: Uint8Array;
+  time?: number;
 }
 /**
  * A cluster configuration (§6). A peer uses the latest one in its log, committed or not.
@@ -42,6 +47,35 @@ export interface ConfigEntry {
   old?: string[];
 }
 export type Entry = NoopEntry | CommandEntry | ConfigEntry;
+
+// ---------------------------------------------------------------------------------------------
+// Log commands: what a command entry's `data` holds, written by the API (src/api.ts) and
+// carried out by the consensus actor through the session table (src/sessions.ts).
+
+/**
+ * A command under a client session (exactly once, thesis §6.3): `seq` numbers the client's
+ * commands from 1, and a retry reuses it; `ack` is the lowest seq whose answer the client
+ * still waits for, so saved results below it can go.
+ */
+export interface SessionCommand {
+  type: 'op';
+  client: string;
+  seq: number;
+  ack: number;
+  command: unknown;
+}
+/** A command the client declared safe to repeat (`{ idempotent: true }`): no session. */
+export interface IdempotentCommand {
+  type: 'idempotent';
+  command: unknown;
+}
+/** Open a client session through the log; it expires after `timeoutMs` of log time without a command. */
+export interface RegisterSession {
+  type: 'register';
+  client: string;
+  timeoutMs: number;
+}
+export type LogCommand = SessionCommand | IdempotentCommand | RegisterSession;
 
 // ---------------------------------------------------------------------------------------------
 // Peer RPCs (Figure 2)
@@ -395,6 +429,11 @@ const SHARED_STRUCTURES: readonly (readonly string[])[] = [
   ['type', 'key', 'value'],
   ['type', 'key'],
   ['type', 'key', 'expected', 'value'],
+  // Entries stamped with the leader's time, and the log commands around user commands.
+  ['type', 'index', 'term', 'data', 'time'],
+  ['type', 'client', 'seq', 'ack', 'command'],
+  ['type', 'command'],
+  ['type', 'client', 'timeoutMs'],
 ];
 
 function codecOptions() {
@@ -445,6 +484,15 @@ export function encodeCommand(command: unknown): Uint8Array {
   return codec.encode(command);
 }
 
+/**
+ * Pack a log command (a user command in its session envelope, or a registration) for a
+ * command entry. Throws TypeError, as `encodeCommand`, for a user command msgpack cannot carry.
+ */
+export function encodeLogCommand(command: LogCommand): Uint8Array {
+  if (command.type !== 'register') assertPackable(command.command, 'command');
+  return codec.encode(command);
+}
+
 export function decodeCommand(data: Uint8Array): unknown {
   return codec.decode(data);
 }
@@ -472,6 +520,22 @@ function assertPackable(value: unknown, path: string, depth = 0): void {
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const isStr = (v: unknown): v is string => typeof v === 'string';
 
+/** Whether a decoded command entry's data is a log command (the user's command is not checked). */
+export function isLogCommand(v: unknown): v is LogCommand {
+  if (typeof v !== 'object' || v === null) return false;
+  const c = v as Record<string, unknown>;
+  switch (c.type) {
+    case 'op':
+      return isStr(c.client) && isNum(c.seq) && c.seq >= 1 && isNum(c.ack) && 'command' in c;
+    case 'idempotent':
+      return 'command' in c;
+    case 'register':
+      return isStr(c.client) && isNum(c.timeoutMs) && c.timeoutMs >= 1;
+    default:
+      return false;
+  }
+}
+
 export function isEntry(v: unknown): v is Entry {
   if (typeof v !== 'object' || v === null) return false;
   const e = v as Record<string, unknown>;
@@ -480,7 +544,7 @@ export function isEntry(v: unknown): v is Entry {
     case 'noop':
       return true;
     case 'command':
-      return e.data instanceof Uint8Array;
+      return e.data instanceof Uint8Array && (e.time === undefined || (typeof e.time === 'number' && Number.isFinite(e.time)));
     case 'config':
       return isStrList(e.peers) && (e.old === undefined || isStrList(e.old));
     default:

@@ -17,6 +17,8 @@ import {
   NodeStoppedError,
   NotLeaderError,
   RaftError,
+  SessionExpiredError,
+  StaleRequestError,
   StateMachineError,
   StorageError,
   TimeoutError,
@@ -53,6 +55,8 @@ const CASES: Record<RaftErrorCode, Case> = {
     make: () => new InvalidCommandError("kv command has type 'frob'"),
   },
   STORAGE_ERROR: { cls: StorageError, make: () => new StorageError('MDB_MAP_FULL') },
+  SESSION_EXPIRED: { cls: SessionExpiredError, make: () => new SessionExpiredError() },
+  STALE_REQUEST: { cls: StaleRequestError, make: () => new StaleRequestError() },
 };
 const ALL = Object.entries(CASES) as [RaftErrorCode, Case][];
 

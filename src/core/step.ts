@@ -29,6 +29,7 @@ import {
 import type {
   AppendEntries,
   AppendEntriesReply,
+  CommandEntry,
   ConfigEntry,
   Entry,
   InstallSnapshot,
@@ -275,7 +276,7 @@ export function step(state: CoreState, input: Input): StepResult {
       onMessage(state, ctx, input.message);
       break;
     case 'propose':
-      onPropose(state, ctx, input.requests);
+      onPropose(state, ctx, input.requests, input.now);
       break;
     case 'persisted':
       onPersisted(state, ctx, input.seq);
@@ -974,7 +975,7 @@ function replicate(s: CoreState, ctx: StepContext, peer: string): void {
 // ---------------------------------------------------------------------------------------------
 // Client requests
 
-function onPropose(s: CoreState, ctx: StepContext, requests: OpRequest[]): void {
+function onPropose(s: CoreState, ctx: StepContext, requests: OpRequest[], now: number | undefined): void {
   if (requests.length === 0) return;
   if (s.role !== 'leader' || s.transfer !== null || !isVoter(s.config!, s.id)) {
     // Thesis §3.10: a leader handing over takes no new commands (they would only be lost); nor
@@ -984,7 +985,9 @@ function onPropose(s: CoreState, ctx: StepContext, requests: OpRequest[]): void 
   }
   for (const r of requests) {
     const index = s.log.lastIndex + 1;
-    appendEntry(s, ctx, { type: 'command', index, term: s.currentTerm, data: r.command });
+    const entry: CommandEntry = { type: 'command', index, term: s.currentTerm, data: r.command };
+    if (now !== undefined) entry.time = now;
+    appendEntry(s, ctx, entry);
     s.waiting.set(index, { term: s.currentTerm, id: r.id });
   }
   // §10.2.1 of the thesis: replicate while our own write is in flight.

@@ -86,8 +86,11 @@ export type Input =
   | { type: 'tick'; ticks?: number }
   /** A peer's RPC or reply arrived. */
   | { type: 'message'; message: PeerMessage }
-  /** Client commands to append (every op of one event-loop turn at once). */
-  | { type: 'propose'; requests: OpRequest[] }
+  /**
+   * Client commands to append (every op of one event-loop turn at once). A leader stamps
+   * their entries with `now`, the shell's wall clock in ms (thesis §6.3, session expiry).
+   */
+  | { type: 'propose'; requests: OpRequest[]; now?: number }
   /** The log actor made every write up to `seq` durable. */
   | { type: 'persisted'; seq: number }
   /** Form a new cluster from a blank peer (rafter's first set_config). */
