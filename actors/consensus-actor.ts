@@ -87,6 +87,8 @@ let appliedDigest = 0x811c9dc5;
 // ---------------------------------------------------------------------------------------------
 // Log actor port: recovery reads first, then persist acknowledgements.
 
+/** The log actor's LogReady, kept until recovery asks for it (loading the state machine may take longer). */
+let logReady: LogReady | null = null;
 let onLogReady: ((m: LogReady) => void) | null = null;
 const pendingReads = new Map<number, (r: ReadResult) => void>();
 let nextReadId = 1;
@@ -100,7 +102,8 @@ logPort.on('message', (bytes: unknown) => {
 function onLogReply(m: LogReply): void {
   switch (m.type) {
     case 'logReady':
-      onLogReady?.(m);
+      if (onLogReady) onLogReady(m);
+      else logReady = m;
       onLogReady = null;
       return;
     case 'readResult':
@@ -128,7 +131,8 @@ function readEntries(from: number, to: number): Promise<Entry[]> {
  * log keeps every term and configuration); the core fetches older entries when it needs them.
  */
 async function recover(): Promise<CoreState> {
-  const ready = await new Promise<LogReady>((resolve) => (onLogReady = resolve));
+  const ready = logReady ?? (await new Promise<LogReady>((resolve) => (onLogReady = resolve)));
+  logReady = null;
   const options = validateCoreOptions({ ...DEFAULT_CORE_OPTIONS, ...data.core });
   // A state machine that cannot snapshot never compacts its log (§7).
   if (typeof machine.snapshot !== 'function' || typeof machine.restore !== 'function') options.snapshotThreshold = 0;
