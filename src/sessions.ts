@@ -80,12 +80,7 @@ export class SessionTable {
       this.clock = time;
       if (this.clock > this.nextSweep) this.sweep(index);
     }
-    let command: unknown;
-    try {
-      command = codec.decode(data);
-    } catch {
-      command = undefined;
-    }
+    const command = decodeOrNull(data);
     if (!isLogCommand(command)) return refused('INVALID_COMMAND', 'the entry holds no log command (written by something other than the API?)');
     switch (command.type) {
       case 'idempotent':
@@ -130,7 +125,7 @@ export class SessionTable {
 
   /** The table a `snapshot()` stands for; throws TypeError if `data` is not one. */
   static restore(data: Uint8Array): SessionTable {
-    const image = codec.decode(data);
+    const image = decodeOrNull(data);
     if (!isTableImage(image)) throw new TypeError('not a session table snapshot');
     const table = new SessionTable();
     table.clock = image.clock;
@@ -186,11 +181,19 @@ export function packSnapshot(machine: Uint8Array, table: SessionTable): Uint8Arr
 
 /** The parts of `packSnapshot`'s bytes; throws TypeError if `data` is not such a snapshot. */
 export function unpackSnapshot(data: Uint8Array): { machine: Uint8Array; table: SessionTable } {
-  const v = codec.decode(data) as { machine?: unknown; sessions?: unknown } | null;
+  const v = decodeOrNull(data) as { machine?: unknown; sessions?: unknown } | null;
   if (typeof v !== 'object' || v === null || !(v.machine instanceof Uint8Array) || !(v.sessions instanceof Uint8Array)) {
     throw new TypeError('not a snapshot of a state machine with its session table');
   }
   return { machine: v.machine, table: SessionTable.restore(v.sessions) };
+}
+
+function decodeOrNull(data: Uint8Array): unknown {
+  try {
+    return codec.decode(data);
+  } catch {
+    return null;
+  }
 }
 
 /** Drop the results the client no longer waits for (seq < ack). */

@@ -200,9 +200,12 @@ export function canonicalEntry(e: Entry, copyData = false): Entry {
   switch (e.type) {
     case 'noop':
       return { type: 'noop', index: e.index, term: e.term };
-    case 'command':
+    case 'command': {
       // new Uint8Array(view) copies; a Buffer's slice() would not.
-      return { type: 'command', index: e.index, term: e.term, data: copyData ? new Uint8Array(e.data) : e.data };
+      const data = copyData ? new Uint8Array(e.data) : e.data;
+      // The leader's time is part of the entry (session expiry, thesis §6.3).
+      return e.time === undefined ? { type: 'command', index: e.index, term: e.term, data } : { type: 'command', index: e.index, term: e.term, data, time: e.time };
+    }
     case 'config':
       return e.old === undefined
         ? { type: 'config', index: e.index, term: e.term, peers: [...e.peers] }
