@@ -14,6 +14,8 @@ import {
   encodeCommand,
   isClientRequest,
   isEntry,
+  isLogCommand,
+  encodeLogCommand,
   isPeerMessage,
   postEncoded,
   type AnyMessage,
@@ -598,6 +600,49 @@ describe('codec: encodeCommand / decodeCommand', () => {
     let v: unknown = 'leaf';
     for (let i = 0; i < 60; i++) v = { v };
     expect(decodeCommand(encodeCommand(v))).to.deep.equal(v);
+  });
+});
+
+describe('log commands and stamped entries (client sessions, thesis §6.3)', () => {
+  const user = { type: 'set', key: 'k', value: 1 };
+  const SAMPLES = [
+    { type: 'op', client: 'c1', seq: 1, ack: 1, command: user },
+    { type: 'idempotent', command: user },
+    { type: 'register', client: 'c1', timeoutMs: 60_000 },
+  ] as const;
+
+  it('round-trips every log command and accepts it', () => {
+    for (const c of SAMPLES) {
+      const back = codec.decode(encodeLogCommand(c));
+      expect(back, c.type).to.deep.equal(c);
+      expect(isLogCommand(back), c.type).to.equal(true);
+    }
+  });
+
+  it('rejects wrong shapes: a bare user command, seq 0, a numeric client, no command, timeout 0', () => {
+    for (const bad of [
+      user,
+      null,
+      { type: 'op', client: 'c1', seq: 0, ack: 1, command: user },
+      { type: 'op', client: 7, seq: 1, ack: 1, command: user },
+      { type: 'op', client: 'c1', seq: 1, ack: -1, command: user },
+      { type: 'op', client: 'c1', seq: 1, ack: 1 },
+      { type: 'idempotent' },
+      { type: 'register', client: 'c1', timeoutMs: 0 },
+    ]) {
+      expect(isLogCommand(bad), JSON.stringify(bad)).to.equal(false);
+    }
+  });
+
+  it('encodeLogCommand refuses a user command msgpack cannot carry', () => {
+    expect(() => encodeLogCommand({ type: 'op', client: 'c', seq: 1, ack: 1, command: { f: () => 1 } })).to.throw(TypeError, /function/);
+  });
+
+  it("a command entry keeps the leader's time through the codec; a time that is not a finite number is refused", () => {
+    const stamped: CommandEntry = { ...command, time: 1_795_000_000_123 };
+    expect(roundTrip(stamped)).to.deep.equal(stamped);
+    expect(isEntry(roundTrip(stamped))).to.equal(true);
+    for (const bad of ['1', null, Number.NaN, Number.POSITIVE_INFINITY]) expect(isEntry({ ...command, time: bad }), String(bad)).to.equal(false);
   });
 });
 

@@ -321,6 +321,13 @@ for (const variant of variants) {
       expect(store().entries(1, 2)).to.deep.equal([joint, config(2, 1, ['a', 'b', 'd'])]);
     });
 
+    it("keeps a command entry's leader time (session expiry, thesis §6.3) across a restart", async () => {
+      const stamped: Entry = { type: 'command', index: 1, term: 1, data: new Uint8Array([1, 2]), time: 1_795_000_000_123 };
+      await store().write(write(1, null, [stamped, command(2, 1, 3)]));
+      await subject.restart();
+      expect(plain(store().entries(1, 2))).to.deep.equal(plain([stamped, command(2, 1, 3)]));
+    });
+
     it('a snapshot compacts the entries up to its index (§7)', async () => {
       await store().write(write(2, 'a', [...run(1, 10, 1), ...run(11, 20, 2)]));
       const s = snap(12, 2);
