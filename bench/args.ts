@@ -1,6 +1,6 @@
 /** Command line of `npm run bench` (see USAGE). */
 
-export type Workload = 'set' | 'get';
+export type Workload = 'set' | 'set-idem' | 'get';
 
 export interface BenchArgs {
   peers: number[];
@@ -32,7 +32,8 @@ export const USAGE = `npm run bench -- [options]
                          ops in flight (closed loop: each of N clients issues its next op
                          when the previous one returns)
   --values 64,1k         value sizes in bytes (k = 1024)
-  --workloads set,get    kv set, and linearizable get (read() when the API has it, else op get)
+  --workloads set,get    kv set (exactly once, in a client session), and linearizable get
+                         (read()); set-idem: the set with { idempotent: true } (no session)
   --seconds 2            measured seconds per point
   --warmup 0.5           warm-up seconds per point
   --full                 the longer matrix: in flight 1,4,16,64,256,1024,4096; values 64,1k,16k;
@@ -100,7 +101,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         break;
       case '--workloads':
         explicit.workloads = list(flag, value(), (v) => {
-          if (v !== 'set' && v !== 'get') throw new Error(`${flag}: unknown workload '${v}' (set, get)`);
+          if (v !== 'set' && v !== 'set-idem' && v !== 'get') throw new Error(`${flag}: unknown workload '${v}' (set, set-idem, get)`);
           return v;
         });
         break;

@@ -45,6 +45,10 @@ export class RaftCluster {
     return api.op(this.leader, { type: 'set', key, value });
   }
 
+  setIdempotent(key: string, value: Uint8Array): Promise<unknown> {
+    return api.op(this.leader, { type: 'set', key, value }, { idempotent: true });
+  }
+
   get(key: string): Promise<unknown> {
     const q = { type: 'get', key };
     return api.read(this.leader, q);

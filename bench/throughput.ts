@@ -33,6 +33,8 @@ interface Point extends DriveResult {
 
 interface Target {
   set(key: string, value: Uint8Array): Promise<unknown>;
+  /** A set without a client session (`{ idempotent: true }`); actor-raft only. */
+  setIdempotent?(key: string, value: Uint8Array): Promise<unknown>;
   get(key: string): Promise<unknown>;
   /** Cumulative CPU seconds of the server processes, when they are not this process. */
   externalCpuSeconds?: () => number;
@@ -51,6 +53,8 @@ async function runPoints(args: BenchArgs, system: System, peers: number, valueBy
   const points: Point[] = [];
   const maxInFlight = Math.max(...args.inflight);
   for (const workload of args.workloads) {
+    const setIdempotent = target.setIdempotent?.bind(target);
+    if (workload === 'set-idem' && !setIdempotent) continue; // etcd has no sessions to skip
     if (workload === 'get') {
       // Every client reads its own key: write them all first, then check one reads back.
       for (let k = 0; k < maxInFlight; k += 256) {
@@ -68,7 +72,12 @@ async function runPoints(args: BenchArgs, system: System, peers: number, valueBy
         inFlight,
         warmupMs: args.warmup * 1000,
         durationMs: args.seconds * 1000,
-        issue: workload === 'set' ? (c) => target.set(`bench:${c}`, value) : (c) => target.get(`bench:${c}`),
+        issue:
+          workload === 'set'
+            ? (c) => target.set(`bench:${c}`, value)
+            : workload === 'set-idem'
+              ? (c) => setIdempotent!(`bench:${c}`, value)
+              : (c) => target.get(`bench:${c}`),
         externalCpuSeconds: target.externalCpuSeconds,
       });
       console.log(
@@ -245,7 +254,7 @@ async function main(): Promise<void> {
   const perTarget = args.workloads.length * args.inflight.length * (args.seconds + args.warmup);
   const targets = args.peers.length * args.values.length * (etcd ? 2 : 1);
   console.log(
-    `\nworkloads: ${args.workloads.join(', ')} (set = op(leader, {type:"set", key, value}); ${readDescription(args)})`,
+    `\nworkloads: ${args.workloads.join(', ')} (set = op(leader, {type:"set", key, value}), exactly once in a client session; set-idem = the same with { idempotent: true }, no session; ${readDescription(args)})`,
   );
   console.log(
     `matrix: peers ${args.peers.join(',')} × values ${args.values.map(formatBytes).join(',')} × in flight ${args.inflight.join(',')}; ${args.seconds}s per point after ${args.warmup}s warm-up; durable (fsync on every peer); about ${Math.ceil((perTarget * targets) / 60 + targets * 0.05)} min`,

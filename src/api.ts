@@ -36,6 +36,8 @@ import {
 import { ClientSession } from './client-session.js';
 import {
   decodeAll,
+  checkCommand,
+  codec,
   encodeCommand,
   encodeLogCommand,
   isClientReply,
@@ -45,6 +47,7 @@ import {
   type ClientTransferLeadership,
   type OpRequest,
   type ReadQuery,
+  type SessionCommand,
   type WireError,
 } from './messages.js';
 import type { StateMachineSpec } from './state-machines/index.js';
@@ -689,8 +692,8 @@ export async function op(id: string, command: unknown, options: WriteOptions = {
     const data = encodeLogCommand({ type: 'idempotent', command });
     return submitWithRetry(first, { kind: 'op', data }, timeoutMs, { attemptMs, onUnknown: () => undefined });
   }
-  // Packed once here so that bad input fails before a session is opened.
-  assertCommand(command);
+  // Bad input fails before a session is opened.
+  checkCommand(command);
   const deadline = Date.now() + timeoutMs;
   const session = first.session;
   const register = (data: Uint8Array) =>
@@ -707,7 +710,8 @@ export async function op(id: string, command: unknown, options: WriteOptions = {
   for (;;) {
     const ticket = await session.begin(register);
     try {
-      const data = encodeLogCommand({ type: 'op', client: ticket.client, seq: ticket.seq, ack: session.ack(), command });
+      const envelope: SessionCommand = { type: 'op', client: ticket.client, seq: ticket.seq, ack: session.ack(), command };
+      const data = codec.encode(envelope); // checked above
       return await submitWithRetry(first, { kind: 'op', data }, Math.max(deadline - Date.now(), 1), policy);
     } catch (err) {
       if (!(err instanceof SessionExpiredError)) throw err;
@@ -721,10 +725,6 @@ export async function op(id: string, command: unknown, options: WriteOptions = {
   }
 }
 
-/** Throws TypeError for a command msgpack cannot carry. */
-function assertCommand(command: unknown): void {
-  encodeCommand(command);
-}
 
 /**
  * A linearizable read of the state machine (its `query`, e.g. kv `{ type: 'get', key }`)
@@ -774,7 +774,10 @@ async function submitWithRetry(first: NodeHandle, request: Request, timeoutMs: n
       return await target.submit(request, retry ? Math.min(remaining, retry.attemptMs) : remaining);
     } catch (err) {
       if (retry && unknownOutcome(err)) {
-        if (deadline - Date.now() <= 0) throw err instanceof TimeoutError ? new TimeoutError(timeoutMs) : err;
+        if (deadline - Date.now() <= 0) {
+          const last = err instanceof TimeoutError ? '' : ` (the last try: ${(err as Error).message})`;
+          throw new TimeoutError(timeoutMs, `no answer within ${timeoutMs} ms${last}; the outcome is unknown`);
+        }
         retry.onUnknown();
         const next = localLeader() ?? (target.state === 'running' ? target : first.state === 'running' ? first : undefined);
         if (!next) throw err;

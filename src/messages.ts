@@ -489,8 +489,13 @@ export function encodeCommand(command: unknown): Uint8Array {
  * command entry. Throws TypeError, as `encodeCommand`, for a user command msgpack cannot carry.
  */
 export function encodeLogCommand(command: LogCommand): Uint8Array {
-  if (command.type !== 'register') assertPackable(command.command, 'command');
+  if (command.type !== 'register') checkCommand(command.command);
   return codec.encode(command);
+}
+
+/** Throws TypeError, as `encodeCommand`, for a command msgpack cannot carry; encodes nothing. */
+export function checkCommand(command: unknown): void {
+  assertPackable(command, 'command');
 }
 
 export function decodeCommand(data: Uint8Array): unknown {

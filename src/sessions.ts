@@ -26,8 +26,12 @@ import { codec, isLogCommand, type WireError } from './messages.js';
 /** What a command came to, for the client waiting on it. */
 export type Outcome = { ok: true; result: unknown } | { ok: false; error: WireError };
 
-/** A saved outcome: the result packed (a copy no later apply can change, known to encode) or the error. */
-type SavedOutcome = { ok: true; result: Uint8Array } | { ok: false; error: WireError };
+/**
+ * A saved outcome: a primitive result as it is; any other result packed (a copy no later apply
+ * can change, known to encode); or the error.
+ */
+type SavedOutcome = { ok: true; result: Primitive } | { ok: true; packed: Uint8Array } | { ok: false; error: WireError };
+type Primitive = null | boolean | number | string;
 
 interface Session {
   timeoutMs: number;
@@ -104,12 +108,12 @@ export class SessionTable {
         if (command.seq < session.ack) {
           return refused('STALE_REQUEST', `command ${command.seq} of client session ${command.client} was answered already (its result is gone); not applied again`);
         }
-        const saved = session.results.get(command.seq);
-        if (saved) return unpack(saved);
+        const earlier = session.results.get(command.seq);
+        if (earlier) return unpack(earlier);
         const outcome = execute(run, command.command);
-        const packed = pack(outcome);
-        session.results.set(command.seq, packed);
-        return packed.ok ? outcome : unpack(packed);
+        const saved = pack(outcome);
+        session.results.set(command.seq, saved);
+        return saved.ok ? outcome : saved;
       }
     }
   }
@@ -222,15 +226,19 @@ function refused(code: string, message: string): Outcome {
 /** The outcome as saved; a result msgpack cannot carry is saved (and answered) as an error. */
 function pack(outcome: Outcome): SavedOutcome {
   if (!outcome.ok) return outcome;
+  const r = outcome.result;
+  // Most results (kv: null, true, false) need no copy.
+  if (r === null || typeof r === 'boolean' || typeof r === 'number' || typeof r === 'string') return { ok: true, result: r };
   try {
-    return { ok: true, result: codec.encode(outcome.result) };
+    return { ok: true, packed: codec.encode(r) };
   } catch (err) {
     return { ok: false, error: { code: 'STATE_MACHINE_ERROR', message: `result not encodable: ${(err as Error).message}`, leader: null } };
   }
 }
 
 function unpack(saved: SavedOutcome): Outcome {
-  return saved.ok ? { ok: true, result: codec.decode(saved.result) } : saved;
+  if (!saved.ok) return saved;
+  return 'packed' in saved ? { ok: true, result: codec.decode(saved.packed) } : saved;
 }
 
 function hashNumber(h: number, n: number): number {
@@ -255,7 +263,11 @@ const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isFi
 function isSavedOutcome(v: unknown): v is SavedOutcome {
   if (typeof v !== 'object' || v === null) return false;
   const o = v as Record<string, unknown>;
-  if (o.ok === true) return o.result instanceof Uint8Array;
+  if (o.ok === true) {
+    const r = o.result;
+    if ('packed' in o) return o.packed instanceof Uint8Array && !('result' in o);
+    return r === null || typeof r === 'boolean' || typeof r === 'number' || typeof r === 'string';
+  }
   const e = o.error as Record<string, unknown> | null | undefined;
   return o.ok === false && typeof e === 'object' && e !== null && typeof e.code === 'string' && typeof e.message === 'string';
 }

@@ -705,7 +705,7 @@ describe('SessionTable snapshots: packSnapshot / unpackSnapshot / restore', () =
 
   it('throws TypeError from restore for a value that is not a table image', () => {
     const bytes = codec.encode('result');
-    const valid = { clock: 5, expired: 0, expiryDigest: 0, sessions: [['c', 1000, 0, 1, [[1, { ok: true, result: bytes }]]]] };
+    const valid = { clock: 5, expired: 0, expiryDigest: 0, sessions: [['c', 1000, 0, 1, [[1, { ok: true, packed: bytes }], [2, { ok: true, result: 'plain' }]]]] };
     expect(SessionTable.restore(codec.encode(valid)).status().active, 'the template itself is valid').to.equal(1);
 
     const withSession = (s: unknown[]) => ({ ...valid, sessions: [s] });
@@ -724,11 +724,13 @@ describe('SessionTable snapshots: packSnapshot / unpackSnapshot / restore', () =
       ['a negative timeout', withSession(['c', -1, 0, 1, []])],
       ['a string lastActive', withSession(['c', 1000, 'then', 1, []])],
       ['results as an object', withSession(['c', 1000, 0, 1, {}])],
-      ['a result that is not bytes', withSession(['c', 1000, 0, 1, [[1, { ok: true, result: 'plain' }]]])],
+      ['a packed result that is not bytes', withSession(['c', 1000, 0, 1, [[1, { ok: true, packed: 'plain' }]]])],
+      ['an unpacked result that is not a primitive', withSession(['c', 1000, 0, 1, [[1, { ok: true, result: [1] }]]])],
+      ['both packed and unpacked', withSession(['c', 1000, 0, 1, [[1, { ok: true, packed: bytes, result: 1 }]]])],
       ['an error without a message', withSession(['c', 1000, 0, 1, [[1, { ok: false, error: { code: 'X' } }]]])],
-      ['an outcome without ok', withSession(['c', 1000, 0, 1, [[1, { result: bytes }]]])],
-      ['a negative seq', withSession(['c', 1000, 0, 1, [[-1, { ok: true, result: bytes }]]])],
-      ['a result pair of 3', withSession(['c', 1000, 0, 1, [[1, { ok: true, result: bytes }, 0]]])],
+      ['an outcome without ok', withSession(['c', 1000, 0, 1, [[1, { packed: bytes }]]])],
+      ['a negative seq', withSession(['c', 1000, 0, 1, [[-1, { ok: true, packed: bytes }]]])],
+      ['a result pair of 3', withSession(['c', 1000, 0, 1, [[1, { ok: true, packed: bytes }, 0]]])],
     ];
     for (const [label, value] of bad) expect(() => SessionTable.restore(codec.encode(value)), label).to.throw(TypeError);
   });

@@ -14,6 +14,15 @@
  * from the seed) is set, retried until it is in force, and only its voters are checked for
  * convergence: a removed peer stays behind, as it should.
  *
+ * With `exactlyOnce`, the peers run the counting kv (src/testing/counting-kv.ts) and every
+ * write carries a unique `opId` (the history records the plain kv command). Writes go through
+ * client sessions (thesis §6.3) with a short per-try timeout (ATTEMPT_TIMEOUT_MS), so many are
+ * sent several times, across leader crashes, kills and partitions. After convergence every
+ * checked peer's table of applications per opId is read: an opId applied twice, peers whose
+ * tables differ, or an acknowledged write not applied exactly once is a failure. With
+ * `idempotentWrites` (a control, not asserted anywhere) the same writes go without a session
+ * (`{ idempotent: true }`), so a retried write may be applied twice, and the same count shows it.
+ *
  * The schedule and the workload come from the seed; thread timing does not, so a failing
  * seed reproduces the same schedule, and usually the failure.
  */
@@ -30,10 +39,12 @@ import {
   stopNode,
   transferLeadership,
   type NodeOptions,
+  type WriteOptions,
 } from '../api.js';
 import { Rng } from '../core/rng.js';
 import type { KvCommand } from '../state-machines/kv.js';
-import { History } from './history.js';
+import { COUNTING_KV_MODULE } from './counting-kv.js';
+import { classifyError, History } from './history.js';
 import { formatResult, KvChecker, type CheckResult } from './linearizability.js';
 
 export interface JepsenOptions {
@@ -64,6 +75,38 @@ export interface JepsenOptions {
    * happen under the faults; other runs to the peers' default.
    */
   snapshotThreshold?: number;
+  /**
+   * Exactly-once writes (see above): the counting kv, an opId on every write, tries of
+   * ATTEMPT_TIMEOUT_MS, and a check that every write was applied at most once (acknowledged
+   * ones exactly once) and alike on every checked peer.
+   */
+  exactlyOnce?: boolean;
+  /**
+   * The control for `exactlyOnce`: the same counting and checks, but the writes are sent with
+   * `{ idempotent: true }` (no session), so a retried write may be applied twice; the run then
+   * fails with the doubles listed. Implies the rest of `exactlyOnce`.
+   */
+  idempotentWrites?: boolean;
+}
+
+/** What an exactly-once run (or its idempotent control) found in the counting kv. */
+export interface ExactlyOnceStats {
+  /** Writes sent with an opId. */
+  writes: number;
+  /** Tries sent again after an unknown outcome: `status(id).client.retries` summed over the peers' node handles (killed ones included). */
+  retries: number;
+  /** OpIds applied more than once on some checked peer (must be 0). */
+  doubleApplied: number;
+  /** Acknowledged writes not applied exactly once on some checked peer (must be 0). */
+  ackedNotOnce: number;
+  /** Writes whose outcome the client never learned (`info`): how many were applied 0 times and once (on the first checked peer). */
+  unknown: { applied0: number; applied1: number };
+  /**
+   * Writes recorded as definitely failed (`fail`): applied 0 times and once. Once means a
+   * `fail` that did happen: an earlier try of the op, whose outcome was unknown, was applied
+   * and a later try was refused (NOT_LEADER) — the history is then wrong about that op.
+   */
+  failed: { applied0: number; applied1: number };
 }
 
 export interface JepsenResult {
@@ -82,6 +125,8 @@ export interface JepsenResult {
   voters: string[];
   /** Membership runs: setConfig and transferLeadership steps tried and succeeded during the faults. */
   changes: { configs: number; configsOk: number; transfers: number; transfersOk: number };
+  /** Exactly-once runs (and the idempotent control): the application counts; null otherwise. */
+  exactlyOnce: ExactlyOnceStats | null;
   /** A readable summary, with the seed and schedule when the run failed. */
   report: string;
 }
@@ -89,6 +134,13 @@ export interface JepsenResult {
 /** Timing for fault runs: quick elections, so a run sees many leader changes. */
 const TIMING = { heartbeatMs: 20, electionTimeoutMs: 200 };
 const OP_TIMEOUT_MS = 1_500;
+/**
+ * Exactly-once runs: how long one try of a write may take before it is sent again. Short (a
+ * few heartbeats), so that writes are retried often, not only across faults.
+ */
+const ATTEMPT_TIMEOUT_MS = 60;
+/** Exactly-once runs: at most this many opIds named per kind of problem in the report. */
+const MAX_LISTED = 5;
 /** Bounds on the nemesis's membership steps, so none holds a run up. */
 const CONFIG_TIMEOUT_MS = 5_000;
 const TRANSFER_TIMEOUT_MS = 3_000;
@@ -144,8 +196,10 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
     log(`  nemesis ${line}`);
   };
   const snapshotThreshold = o.snapshotThreshold ?? (membership ? MEMBERSHIP_SNAPSHOT_THRESHOLD : undefined);
+  const idempotentWrites = o.idempotentWrites ?? false;
+  const counting = (o.exactlyOnce ?? false) || idempotentWrites;
   const nodeOptions: NodeOptions = {
-    stateMachine: 'kv',
+    stateMachine: counting ? { module: COUNTING_KV_MODULE } : 'kv',
     ...TIMING,
     leaseReads: o.leaseReads ?? false,
     ...(snapshotThreshold === undefined ? {} : { snapshotThreshold }),
@@ -166,6 +220,14 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
   const latest = () => value;
   let acknowledged = 0;
   let running = true;
+  // Exactly-once runs: each write's opId and how its op ended as the history has it.
+  const writes = new Map<string, 'ok' | 'fail' | 'info'>();
+  const writeOptions: WriteOptions = counting
+    ? { timeoutMs: OP_TIMEOUT_MS, attemptTimeoutMs: ATTEMPT_TIMEOUT_MS, ...(idempotentWrites ? { idempotent: true } : {}) }
+    : { timeoutMs: OP_TIMEOUT_MS };
+  // Retries counted by the node handles of killed peers (a restarted peer gets a new handle).
+  let retriesOfKilled = 0;
+  const retriesOf = async (id: string): Promise<number> => (await status(id).catch(() => null))?.client.retries ?? 0;
 
   const clientLoop = async (c: number) => {
     const crng = new Rng(o.seed * 7919 + c);
@@ -173,6 +235,7 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
     // client keeps its leader), so blank spares and removed peers, which only redirect or time
     // out, get a share of the ops without starving the rest.
     let last: string | null = null;
+    let n = 0;
     while (running) {
       const up = runningNodes().filter((id) => peers.includes(id));
       if (up.length === 0) {
@@ -181,13 +244,18 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
       }
       const target: string = membership && last !== null && up.includes(last) && crng.chance(0.75) ? last : crng.pick(up);
       const command = randomCommand(crng, keys, fresh, latest);
+      // Exactly-once runs: a write carries its opId to the counting kv; the history records
+      // the plain command (the checker would drop the extra field anyway).
+      const opId = counting && command.type !== 'get' ? `c${c}-${++n}` : null;
       try {
         // Gets are linearizable reads by ReadIndex (no log write); the rest go through the log.
-        const submit = command.type === 'get' ? read : op;
-        await history.run(c, command, () => submit(target, command, { timeoutMs: OP_TIMEOUT_MS }));
+        if (command.type === 'get') await history.run(c, command, () => read(target, command, { timeoutMs: OP_TIMEOUT_MS }));
+        else await history.run(c, command, () => op(target, opId === null ? command : { ...command, opId }, writeOptions));
+        if (opId !== null) writes.set(opId, 'ok');
         acknowledged++;
         last = target;
-      } catch {
+      } catch (err) {
+        if (opId !== null) writes.set(opId, classifyError(err));
         if (last === target) last = null;
         await sleep(5); // recorded as fail or info; go on
       }
@@ -286,6 +354,7 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
           const id = rng.pick(up);
           note(`kill ${id}`);
           killed.add(id);
+          if (counting) retriesOfKilled += await retriesOf(id);
           await nemesis.kill(id);
         } else if (roll < 0.35 && killed.size > 0) {
           const id = rng.pick([...killed]);
@@ -331,7 +400,8 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
   log(
     `  seed ${o.seed}: ${peers.length} peers${membership ? ` (voters ${firstVoters.join(',')} at first, ${finalVoters.join(',')} at the end)` : ''}, ` +
       `${clients} clients, ${keys} keys, ${o.seconds}s of faults${membership ? ' and membership changes' : ''}` +
-      `${snapshotThreshold === undefined ? '' : `, a snapshot every ${snapshotThreshold} entries`}`,
+      `${snapshotThreshold === undefined ? '' : `, a snapshot every ${snapshotThreshold} entries`}` +
+      `${counting ? `, ${idempotentWrites ? 'idempotent' : 'exactly-once'} writes counted by opId (tries of ${ATTEMPT_TIMEOUT_MS} ms)` : ''}`,
   );
   const clientRuns = Array.from({ length: clients }, (_, c) => clientLoop(c));
   await nemesisLoop();
@@ -357,9 +427,21 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
 
   let divergence: string[] = problems;
   let snapshotIndex = 0;
+  let exactlyOnce: ExactlyOnceStats | null = null;
   try {
     if (problems.length === 0) divergence = await convergence(checked, keys, history);
-    for (const id of peers) snapshotIndex = Math.max(snapshotIndex, (await status(id).catch(() => null))?.snapshotIndex ?? 0);
+    let retries = retriesOfKilled;
+    for (const id of peers) {
+      const s = await status(id).catch(() => null);
+      snapshotIndex = Math.max(snapshotIndex, s?.snapshotIndex ?? 0);
+      retries += s?.client.retries ?? 0;
+    }
+    if (counting) {
+      const counted = await applicationCounts(checked, writes);
+      exactlyOnce = { ...counted.stats, retries };
+      // Only once the cluster converged: a peer left behind would show false differences.
+      if (divergence.length === 0) divergence = counted.problems;
+    }
   } finally {
     await Promise.all(runningNodes().filter((id) => peers.includes(id)).map((id) => stopNode(id).catch(() => undefined)));
   }
@@ -376,12 +458,93 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
   const membershipLine = membership
     ? `; membership: ${changes.configsOk}/${changes.configs} setConfig ok, ${changes.transfersOk}/${changes.transfers} transfers ok, final voters ${checked.join(',')}, snapshots up to index ${snapshotIndex}`
     : '';
+  const e = exactlyOnce;
+  const exactlyOnceLine = e
+    ? `; ${idempotentWrites ? 'idempotent' : 'exactly-once'} writes: ${e.writes} sent, ${e.retries} tries retried, ${e.doubleApplied} applied twice, ` +
+      `${e.ackedNotOnce} acknowledged not applied once; unknown outcome: ${e.unknown.applied0} not applied, ${e.unknown.applied1} applied; ` +
+      `failed: ${e.failed.applied0} not applied, ${e.failed.applied1} applied`
+    : '';
+  const mode = [membership ? 'membership' : '', o.exactlyOnce ? 'exactly-once' : '', idempotentWrites ? 'idempotent writes' : ''].filter((m) => m !== '');
+  const modeText = mode.length > 0 ? ` (${mode.join(', ')})` : '';
   const lines = [
-    `seed ${o.seed}${membership ? ' (membership)' : ''}: ${ok ? 'ok' : 'FAILED'}; ${ops} ops recorded, ${acknowledged} acknowledged; ${formatResult(check)}${membershipLine}`,
+    `seed ${o.seed}${modeText}: ${ok ? 'ok' : 'FAILED'}; ${ops} ops recorded, ${acknowledged} acknowledged; ${formatResult(check)}${membershipLine}${exactlyOnceLine}`,
     ...divergence.map((d) => `divergence: ${d}`),
   ];
-  if (!ok) lines.push(`reproduce with seed ${o.seed}${membership ? ' (membership)' : ''}; nemesis schedule:`, ...schedule.map((s) => `  ${s}`));
-  return { seed: o.seed, ok, ops, acknowledged, check, divergence, schedule, voters: checked, changes, report: lines.join('\n') };
+  if (!ok) lines.push(`reproduce with seed ${o.seed}${modeText}; nemesis schedule:`, ...schedule.map((s) => `  ${s}`));
+  return { seed: o.seed, ok, ops, acknowledged, check, divergence, schedule, voters: checked, changes, exactlyOnce, report: lines.join('\n') };
+}
+
+/**
+ * Exactly-once runs: read every checked peer's table of applications per opId (the counting
+ * kv's) and compare it with the writes sent. Problems: an opId applied more than once, a
+ * table that differs from the first peer's, an acknowledged write not applied exactly once.
+ * Writes that failed or whose outcome is unknown may be applied once or not at all; how many
+ * were is counted (on the first peer), not judged.
+ */
+async function applicationCounts(
+  peers: readonly string[],
+  writes: ReadonlyMap<string, 'ok' | 'fail' | 'info'>,
+): Promise<{ stats: Omit<ExactlyOnceStats, 'retries'>; problems: string[] }> {
+  const problems: string[] = [];
+  const tables = new Map<string, Map<string, number>>();
+  for (const id of peers) {
+    try {
+      const pairs = (await query(id, { type: 'applications' })) as [string, number][];
+      tables.set(id, new Map(pairs));
+    } catch (err) {
+      problems.push(`${id}: the applications query failed: ${outcome(err)}`);
+    }
+  }
+  const listed = (what: string, items: string[]) => {
+    if (items.length === 0) return;
+    const more = items.length > MAX_LISTED ? ` and ${items.length - MAX_LISTED} more` : '';
+    problems.push(`${items.length} ${what}: ${items.slice(0, MAX_LISTED).join(', ')}${more}`);
+  };
+  // Applied twice (or more): on any peer.
+  const doubles = new Set<string>();
+  const doubleItems: string[] = [];
+  for (const [id, table] of tables) {
+    for (const [opId, count] of table) {
+      if (count > 1) {
+        doubles.add(opId);
+        doubleItems.push(`${opId} ${count} times on ${id} (${writes.get(opId) ?? 'not sent by a client'})`);
+      }
+    }
+  }
+  listed('writes applied more than once', doubleItems);
+  // Every peer counted the same.
+  const [firstId, first] = [...tables][0] ?? [null, new Map<string, number>()];
+  for (const [id, table] of tables) {
+    if (id === firstId) continue;
+    const differ: string[] = [];
+    for (const opId of new Set([...first.keys(), ...table.keys()])) {
+      if ((first.get(opId) ?? 0) !== (table.get(opId) ?? 0)) differ.push(`${opId} ${first.get(opId) ?? 0} vs ${table.get(opId) ?? 0}`);
+    }
+    listed(`application counts differ between ${firstId} and ${id}`, differ);
+  }
+  // Acknowledged: exactly once, everywhere; the others are counted on the first peer.
+  const acked = new Set<string>();
+  const ackedItems: string[] = [];
+  const unknown = { applied0: 0, applied1: 0 };
+  const failed = { applied0: 0, applied1: 0 };
+  for (const [opId, end] of writes) {
+    if (end === 'ok') {
+      for (const [id, table] of tables) {
+        const count = table.get(opId) ?? 0;
+        if (count !== 1) {
+          acked.add(opId);
+          ackedItems.push(`${opId} applied ${count} times on ${id}`);
+        }
+      }
+      continue;
+    }
+    const count = first.get(opId) ?? 0;
+    const tally = end === 'info' ? unknown : failed;
+    if (count === 0) tally.applied0++;
+    else if (count === 1) tally.applied1++;
+  }
+  listed('acknowledged writes not applied exactly once', ackedItems);
+  return { stats: { writes: writes.size, doubleApplied: doubles.size, ackedNotOnce: acked.size, unknown, failed }, problems };
 }
 
 /**
