@@ -13,7 +13,7 @@ import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import { op, read, setConfig, stopNode } from '../src/api.js';
-import { LeadershipLostError, NotLeaderError, TimeoutError } from '../src/errors.js';
+import { LeadershipLostError, NotLeaderError, SessionExpiredError, TimeoutError } from '../src/errors.js';
 import { startHttpServer, type HttpBackend, type HttpServer, type HttpServerOptions } from '../src/http/server.js';
 import { startPeers, stopAll, tempDir, waitForConverged, waitForLeader } from './helpers/cluster.js';
 
@@ -434,6 +434,11 @@ describe('http: kv interface over an in-process cluster', function () {
     const lost = await request(a, 'DELETE', '/kv/x');
     expect(lost.status).to.equal(503);
     expect(lost.json()).to.include({ code: 'LEADERSHIP_LOST', outcome: 'unknown' });
+    // The client session expired with the write in doubt: 409, outcome unknown.
+    next = new SessionExpiredError();
+    const expired = await request(a, 'PUT', '/kv/x', { body: 'v' });
+    expect(expired.status).to.equal(409);
+    expect(expired.json()).to.include({ code: 'SESSION_EXPIRED', outcome: 'unknown' });
     // Anything else: 500, and the server goes on.
     next = new Error('boom');
     expect((await request(a, 'PUT', '/kv/x', { body: 'v' })).status).to.equal(500);

@@ -54,7 +54,8 @@
  *   `Expect: 100-continue` the body is refused before it is sent), 503 node stopped or not
  *   started (`NODE_STOPPED` / `UNKNOWN_NODE`), 503 leadership lost or actor restarted while
  *   the op was in flight (`"outcome":"unknown"`), 504 timeout (`"outcome":"unknown"`: the
- *   write may still be applied), 500 anything else. Unparseable requests get a 400 (431 for
+ *   write may still be applied), 409 the client session expired while the write was in doubt
+ *   (`SESSION_EXPIRED`, `"outcome":"unknown"`; it will not be applied any more), 500 anything else. Unparseable requests get a 400 (431 for
  *   headers too large) and their connection closed; nothing a client sends stops the server.
  *
  * ## Metrics (`GET /metrics`)
@@ -487,6 +488,10 @@ function errorAnswer(s: ServerState, req: http.IncomingMessage, err: unknown): {
     case 'LEADERSHIP_LOST':
     case 'ACTOR_RESTARTED':
       return { status: 503, body: { ...body, outcome: 'unknown' }, headers: { 'Retry-After': '1' } };
+    case 'SESSION_EXPIRED':
+    case 'STALE_REQUEST':
+      // The op was in doubt and will not be applied any more: a new request is a new op.
+      return { status: 409, body: { ...body, outcome: 'unknown' }, headers: {} };
     case 'NODE_STOPPED':
     case 'UNKNOWN_NODE':
       return { status: 503, body, headers: { 'Retry-After': '1' } };
