@@ -688,16 +688,17 @@ export async function op(id: string, command: unknown, options: WriteOptions = {
   if (options.idempotent !== undefined && typeof options.idempotent !== 'boolean') {
     throw new TypeError(`options.idempotent must be a boolean, got ${JSON.stringify(options.idempotent)}`);
   }
+  // Registrations and idempotent commands may be applied twice: retried without a care.
+  const carefree: RetryPolicy = { attemptMs, onUnknown: () => undefined };
   if (options.idempotent === true) {
     const data = encodeLogCommand({ type: 'idempotent', command });
-    return submitWithRetry(first, { kind: 'op', data }, timeoutMs, { attemptMs, onUnknown: () => undefined });
+    return submitWithRetry(first, { kind: 'op', data }, timeoutMs, carefree);
   }
   // Bad input fails before a session is opened.
   checkCommand(command);
   const deadline = Date.now() + timeoutMs;
   const session = first.session;
-  const register = (data: Uint8Array) =>
-    submitWithRetry(first, { kind: 'op', data }, Math.max(deadline - Date.now(), 1), { attemptMs, onUnknown: () => undefined });
+  const register = (data: Uint8Array) => submitWithRetry(first, { kind: 'op', data }, Math.max(deadline - Date.now(), 1), carefree);
   // Whether some try may have been applied (its outcome is unknown).
   let inDoubt = false;
   const policy: RetryPolicy = {
@@ -724,7 +725,6 @@ export async function op(id: string, command: unknown, options: WriteOptions = {
     }
   }
 }
-
 
 /**
  * A linearizable read of the state machine (its `query`, e.g. kv `{ type: 'get', key }`)
