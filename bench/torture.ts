@@ -1,11 +1,15 @@
 /**
- * `npm run torture -- [--seconds 600] [--seed S] [--round 30] [--lease] [--membership]`:
+ * `npm run torture -- [--seconds 600] [--seed S] [--round 30] [--lease] [--membership] [--exactly-once]`:
  * Jepsen-style rounds (5 peers, concurrent clients, seeded nemesis) back to back for
  * `--seconds`, each round checked for linearizability and for every peer applying the same log.
  * Round i uses seed S + i; odd rounds serve gets by lease reads (thesis §6.4.1), every round
  * with `--lease`. Every third round (i = 2, 5, 8, ...) is a membership round: 3 voters of 5
  * peers at first, setConfig and transferLeadership among the faults, snapshots every 200
  * entries, and only the final voters checked for convergence; every round with `--membership`.
+ * Rounds i = 1, 2 (mod 4) (1, 2, 5, 6, 9, ...) run exactly-once writes (client sessions, thesis
+ * §6.3): the counting kv, an opId on every write, short tries retried through the faults, and
+ * a check that no write was applied twice and every acknowledged one exactly once; every round
+ * with `--exactly-once`.
  * A failure prints the seed and the nemesis schedule that reproduce it and exits 1.
  */
 import fs from 'node:fs';
@@ -32,6 +36,8 @@ async function main(): Promise<void> {
   let histories = 0;
   let ops = 0;
   let acknowledged = 0;
+  let retries = 0;
+  let doubles = 0;
   let failed = false;
   try {
     for (let i = 0; Date.now() < end; i++) {
@@ -40,7 +46,10 @@ async function main(): Promise<void> {
       try {
         const leaseReads = process.argv.includes('--lease') || i % 2 === 1;
         const membership = process.argv.includes('--membership') || i % 3 === 2;
-        const modes = [leaseReads ? 'lease reads' : '', membership ? 'membership changes' : ''].filter((m) => m !== '');
+        const exactlyOnce = process.argv.includes('--exactly-once') || i % 4 === 1 || i % 4 === 2;
+        const modes = [leaseReads ? 'lease reads' : '', membership ? 'membership changes' : '', exactlyOnce ? 'exactly-once writes' : ''].filter(
+          (m) => m !== '',
+        );
         if (modes.length > 0) console.log(`round ${i}: ${modes.join(', ')}`);
         const result = await runJepsen({
           seed: seed + i,
@@ -49,11 +58,14 @@ async function main(): Promise<void> {
           checker,
           leaseReads,
           membership,
+          exactlyOnce,
           log: (l) => console.log(l),
         });
         histories++;
         ops += result.ops;
         acknowledged += result.acknowledged;
+        retries += result.exactlyOnce?.retries ?? 0;
+        doubles += result.exactlyOnce?.doubleApplied ?? 0;
         console.log(result.report);
         if (!result.ok) {
           failed = true;
@@ -67,7 +79,8 @@ async function main(): Promise<void> {
     await checker.close();
   }
   console.log(
-    `\ntorture ${failed ? 'FAILED' : 'passed'}: ${histories} histories checked, ${ops} ops recorded (${acknowledged} acknowledged)`,
+    `\ntorture ${failed ? 'FAILED' : 'passed'}: ${histories} histories checked, ${ops} ops recorded (${acknowledged} acknowledged); ` +
+      `exactly-once rounds: ${retries} tries retried, ${doubles} writes applied twice`,
   );
   if (failed) process.exitCode = 1;
 }

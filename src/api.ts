@@ -766,18 +766,20 @@ async function submitWithRetry(first: NodeHandle, request: Request, timeoutMs: n
   const deadline = Date.now() + timeoutMs;
   let target = first;
   let notLeader: NotLeaderError | null = null;
+  /** The last try whose outcome was unknown: once there is one, the request may have been applied. */
+  let inDoubt: Error | null = null;
+  const unknownTimeout = () =>
+    new TimeoutError(timeoutMs, `no answer within ${timeoutMs} ms (a try ended: ${inDoubt!.message}); the outcome is unknown`);
   let backoffMs = 10;
   for (;;) {
     const remaining = deadline - Date.now();
-    if (remaining <= 0) throw notLeader ?? new TimeoutError(timeoutMs);
+    if (remaining <= 0) throw inDoubt ? unknownTimeout() : (notLeader ?? new TimeoutError(timeoutMs));
     try {
       return await target.submit(request, retry ? Math.min(remaining, retry.attemptMs) : remaining);
     } catch (err) {
       if (retry && unknownOutcome(err)) {
-        if (deadline - Date.now() <= 0) {
-          const last = err instanceof TimeoutError ? '' : ` (the last try: ${(err as Error).message})`;
-          throw new TimeoutError(timeoutMs, `no answer within ${timeoutMs} ms${last}; the outcome is unknown`);
-        }
+        inDoubt = err as Error;
+        if (deadline - Date.now() <= 0) throw unknownTimeout();
         retry.onUnknown();
         const next = localLeader() ?? (target.state === 'running' ? target : first.state === 'running' ? first : undefined);
         if (!next) throw err;
@@ -797,15 +799,22 @@ async function submitWithRetry(first: NodeHandle, request: Request, timeoutMs: n
       }
       if (request.kind !== 'read' && err.leader !== null) {
         const hinted = nodes.get(err.leader);
-        if (!hinted) throw err; // the leader is not in this process
-        if (hinted.state === 'running' && hinted !== target) {
+        if (hinted?.state === 'running' && hinted !== target) {
           target = hinted; // follow the redirect at once
           continue;
         }
+        // The leader is in another process: the caller redirects. Not a request in doubt,
+        // though (NotLeaderError says "not applied"), nor one whose leader just stopped here:
+        // those wait for the next leader.
+        if (!hinted && !inDoubt && !stopped.has(err.leader)) throw err;
       }
       await sleep(Math.min(backoffMs, Math.max(deadline - Date.now(), 0)));
       backoffMs = Math.min(backoffMs * 2, 200);
-      if (target.state !== 'running') target = running(first.id);
+      if (target.state !== 'running') {
+        const alive = localLeader() ?? (first.state === 'running' ? first : undefined);
+        if (!alive) throw inDoubt ?? first.stoppedError();
+        target = alive;
+      }
     }
   }
 }

@@ -5,7 +5,10 @@
  * `JEPSEN_SEEDS=1,2,3` picks the seeds, `JEPSEN_SECONDS` the length of each;
  * `JEPSEN_MEMBERSHIP_SEEDS` the seeds run with membership changes and leadership transfers
  * during the faults (3 voters of 5 peers at first, snapshots every 200 entries),
- * `JEPSEN_MEMBERSHIP_SECONDS` their length.
+ * `JEPSEN_MEMBERSHIP_SECONDS` their length; `JEPSEN_EXACTLY_ONCE_SEEDS` the seeds run with
+ * exactly-once writes (client sessions, thesis §6.3): the counting kv, an opId on every write,
+ * short tries retried through the faults, and a check that no write was applied twice and
+ * every acknowledged one exactly once. An empty list runs none of its kind.
  */
 import { expect } from 'chai';
 import fs from 'node:fs';
@@ -22,6 +25,11 @@ const seeds = seedList(process.env.JEPSEN_SEEDS ?? '11,12,13');
 const leaseSeeds = seedList(process.env.JEPSEN_LEASE_SEEDS ?? '14');
 /** Seeds run with membership changes (joint consensus), transfers and snapshots under the faults. */
 const membershipSeeds = seedList(process.env.JEPSEN_MEMBERSHIP_SEEDS ?? '21');
+/**
+ * Seeds run with exactly-once writes, retried often, counted per opId by the peers (72: the
+ * leader killed with writes in flight, crashes, partitions).
+ */
+const exactlyOnceSeeds = seedList(process.env.JEPSEN_EXACTLY_ONCE_SEEDS ?? '72');
 const seconds = Number(process.env.JEPSEN_SECONDS ?? 6);
 /** Membership seeds run a little longer, so several changes meet the faults. */
 const membershipSeconds = Number(process.env.JEPSEN_MEMBERSHIP_SECONDS ?? 10);
@@ -37,22 +45,44 @@ describe('Jepsen-style runs: 5 peers, concurrent clients, seeded nemesis', funct
   });
 
   const runs = [
-    ...seeds.map((seed) => ({ seed, leaseReads: false, membership: false })),
-    ...leaseSeeds.map((seed) => ({ seed, leaseReads: true, membership: false })),
-    ...membershipSeeds.map((seed) => ({ seed, leaseReads: false, membership: true })),
+    ...seeds.map((seed) => ({ seed, leaseReads: false, membership: false, exactlyOnce: false })),
+    ...leaseSeeds.map((seed) => ({ seed, leaseReads: true, membership: false, exactlyOnce: false })),
+    ...membershipSeeds.map((seed) => ({ seed, leaseReads: false, membership: true, exactlyOnce: false })),
+    ...exactlyOnceSeeds.map((seed) => ({ seed, leaseReads: false, membership: false, exactlyOnce: true })),
   ];
-  for (const { seed, leaseReads, membership } of runs) {
-    const what = membership ? ' (membership changes)' : leaseReads ? ' (lease reads)' : '';
-    const checks = membership ? 'the final voters applied the same log' : 'every peer applied the same log';
+  for (const { seed, leaseReads, membership, exactlyOnce } of runs) {
+    const what = membership ? ' (membership changes)' : leaseReads ? ' (lease reads)' : exactlyOnce ? ' (exactly-once writes)' : '';
+    const checks = membership
+      ? 'the final voters applied the same log'
+      : exactlyOnce
+        ? 'every peer applied the same log, each write at most once and each acknowledged one exactly once'
+        : 'every peer applied the same log';
     it(`seed ${seed}${what}: linearizable, and ${checks}`, async () => {
       const dataDir = tempDir('actor-raft-jepsen-');
       try {
-        const result = await runJepsen({ seed, seconds: membership ? membershipSeconds : seconds, dataDir, checker, leaseReads, membership });
+        const result = await runJepsen({
+          seed,
+          seconds: membership ? membershipSeconds : seconds,
+          dataDir,
+          checker,
+          leaseReads,
+          membership,
+          exactlyOnce,
+        });
         expect(result.ok, result.report).to.equal(true);
         expect(result.acknowledged, 'the cluster made progress').to.be.greaterThan(100);
         expect(result.schedule.length, 'the nemesis acted').to.be.greaterThan(2);
         if (membership) {
           expect(result.changes.configs + result.changes.transfers, `membership steps were tried\n${result.report}`).to.be.greaterThan(0);
+        }
+        if (exactlyOnce) {
+          expect(result.exactlyOnce, result.report).to.not.equal(null);
+          const e = result.exactlyOnce!;
+          expect(e.doubleApplied, `no write applied twice\n${result.report}`).to.equal(0);
+          expect(e.ackedNotOnce, `every acknowledged write applied once\n${result.report}`).to.equal(0);
+          expect(e.retries, `writes were retried (the exactly-once path ran)\n${result.report}`).to.be.greaterThan(0);
+          // NotLeaderError means "not applied": never said of a write that may have been.
+          expect(e.failed.applied1, `no write that failed was applied\n${result.report}`).to.equal(0);
         }
       } finally {
         fs.rmSync(dataDir, { recursive: true, force: true });

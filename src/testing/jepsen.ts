@@ -15,13 +15,16 @@
  * convergence: a removed peer stays behind, as it should.
  *
  * With `exactlyOnce`, the peers run the counting kv (src/testing/counting-kv.ts) and every
- * write carries a unique `opId` (the history records the plain kv command). Writes go through
- * client sessions (thesis §6.3) with a short per-try timeout (ATTEMPT_TIMEOUT_MS), so many are
- * sent several times, across leader crashes, kills and partitions. After convergence every
- * checked peer's table of applications per opId is read: an opId applied twice, peers whose
- * tables differ, or an acknowledged write not applied exactly once is a failure. With
- * `idempotentWrites` (a control, not asserted anywhere) the same writes go without a session
- * (`{ idempotent: true }`), so a retried write may be applied twice, and the same count shows it.
+ * write carries a unique `opId` (the history records the plain kv command; the checker would
+ * keep only the kv fields anyway). Writes go through client sessions (thesis §6.3) with a
+ * short per-try timeout (ATTEMPT_TIMEOUT_MS), so many are sent several times, across actor
+ * crashes, kills and partitions. After convergence every checked peer's table of applications
+ * per opId is read: an opId applied twice, peers whose counts differ, or an acknowledged write
+ * missing is a failure. Writes that failed or whose outcome is unknown are only tallied (applied
+ * or not); a failed one that was applied is listed as a note, since the history is then wrong
+ * about it. With `idempotentWrites` (a control, not asserted anywhere) the same writes go
+ * without a session (`{ idempotent: true }`), so a retried write may be applied twice, and the
+ * same counts show it.
  *
  * The schedule and the workload come from the seed; thread timing does not, so a failing
  * seed reproduces the same schedule, and usually the failure.
@@ -44,6 +47,7 @@ import {
 import { Rng } from '../core/rng.js';
 import type { KvCommand } from '../state-machines/kv.js';
 import { COUNTING_KV_MODULE } from './counting-kv.js';
+import { renderCommand } from './format.js';
 import { classifyError, History } from './history.js';
 import { formatResult, KvChecker, type CheckResult } from './linearizability.js';
 
@@ -103,10 +107,19 @@ export interface ExactlyOnceStats {
   unknown: { applied0: number; applied1: number };
   /**
    * Writes recorded as definitely failed (`fail`): applied 0 times and once. Once means a
-   * `fail` that did happen: an earlier try of the op, whose outcome was unknown, was applied
-   * and a later try was refused (NOT_LEADER) — the history is then wrong about that op.
+   * `fail` that did happen (say an earlier try of the op, whose outcome was unknown, was
+   * applied and the op then ended with a NOT_LEADER): the history is wrong about that op, and
+   * the linearizability check may fail on it. Listed in the report, not judged here.
    */
   failed: { applied0: number; applied1: number };
+}
+
+/** Exactly-once runs: a write sent with an opId, and how its op ended as the history has it. */
+interface WriteRecord {
+  command: KvCommand;
+  end: 'ok' | 'fail' | 'info';
+  /** The error of a `fail` or `info` end. */
+  error?: string;
 }
 
 export interface JepsenResult {
@@ -220,8 +233,8 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
   const latest = () => value;
   let acknowledged = 0;
   let running = true;
-  // Exactly-once runs: each write's opId and how its op ended as the history has it.
-  const writes = new Map<string, 'ok' | 'fail' | 'info'>();
+  // Exactly-once runs: each write by its opId.
+  const writes = new Map<string, WriteRecord>();
   const writeOptions: WriteOptions = counting
     ? { timeoutMs: OP_TIMEOUT_MS, attemptTimeoutMs: ATTEMPT_TIMEOUT_MS, ...(idempotentWrites ? { idempotent: true } : {}) }
     : { timeoutMs: OP_TIMEOUT_MS };
@@ -251,11 +264,11 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
         // Gets are linearizable reads by ReadIndex (no log write); the rest go through the log.
         if (command.type === 'get') await history.run(c, command, () => read(target, command, { timeoutMs: OP_TIMEOUT_MS }));
         else await history.run(c, command, () => op(target, opId === null ? command : { ...command, opId }, writeOptions));
-        if (opId !== null) writes.set(opId, 'ok');
+        if (opId !== null) writes.set(opId, { command, end: 'ok' });
         acknowledged++;
         last = target;
       } catch (err) {
-        if (opId !== null) writes.set(opId, classifyError(err));
+        if (opId !== null) writes.set(opId, { command, end: classifyError(err), error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
         if (last === target) last = null;
         await sleep(5); // recorded as fail or info; go on
       }
@@ -428,6 +441,7 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
   let divergence: string[] = problems;
   let snapshotIndex = 0;
   let exactlyOnce: ExactlyOnceStats | null = null;
+  let notes: string[] = [];
   try {
     if (problems.length === 0) divergence = await convergence(checked, keys, history);
     let retries = retriesOfKilled;
@@ -439,8 +453,10 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
     if (counting) {
       const counted = await applicationCounts(checked, writes);
       exactlyOnce = { ...counted.stats, retries };
-      // Only once the cluster converged: a peer left behind would show false differences.
-      if (divergence.length === 0) divergence = counted.problems;
+      notes = counted.notes;
+      // All of them once the cluster converged; before, a peer left behind would show false
+      // differences, but a write applied twice is one whatever the rest.
+      divergence = divergence.length === 0 ? [...counted.doubles, ...counted.problems] : [...divergence, ...counted.doubles];
     }
   } finally {
     await Promise.all(runningNodes().filter((id) => peers.includes(id)).map((id) => stopNode(id).catch(() => undefined)));
@@ -459,16 +475,21 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
     ? `; membership: ${changes.configsOk}/${changes.configs} setConfig ok, ${changes.transfersOk}/${changes.transfers} transfers ok, final voters ${checked.join(',')}, snapshots up to index ${snapshotIndex}`
     : '';
   const e = exactlyOnce;
-  const exactlyOnceLine = e
-    ? `; ${idempotentWrites ? 'idempotent' : 'exactly-once'} writes: ${e.writes} sent, ${e.retries} tries retried, ${e.doubleApplied} applied twice, ` +
-      `${e.ackedNotOnce} acknowledged not applied once; unknown outcome: ${e.unknown.applied0} not applied, ${e.unknown.applied1} applied; ` +
-      `failed: ${e.failed.applied0} not applied, ${e.failed.applied1} applied`
-    : '';
+  const retried = idempotentWrites ? 'tries retried not counted (no session)' : `${e?.retries ?? 0} tries retried`;
+  const exactlyOnceLines = e
+    ? [
+        `${idempotentWrites ? 'idempotent' : 'exactly-once'} writes: ${e.writes} sent, ${retried}, ${e.doubleApplied} applied more than once, ` +
+          `${e.ackedNotOnce} acknowledged not applied exactly once; of the unknown outcomes ${e.unknown.applied0} not applied, ${e.unknown.applied1} applied; ` +
+          `of the failed ${e.failed.applied0} not applied, ${e.failed.applied1} applied`,
+      ]
+    : [];
   const mode = [membership ? 'membership' : '', o.exactlyOnce ? 'exactly-once' : '', idempotentWrites ? 'idempotent writes' : ''].filter((m) => m !== '');
   const modeText = mode.length > 0 ? ` (${mode.join(', ')})` : '';
   const lines = [
-    `seed ${o.seed}${modeText}: ${ok ? 'ok' : 'FAILED'}; ${ops} ops recorded, ${acknowledged} acknowledged; ${formatResult(check)}${membershipLine}${exactlyOnceLine}`,
+    `seed ${o.seed}${modeText}: ${ok ? 'ok' : 'FAILED'}; ${ops} ops recorded, ${acknowledged} acknowledged; ${formatResult(check)}${membershipLine}`,
+    ...exactlyOnceLines,
     ...divergence.map((d) => `divergence: ${d}`),
+    ...notes.map((n) => `note: ${n}`),
   ];
   if (!ok) lines.push(`reproduce with seed ${o.seed}${modeText}; nemesis schedule:`, ...schedule.map((s) => `  ${s}`));
   return { seed: o.seed, ok, ops, acknowledged, check, divergence, schedule, voters: checked, changes, exactlyOnce, report: lines.join('\n') };
@@ -476,75 +497,76 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
 
 /**
  * Exactly-once runs: read every checked peer's table of applications per opId (the counting
- * kv's) and compare it with the writes sent. Problems: an opId applied more than once, a
- * table that differs from the first peer's, an acknowledged write not applied exactly once.
+ * kv's) and compare it with the writes sent. Problems: an opId applied more than once
+ * (`doubles`), an opId counted differently by the peers, an acknowledged write missing on a peer.
  * Writes that failed or whose outcome is unknown may be applied once or not at all; how many
- * were is counted (on the first peer), not judged.
+ * were is counted (on the first peer), not judged; failed ones that were applied are listed
+ * in `notes` (the history calls them failed: a linearizability violation may come of it).
  */
 async function applicationCounts(
   peers: readonly string[],
-  writes: ReadonlyMap<string, 'ok' | 'fail' | 'info'>,
-): Promise<{ stats: Omit<ExactlyOnceStats, 'retries'>; problems: string[] }> {
+  writes: ReadonlyMap<string, WriteRecord>,
+): Promise<{ stats: Omit<ExactlyOnceStats, 'retries'>; doubles: string[]; problems: string[]; notes: string[] }> {
   const problems: string[] = [];
-  const tables = new Map<string, Map<string, number>>();
+  const tables: [id: string, table: Map<string, number>][] = [];
   for (const id of peers) {
     try {
       const pairs = (await query(id, { type: 'applications' })) as [string, number][];
-      tables.set(id, new Map(pairs));
+      tables.push([id, new Map(pairs)]);
     } catch (err) {
       problems.push(`${id}: the applications query failed: ${outcome(err)}`);
     }
   }
-  const listed = (what: string, items: string[]) => {
+  const listed = (what: string, items: string[], into = problems) => {
     if (items.length === 0) return;
     const more = items.length > MAX_LISTED ? ` and ${items.length - MAX_LISTED} more` : '';
-    problems.push(`${items.length} ${what}: ${items.slice(0, MAX_LISTED).join(', ')}${more}`);
+    into.push(`${items.length} ${what}: ${items.slice(0, MAX_LISTED).join('; ')}${more}`);
   };
-  // Applied twice (or more): on any peer.
-  const doubles = new Set<string>();
-  const doubleItems: string[] = [];
-  for (const [id, table] of tables) {
-    for (const [opId, count] of table) {
-      if (count > 1) {
-        doubles.add(opId);
-        doubleItems.push(`${opId} ${count} times on ${id} (${writes.get(opId) ?? 'not sent by a client'})`);
-      }
-    }
-  }
-  listed('writes applied more than once', doubleItems);
-  // Every peer counted the same.
-  const [firstId, first] = [...tables][0] ?? [null, new Map<string, number>()];
-  for (const [id, table] of tables) {
-    if (id === firstId) continue;
-    const differ: string[] = [];
-    for (const opId of new Set([...first.keys(), ...table.keys()])) {
-      if ((first.get(opId) ?? 0) !== (table.get(opId) ?? 0)) differ.push(`${opId} ${first.get(opId) ?? 0} vs ${table.get(opId) ?? 0}`);
-    }
-    listed(`application counts differ between ${firstId} and ${id}`, differ);
-  }
-  // Acknowledged: exactly once, everywhere; the others are counted on the first peer.
-  const acked = new Set<string>();
-  const ackedItems: string[] = [];
+  const describe = (opId: string): string => {
+    const w = writes.get(opId);
+    if (!w) return 'not sent by a client';
+    return `${renderCommand(w.command)} ended ${w.end}${w.error === undefined ? '' : ` (${w.error})`}`;
+  };
+  const countsOf = (opId: string): number[] => tables.map(([, table]) => table.get(opId) ?? 0);
+  /** `2 times on every checked peer`, or each peer's count when they differ. */
+  const where = (counts: readonly number[]): string =>
+    counts.every((n) => n === counts[0]) ? `${counts[0]} times on every checked peer` : tables.map(([id], i) => `${counts[i]} on ${id}`).join(', ');
+  const opIds = new Set<string>(writes.keys());
+  for (const [, table] of tables) for (const opId of table.keys()) opIds.add(opId);
+  const doubles: string[] = [];
+  const differ: string[] = [];
+  /** Acknowledged writes missing on some peer (those applied twice are listed as such). */
+  const lost: string[] = [];
+  let ackedNotOnce = 0;
+  const failedApplied: string[] = [];
   const unknown = { applied0: 0, applied1: 0 };
   const failed = { applied0: 0, applied1: 0 };
-  for (const [opId, end] of writes) {
+  for (const opId of [...opIds].sort()) {
+    const counts = countsOf(opId);
+    if (counts.length === 0) break;
+    // Applied twice (or more), on any peer; and every peer counted the same.
+    if (counts.some((n) => n > 1)) doubles.push(`${opId} applied ${where(counts)}: ${describe(opId)}`);
+    if (counts.some((n) => n !== counts[0])) differ.push(`${opId} ${where(counts)}`);
+    const end = writes.get(opId)?.end;
+    if (end === undefined) continue;
+    // Acknowledged: exactly once, everywhere. The others are tallied by the first peer's count.
     if (end === 'ok') {
-      for (const [id, table] of tables) {
-        const count = table.get(opId) ?? 0;
-        if (count !== 1) {
-          acked.add(opId);
-          ackedItems.push(`${opId} applied ${count} times on ${id}`);
-        }
-      }
+      if (counts.some((n) => n !== 1)) ackedNotOnce++;
+      if (counts.some((n) => n === 0)) lost.push(`${opId} applied ${where(counts)}: ${describe(opId)}`);
       continue;
     }
-    const count = first.get(opId) ?? 0;
     const tally = end === 'info' ? unknown : failed;
-    if (count === 0) tally.applied0++;
-    else if (count === 1) tally.applied1++;
+    if (counts[0] === 0) tally.applied0++;
+    else if (counts[0] === 1) tally.applied1++;
+    if (end === 'fail' && counts[0]! > 0) failedApplied.push(`${opId} ${describe(opId)}`);
   }
-  listed('acknowledged writes not applied exactly once', ackedItems);
-  return { stats: { writes: writes.size, doubleApplied: doubles.size, ackedNotOnce: acked.size, unknown, failed }, problems };
+  const doubleLines: string[] = [];
+  listed('writes applied more than once', doubles, doubleLines);
+  listed('writes counted differently by the peers', differ);
+  listed('acknowledged writes not applied on some peer', lost);
+  const notes: string[] = [];
+  listed('writes recorded as failed were applied nonetheless', failedApplied, notes);
+  return { stats: { writes: writes.size, doubleApplied: doubles.length, ackedNotOnce, unknown, failed }, doubles: doubleLines, problems, notes };
 }
 
 /**
