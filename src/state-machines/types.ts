@@ -12,6 +12,11 @@ export interface StateMachine {
    * peer applies the same commands and must reach the same state. To refuse a command (bad
    * shape, bad argument) throw, ideally an `InvalidCommandError`, and leave the state
    * unchanged: the error reaches the caller, and every peer refuses it alike.
+   *
+   * The command arrives once per peer however often its client retried it: the client
+   * sessions in front of the machine (src/sessions.ts, thesis §6.3) answer a repeat with the
+   * saved result. So the result must be a msgpack value that does not change afterwards
+   * (return a copy, not a live part of the state).
    */
   apply(command: unknown): unknown;
 
