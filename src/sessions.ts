@@ -19,6 +19,10 @@
  *
  * Everything here is a function of the entries applied, so it is deterministic: equal logs
  * give equal tables, and the table goes into snapshots with the state machine's bytes.
+ *
+ * Data written before client sessions still loads: an entry that holds the user's command
+ * itself (no log command around it) is applied as it was then, without a session, and a
+ * snapshot of the state machine's bytes alone comes with an empty table.
  */
 import { toWire } from './errors.js';
 import { codec, isLogCommand, type WireError } from './messages.js';
@@ -84,8 +88,13 @@ export class SessionTable {
       this.clock = time;
       if (this.clock > this.nextSweep) this.sweep(index);
     }
-    const command = decodeOrNull(data);
-    if (!isLogCommand(command)) return refused('INVALID_COMMAND', 'the entry holds no log command (written by something other than the API?)');
+    const command = decodeOrUndecodable(data);
+    if (command === UNDECODABLE) return refused('INVALID_COMMAND', 'the entry holds bytes that do not decode');
+    if (!isLogCommand(command)) {
+      if (isEnvelopeType(command)) return refused('INVALID_COMMAND', 'the entry holds a malformed log command');
+      // An entry written before client sessions: the user's command itself, applied as then.
+      return execute(run, command);
+    }
     switch (command.type) {
       case 'idempotent':
         return execute(run, command.command);
@@ -129,7 +138,7 @@ export class SessionTable {
 
   /** The table a `snapshot()` stands for; throws TypeError if `data` is not one. */
   static restore(data: Uint8Array): SessionTable {
-    const image = decodeOrNull(data);
+    const image = decodeOrUndecodable(data);
     if (!isTableImage(image)) throw new TypeError('not a session table snapshot');
     const table = new SessionTable();
     table.clock = image.clock;
@@ -183,21 +192,36 @@ export function packSnapshot(machine: Uint8Array, table: SessionTable): Uint8Arr
   return codec.encode({ machine, sessions: table.snapshot() });
 }
 
-/** The parts of `packSnapshot`'s bytes; throws TypeError if `data` is not such a snapshot. */
+/**
+ * The parts of `packSnapshot`'s bytes. Bytes that are no such envelope are a snapshot taken
+ * before client sessions (the state machine's bytes alone): they come with an empty table.
+ * Throws TypeError for an envelope whose parts are wrong.
+ */
 export function unpackSnapshot(data: Uint8Array): { machine: Uint8Array; table: SessionTable } {
-  const v = decodeOrNull(data) as { machine?: unknown; sessions?: unknown } | null;
-  if (typeof v !== 'object' || v === null || !(v.machine instanceof Uint8Array) || !(v.sessions instanceof Uint8Array)) {
+  const v = decodeOrUndecodable(data);
+  const isEnvelope = typeof v === 'object' && v !== null && !Array.isArray(v) && ('machine' in v || 'sessions' in v);
+  if (!isEnvelope) return { machine: data, table: new SessionTable() };
+  const { machine, sessions } = v as { machine?: unknown; sessions?: unknown };
+  if (!(machine instanceof Uint8Array) || !(sessions instanceof Uint8Array)) {
     throw new TypeError('not a snapshot of a state machine with its session table');
   }
-  return { machine: v.machine, table: SessionTable.restore(v.sessions) };
+  return { machine, table: SessionTable.restore(sessions) };
 }
 
-function decodeOrNull(data: Uint8Array): unknown {
+const UNDECODABLE: unique symbol = Symbol('undecodable');
+
+function decodeOrUndecodable(data: Uint8Array): unknown {
   try {
     return codec.decode(data);
   } catch {
-    return null;
+    return UNDECODABLE;
   }
+}
+
+/** Whether `v` claims to be a log command (by its type) whatever its other fields. */
+function isEnvelopeType(v: unknown): boolean {
+  const type = (v as { type?: unknown } | null)?.type;
+  return type === 'op' || type === 'idempotent' || type === 'register';
 }
 
 /** Drop the results the client no longer waits for (seq < ack). */

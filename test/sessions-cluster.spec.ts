@@ -3,16 +3,20 @@
  * applied once (and an idempotent one as often as it comes); the session table is the same on
  * every peer, survives restarts of the whole cluster, and reaches a new peer in its snapshot;
  * a session expires at the same entry on every peer; an op in doubt when its session expired
- * fails with SessionExpiredError and is never applied, while a fresh op opens a new session.
+ * fails with SessionExpiredError and is never applied, while a fresh op opens a new session;
+ * data written before client sessions still loads.
  *
  * The state machine is the counting kv (src/testing/counting-kv.ts): it counts applications
  * per command `opId`, so a double application shows as a count of 2.
  */
 import { expect } from 'chai';
 import fs from 'node:fs';
+import path from 'node:path';
 import { nemesis, op, query, setConfig, status, type NodeOptions, type NodeStatus } from '../src/api.js';
 import { SessionExpiredError } from '../src/errors.js';
-import { codec, encodeLogCommand, type LogCommand } from '../src/messages.js';
+import { LmdbLogStore } from '../src/log/lmdb-store.js';
+import { codec, encodeCommand, encodeLogCommand, type Entry, type LogCommand } from '../src/messages.js';
+import { KvStateMachine } from '../src/state-machines/kv.js';
 import { COUNTING_KV_MODULE } from '../src/testing/counting-kv.js';
 import { startPeer, startPeers, stopAll, tempDir, waitFor, waitForConfig, waitForConverged, waitForLeader } from './helpers/cluster.js';
 
@@ -139,6 +143,31 @@ describe('client sessions on real peers (thesis §6.3)', function () {
     await op(next, { type: 'set', key: 'k', value: 'last', opId: 'last' });
     await convergedSessions([...PEERS, 'd']);
     expect(await applications([...PEERS, 'd'], 'kept')).to.deep.equal([1, 1, 1, 1]);
+  });
+
+  it('a data directory written before client sessions (plain commands, a bare kv snapshot) still loads', async () => {
+    // What a peer of the earlier format left: its entries hold the user's command itself, and
+    // its snapshot the kv's bytes alone.
+    const set = (index: number, key: string, value: number): Entry => ({ type: 'command', index, term: 1, data: encodeCommand({ type: 'set', key, value }) });
+    const kv = new KvStateMachine();
+    kv.apply({ type: 'set', key: 'x', value: 1 });
+    kv.apply({ type: 'set', key: 'y', value: 2 });
+    const data = kv.snapshot();
+    for (const id of PEERS) {
+      const store = await LmdbLogStore.open(path.join(root, id));
+      await store.write({ term: 1, votedFor: 'a', truncateFrom: 0, entries: [{ type: 'config', index: 1, term: 1, peers: PEERS }, set(2, 'x', 1), set(3, 'y', 2), set(4, 'x', 3)] });
+      const meta = { index: 3, term: 1, peers: PEERS, old: null, digest: 0, size: data.length };
+      await store.write({ term: 1, votedFor: 'a', truncateFrom: 0, entries: [], snapshot: { meta, data, discardLog: false } });
+      await store.close();
+    }
+    await startPeers(PEERS, root);
+    const leader = (await waitForLeader(PEERS)).leader;
+    await op(leader, { type: 'set', key: 'z', value: 4 });
+    await waitForConverged(PEERS);
+    for (const id of PEERS) {
+      const values = await Promise.all(['x', 'y', 'z'].map((key) => query(id, { type: 'get', key })));
+      expect(values, id).to.deep.equal([3, 2, 4]);
+    }
   });
 
   it('an op in doubt when its session expired fails with SessionExpiredError and is never applied; sessions expire alike on every peer', async () => {
