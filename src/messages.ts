@@ -3,6 +3,8 @@
  *
  * Protocols:
  *  - log entries (`Entry`), stored by the log actor and carried by AppendEntries;
+ *  - log commands (`LogCommand`), what a command entry holds: the user's command in its
+ *    client session (thesis §6.3), or a session's registration;
  *  - peer RPCs between consensus actors (`PeerMessage`, Figure 2 of the paper);
  *  - the log protocol between a consensus actor and its log actor (`LogRequest` / `LogReply`);
  *  - the client protocol between the API (main thread) and a consensus actor
@@ -322,7 +324,7 @@ export type LogReply = LogReady | Persisted | ReadResult | LogFailure;
 
 export interface OpRequest {
   id: number;
-  /** The command packed with this codec (see `encodeCommand`). */
+  /** A `LogCommand` packed with this codec (see `encodeLogCommand`): the entry's data. */
   command: Uint8Array;
 }
 /** Every op submitted in one event-loop turn travels as one message. */
