@@ -23,6 +23,7 @@ import {
   type Input,
 } from '../src/core/index.js';
 import { InvalidCommandError, toWire } from '../src/errors.js';
+import { FNV_OFFSET, fnvBytes, fnvNumber } from '../src/hash.js';
 import {
   decodeAll,
   decodeCommand,
@@ -82,7 +83,7 @@ const batcher = new Batcher(() => flushOutcomes());
 /** Queries of reads in progress, by request id, until the core releases them. */
 const queries = new Map<number, Uint8Array>();
 /** A running FNV-1a hash of every entry applied (index, term, command bytes), for comparing peers. */
-let appliedDigest = 0x811c9dc5;
+let appliedDigest = FNV_OFFSET;
 
 // ---------------------------------------------------------------------------------------------
 // Log actor port: recovery reads first, then persist acknowledgements.
@@ -264,14 +265,9 @@ function applyEntries(entries: Entry[], requestIds: (number | null)[]): void {
   }
 }
 
-function fnv(h: number, byte: number): number {
-  return Math.imul(h ^ byte, 0x01000193) >>> 0;
-}
-
 function digestEntry(h: number, e: Entry): number {
-  for (const n of [e.index, e.term]) for (let k = 0; k < 4; k++) h = fnv(h, (n >>> (8 * k)) & 0xff);
-  if (e.type === 'command') for (let k = 0; k < e.data.length; k++) h = fnv(h, e.data[k]!);
-  return h;
+  h = fnvNumber(fnvNumber(h, e.index), e.term);
+  return e.type === 'command' ? fnvBytes(h, e.data) : h;
 }
 
 /** The state machine's read-only answer to `q`; throws if it has no `query`. */

@@ -25,6 +25,7 @@
  * snapshot of the state machine's bytes alone comes with an empty table.
  */
 import { toWire } from './errors.js';
+import { FNV_OFFSET, fnvBytes, fnvNumber, fnvString } from './hash.js';
 import { codec, isLogCommand, type WireError } from './messages.js';
 
 /** What a command came to, for the client waiting on it. */
@@ -66,8 +67,6 @@ interface TableImage {
   expiryDigest: number;
   sessions: [client: string, timeoutMs: number, lastActive: number, ack: number, results: [seq: number, outcome: SavedOutcome][]][];
 }
-
-const FNV_OFFSET = 0x811c9dc5;
 
 export class SessionTable {
   private readonly sessions = new Map<string, Session>();
@@ -128,7 +127,7 @@ export class SessionTable {
   }
 
   status(): SessionsStatus {
-    return { active: this.sessions.size, expired: this.expired, expiryDigest: this.expiryDigest, digest: hashBytes(codec.encode(this.image())) };
+    return { active: this.sessions.size, expired: this.expired, expiryDigest: this.expiryDigest, digest: fnvBytes(FNV_OFFSET, codec.encode(this.image())) };
   }
 
   /** The table as bytes for a snapshot; `SessionTable.restore` reads them back. */
@@ -165,7 +164,7 @@ export class SessionTable {
     for (const client of gone.sort()) {
       this.sessions.delete(client);
       this.expired++;
-      this.expiryDigest = hashString(hashNumber(this.expiryDigest, index), client);
+      this.expiryDigest = fnvString(fnvNumber(this.expiryDigest, index), client);
     }
   }
 
@@ -263,22 +262,6 @@ function pack(outcome: Outcome): SavedOutcome {
 function unpack(saved: SavedOutcome): Outcome {
   if (!saved.ok) return saved;
   return 'packed' in saved ? { ok: true, result: codec.decode(saved.packed) } : saved;
-}
-
-function hashNumber(h: number, n: number): number {
-  for (let k = 0; k < 4; k++) h = Math.imul(h ^ ((n >>> (8 * k)) & 0xff), 0x01000193) >>> 0;
-  return h;
-}
-
-function hashString(h: number, s: string): number {
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
-  return h;
-}
-
-function hashBytes(bytes: Uint8Array): number {
-  let h = FNV_OFFSET;
-  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193) >>> 0;
-  return h;
 }
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
