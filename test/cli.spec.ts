@@ -1,10 +1,10 @@
 /**
- * Issue 6: three OS processes on loopback, each one `actor-raft node` (its own supervised
+ * Three OS processes on loopback, each one `actor-raft node` (its own supervised
  * peer, TCP between peers, HTTP for clients), driven through the CLI's client commands.
  * `kill -9` of the leader's process, restart, and a stop and restart of everything.
  */
 import { expect } from 'chai';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -20,6 +20,16 @@ async function freePort(): Promise<number> {
     server.listen(0, '127.0.0.1', () => {
       const port = (server.address() as net.AddressInfo).port;
       server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Runs the CLI as a child process without blocking the event loop. */
+function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
+      resolve({ code, out: stdout.trim(), err: stderr.trim() });
     });
   });
 }
@@ -73,10 +83,10 @@ describe('networked nodes: three processes through the CLI (loopback)', function
 
   const endpoints = () => nodes.map((n) => `http://${n.http}`).join(',');
 
-  function cli(...args: string[]): { code: number; out: string; err: string } {
-    const r = spawnSync(process.execPath, [CLI, ...args, '--endpoints', endpoints()], { encoding: 'utf8', timeout: 30_000 });
-    return { code: r.status ?? -1, out: r.stdout.trim(), err: r.stderr.trim() };
-  }
+  // The CLI runs asynchronously: a spawnSync would block this test's event loop for seconds,
+  // and a pooled keep-alive connection (from the status polling) closed by the server in that
+  // time would make the next fetch fail with "other side closed".
+  const cli = (...args: string[]) => run([...args, '--endpoints', endpoints()]);
 
   async function statusOf(n: NodeProc): Promise<{ role: string; term: number; leader: string | null; lastApplied: number } | undefined> {
     try {
@@ -96,13 +106,13 @@ describe('networked nodes: three processes through the CLI (loopback)', function
     }, 30_000);
   }
 
-  function put(key: string, value: string): void {
-    const r = cli('put', key, value);
+  async function put(key: string, value: string): Promise<void> {
+    const r = await cli('put', key, value);
     expect(r.code, `put ${key}: ${r.err}\n${nodes.flatMap((n) => n.output.slice(-5)).join('\n')}`).to.equal(0);
   }
 
-  function get(key: string): string {
-    const r = cli('get', key);
+  async function get(key: string): Promise<string> {
+    const r = await cli('get', key);
     expect(r.code, `get ${key}: ${r.err}`).to.equal(0);
     return r.out;
   }
@@ -112,7 +122,7 @@ describe('networked nodes: three processes through the CLI (loopback)', function
     start(nodes[1]!);
     start(nodes[2]!);
     const first = await leaderAmong(nodes);
-    for (let i = 0; i < 20; i++) put(`k${i}`, `v${i}`);
+    for (let i = 0; i < 20; i++) await put(`k${i}`, `v${i}`);
     // A follower answers a write with 307 to the leader's HTTP address (its leader is in
     // another process); clients that follow redirects repeat it there.
     const follower = nodes.find((n) => n !== first)!;
@@ -121,16 +131,16 @@ describe('networked nodes: three processes through the CLI (loopback)', function
     expect(redirect.headers.get('location')).to.equal(`http://${first.http}/kv/r`);
     const followed = await fetch(`http://${follower.http}/kv/r`, { method: 'PUT', body: 'x' });
     expect(followed.status).to.equal(204);
-    expect(get('k7')).to.equal('v7');
-    expect(cli('status').code).to.equal(0);
+    expect(await get('k7')).to.equal('v7');
+    expect((await cli('status')).code).to.equal(0);
 
     // kill -9 the leader's process: the others elect a new leader; nothing acknowledged is lost.
     await stopProc(first, 'SIGKILL');
     const rest = nodes.filter((n) => n !== first);
     const second = await leaderAmong(rest);
     expect(second.id).to.not.equal(first.id);
-    for (let i = 0; i < 20; i++) expect(get(`k${i}`)).to.equal(`v${i}`);
-    for (let i = 20; i < 30; i++) put(`k${i}`, `v${i}`);
+    for (let i = 0; i < 20; i++) expect(await get(`k${i}`)).to.equal(`v${i}`);
+    for (let i = 20; i < 30; i++) await put(`k${i}`, `v${i}`);
 
     // The killed process comes back and catches up.
     start(first);
@@ -141,16 +151,16 @@ describe('networked nodes: three processes through the CLI (loopback)', function
     await Promise.all(nodes.map((n) => stopProc(n, 'SIGTERM')));
     for (const n of nodes) start(n);
     await leaderAmong(nodes);
-    for (let i = 0; i < 30; i++) expect(get(`k${i}`)).to.equal(`v${i}`);
+    for (let i = 0; i < 30; i++) expect(await get(`k${i}`)).to.equal(`v${i}`);
   });
 
   it('bad arguments and an unreachable cluster exit non-zero with a message', async () => {
-    const bad = spawnSync(process.execPath, [CLI, 'node', '--id', 'x'], { encoding: 'utf8' });
-    expect(bad.status).to.equal(2);
-    expect(bad.stderr).to.match(/--listen is required/);
-    const unknown = spawnSync(process.execPath, [CLI, 'frobnicate'], { encoding: 'utf8' });
-    expect(unknown.status).to.equal(2);
-    const unreachable = cli('get', 'k');
+    const bad = await run(['node', '--id', 'x']);
+    expect(bad.code).to.equal(2);
+    expect(bad.err).to.match(/--listen is required/);
+    const unknown = await run(['frobnicate']);
+    expect(unknown.code).to.equal(2);
+    const unreachable = await cli('get', 'k');
     expect(unreachable.code).to.equal(1);
     expect(unreachable.err).to.match(/no endpoint answered/);
   });
