@@ -8,7 +8,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { exposeControl, type ConsensusControl, type PeerStatus } from '../src/control.js';
+import { exposeControl, type ConsensusActorData, type ConsensusControl, type ConsensusNotice, type PeerStatus } from '../src/control.js';
 import {
   configDecision,
   createCore,
@@ -17,12 +17,12 @@ import {
   status,
   step,
   validateCoreOptions,
-  type CoreOptions,
   type CoreState,
   type Effect,
   type Input,
 } from '../src/core/index.js';
 import { InvalidCommandError, toWire } from '../src/errors.js';
+import { FaultyLinks, type FaultPlan } from '../src/faults.js';
 import { FNV_OFFSET, fnvBytes, fnvNumber } from '../src/hash.js';
 import {
   decodeAll,
@@ -41,27 +41,10 @@ import {
   type WireError,
 } from '../src/messages.js';
 import { packSnapshot, SessionTable, unpackSnapshot } from '../src/sessions.js';
-import { loadStateMachine, type StateMachineSpec } from '../src/state-machines/index.js';
+import { loadStateMachine } from '../src/state-machines/index.js';
 import type { StateMachine } from '../src/state-machines/types.js';
 import { Batcher } from '../src/transport/batcher.js';
-import { FaultyLinks, type FaultPlan } from '../src/transport/faults.js';
-
-export interface ConsensusActorData {
-  id: string;
-  seed: number;
-  tickMs: number;
-  core: Partial<CoreOptions>;
-  stateMachine: StateMachineSpec;
-  faults: FaultPlan;
-  logPort: MessagePort;
-  clientPort: MessagePort;
-  controlPort: MessagePort;
-}
-
-/** Raw (non-protocol) notices to the supervisor: lifecycle and role changes for logging. */
-export type ConsensusNotice =
-  | { type: 'ready' }
-  | { type: 'role'; role: string; term: number; leader: string | null };
+import { assertNever } from '../src/validate.js';
 
 const data = workerData as ConsensusActorData;
 const { id, logPort, clientPort, controlPort } = data;
@@ -215,15 +198,11 @@ function execute(e: Effect): void {
     case 'restore':
       return restoreMachine(e.snapshot);
     default:
-      assertNever(e);
+      assertNever(e, 'effect');
   }
 }
 
-function assertNever(x: never): never {
-  throw new Error(`unhandled effect ${JSON.stringify(x)}`);
-}
-
-/** Send to a peer through the injected link faults, if any (see src/transport/faults.ts). */
+/** Send to a peer through the injected link faults, if any (see src/faults.ts). */
 function sendToPeer(message: PeerMessage): void {
   const port = peers.get(message.to);
   if (!port) return; // not connected: as good as lost

@@ -24,29 +24,12 @@
  *    `{ type: 'closed', dropped }`, and let the thread end.
  */
 import { isMainThread, parentPort as maybeParentPort, workerData, MessagePort } from 'node:worker_threads';
+import type { LogActorControl, LogActorData, LogActorNotice } from '../src/control.js';
 import { decodeAll, isLogRequest, postEncoded, type PersistRequest, type ReadRequest } from '../src/messages.js';
 import { Batcher } from '../src/transport/batcher.js';
 import { LmdbLogStore } from '../src/log/lmdb-store.js';
 import { StorageError } from '../src/errors.js';
-
-/** What the supervisor passes in `workerData`. */
-export interface LogActorData {
-  dataDir: string;
-  /** To the consensus actor; must be in the transfer list. */
-  port: MessagePort;
-}
-
-/** parentPort, supervisor → log actor. */
-export type LogActorControl =
-  | { type: 'attach'; port: MessagePort }
-  | { type: 'close' }
-  /** Fault injection: die at once, as from an uncaught exception (between LMDB batches). */
-  | { type: 'crash' }
-  /** Fault injection: the next persist fails as a disk error would (LogFailure, then a crash). */
-  | { type: 'failNextWrite' };
-
-/** parentPort, log actor → supervisor. `dropped` counts messages refused as malformed. */
-export type LogActorNotice = { type: 'ready' } | { type: 'closed'; dropped: number } | { type: 'dropped'; total: number };
+import { assertNever } from '../src/validate.js';
 
 function parseWorkerData(v: unknown): LogActorData {
   const d = v as Partial<LogActorData> | null;
@@ -106,7 +89,7 @@ function onRequest(bytes: unknown): void {
         read(request, replyTo);
         break;
       default:
-        assertNever(request);
+        assertNever(request, 'log actor request');
     }
   }
 }
@@ -232,7 +215,7 @@ function onControl(message: unknown): void {
       });
       return;
     default:
-      return assertNever(control);
+      return assertNever(control, 'log actor control message');
   }
 }
 
@@ -240,10 +223,6 @@ function onControl(message: unknown): void {
 function countDrop(): void {
   dropped++;
   parentPort.postMessage({ type: 'dropped', total: dropped } satisfies LogActorNotice);
-}
-
-function assertNever(x: never): never {
-  throw new Error(`log actor: unexpected ${JSON.stringify(x)}`);
 }
 
 sendLogReady(consensus);

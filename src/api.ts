@@ -15,10 +15,9 @@
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
-import type { ConsensusNotice } from '../actors/consensus-actor.js';
 import { NodeSupervisor } from '../supervisors/node-supervisor.js';
 import type { PeerSpec, PeerSupervisor } from '../supervisors/peer-supervisor.js';
-import type { ConsensusControl, ControlProxy, PeerStatus } from './control.js';
+import type { ConsensusControl, ConsensusNotice, ControlProxy, PeerStatus } from './control.js';
 import { DEFAULT_CORE_OPTIONS, validateCoreOptions } from './core/index.js';
 import {
   ActorRestartedError,
@@ -58,7 +57,7 @@ import {
   validatePartition,
   type FaultPlan,
   type LinkFaults,
-} from './transport/faults.js';
+} from './faults.js';
 import { TcpSwitchboard, validateOptions as validateNetworkOptions, type TcpStats, type TcpTlsOptions } from './transport/tcp.js';
 
 export interface NodeOptions {

@@ -1,17 +1,43 @@
 /**
- * The control plane between the main thread and a consensus actor: rare calls (status,
- * configuration, wiring peers, stop) over comlink on a port of their own. Never the op
- * path: comlink costs several times a raw port (../shared/ceiling/README.md).
+ * The control plane between the main thread and the actors, and what the actors are started
+ * with and report, so the supervisors, the API and the tests need no import of a worker entry
+ * file (actors/*.ts), only its path.
+ *
+ * A consensus actor's control: rare calls (status, configuration, wiring peers, stop) over
+ * comlink on a port of their own. Never the op path: comlink costs several times a raw port
+ * (../shared/ceiling/README.md).
  *
  * Errors do not cross as exceptions (comlink rebuilds a plain Error and loses the class);
  * calls that can fail return a `WireError` that `src/errors.ts` turns back into a class.
  */
 import * as Comlink from 'comlink';
 import type { MessagePort } from 'node:worker_threads';
-import type { Status } from './core/index.js';
+import type { CoreOptions, Status } from './core/index.js';
+import type { FaultPlan } from './faults.js';
 import type { WireError } from './messages.js';
 import type { SessionsStatus } from './sessions.js';
-import type { FaultPlan } from './transport/faults.js';
+import type { StateMachineSpec } from './state-machines/index.js';
+
+// ---------------------------------------------------------------------------------------------
+// The consensus actor (actors/consensus-actor.ts)
+
+/** What the peer supervisor passes in `workerData`; the three ports must be in the transfer list. */
+export interface ConsensusActorData {
+  id: string;
+  seed: number;
+  tickMs: number;
+  core: Partial<CoreOptions>;
+  stateMachine: StateMachineSpec;
+  faults: FaultPlan;
+  logPort: MessagePort;
+  clientPort: MessagePort;
+  controlPort: MessagePort;
+}
+
+/** Raw (non-protocol) notices to the supervisor: lifecycle and role changes for logging. */
+export type ConsensusNotice =
+  | { type: 'ready' }
+  | { type: 'role'; role: string; term: number; leader: string | null };
 
 /** What `status()` reports for a peer. */
 export interface PeerStatus extends Status {
@@ -42,7 +68,7 @@ export interface ConsensusControl {
   connectPeer(peer: string, port: MessagePort): void;
   /** Fault injection: post raw bytes on the port to peer `to`, or to the log actor (`'log'`). */
   sendRaw(to: string, bytes: Uint8Array): void;
-  /** Apply injected network faults to everything this actor sends (see src/transport/faults.ts). */
+  /** Apply injected network faults to everything this actor sends (see src/faults.ts). */
   setFaults(plan: FaultPlan): void;
   /**
    * Answer a read-only query from this peer's applied state (the state machine's `query`).
@@ -96,3 +122,25 @@ export function connectControl(port: MessagePort): ControlProxy {
 export function transferPort(port: MessagePort): MessagePort {
   return Comlink.transfer(port, [port as unknown as Parameters<typeof Comlink.transfer>[1][number]]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The log actor (actors/log-actor.ts): raw structured-clone messages on parentPort
+
+/** What the peer supervisor passes in `workerData`. */
+export interface LogActorData {
+  dataDir: string;
+  /** To the consensus actor; must be in the transfer list. */
+  port: MessagePort;
+}
+
+/** parentPort, supervisor → log actor. */
+export type LogActorControl =
+  | { type: 'attach'; port: MessagePort }
+  | { type: 'close' }
+  /** Fault injection: die at once, as from an uncaught exception (between LMDB batches). */
+  | { type: 'crash' }
+  /** Fault injection: the next persist fails as a disk error would (LogFailure, then a crash). */
+  | { type: 'failNextWrite' };
+
+/** parentPort, log actor → supervisor. `dropped` counts messages refused as malformed. */
+export type LogActorNotice = { type: 'ready' } | { type: 'closed'; dropped: number } | { type: 'dropped'; total: number };

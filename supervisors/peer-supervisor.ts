@@ -6,13 +6,19 @@
  */
 import { randomInt } from 'node:crypto';
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
-import type { ConsensusActorData, ConsensusNotice } from '../actors/consensus-actor.js';
-import type { LogActorNotice } from '../actors/log-actor.js';
-import { connectControl, type ControlProxy } from '../src/control.js';
+import {
+  connectControl,
+  transferPort,
+  type ConsensusActorData,
+  type ConsensusNotice,
+  type ControlProxy,
+  type LogActorData,
+  type LogActorNotice,
+} from '../src/control.js';
 import type { CoreOptions } from '../src/core/index.js';
+import type { FaultPlan } from '../src/faults.js';
 import type { StateMachineSpec } from '../src/state-machines/index.js';
-import type { FaultPlan } from '../src/transport/faults.js';
-import type { Switchboard } from '../src/transport/switchboard.js';
+import type { ConnectPeer, Switchboard } from '../src/transport/switchboard.js';
 import { Supervisor, type Child, type ChildSpec, type SupervisorOptions } from './supervisor.js';
 import { startWorkerChild, type WorkerChild } from './worker-child.js';
 
@@ -22,7 +28,7 @@ export interface PeerSpec {
   stateMachine: StateMachineSpec;
   tickMs: number;
   core: Partial<CoreOptions>;
-  /** The network faults in force when a consensus actor starts (see src/transport/faults.ts). */
+  /** The network faults in force when a consensus actor starts (see src/faults.ts). */
   faults: () => FaultPlan;
   /** Restart intensity of the peer's supervisor. */
   maxRestarts: number;
@@ -124,7 +130,7 @@ export class PeerSupervisor {
     this.logDroppedBefore = 0;
     const child = await startWorkerChild({
       entry: LOG_ACTOR,
-      workerData: { dataDir: this.spec.dataDir, port: port2 },
+      workerData: { dataDir: this.spec.dataDir, port: port2 } satisfies LogActorData,
       transferList: [port2],
       shutdown: (worker) => closeLogActor(worker),
       abort: (worker) => worker.postMessage({ type: 'crash' }),
@@ -178,13 +184,14 @@ export class PeerSupervisor {
     });
     this.consensusChild = child;
     const control = connectControl(controlChannel.port1);
+    const connect: ConnectPeer = (peer, port) => control.connectPeer(peer, transferPort(port));
     const down = (reason: Error | null) => {
-      this.switchboard.leave(this.spec.id, control);
+      this.switchboard.leave(this.spec.id, connect);
       controlChannel.port1.close();
       client.port1.close();
       this.hooks.consensusDown(reason);
     };
-    await this.switchboard.join(this.spec.id, control, child.gone);
+    await this.switchboard.join(this.spec.id, connect, child.gone);
     this.hooks.consensusUp(client.port1, control);
     return {
       exited: child.exited.then((reason) => {

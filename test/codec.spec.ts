@@ -3,7 +3,7 @@
  * records, decode errors) and the shape guards for bytes that arrive from ports.
  */
 import { expect } from 'chai';
-import { Rng } from '../src/core/rng.js';
+import { Rng } from '../src/rng.js';
 import { MessageChannel } from 'node:worker_threads';
 import {
   Codec,

@@ -4,7 +4,7 @@
  * below counts with `2 * count > n` rather than reusing ⌊n/2⌋ + 1.
  */
 import { expect } from 'chai';
-import { Rng } from '../src/core/rng.js';
+import { Rng } from '../src/rng.js';
 import {
   allowConfig,
   committedIndex,

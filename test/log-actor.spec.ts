@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
-import type { LogActorControl, LogActorData, LogActorNotice } from '../actors/log-actor.js';
+import type { LogActorControl, LogActorData, LogActorNotice } from '../src/control.js';
 import {
   codec,
   decodeAll,

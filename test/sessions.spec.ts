@@ -13,7 +13,7 @@
  */
 import { expect } from 'chai';
 import { ClientSession, type Register, type Ticket } from '../src/client-session.js';
-import { Rng } from '../src/core/rng.js';
+import { Rng } from '../src/rng.js';
 import { InvalidCommandError } from '../src/errors.js';
 import { codec, encodeCommand, encodeLogCommand, type WireError } from '../src/messages.js';
 import { packSnapshot, SessionTable, unpackSnapshot, type Outcome } from '../src/sessions.js';

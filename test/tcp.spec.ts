@@ -4,7 +4,7 @@
  * sockets, stopped and restarted, and behind mutual TLS.
  */
 import { expect } from 'chai';
-import { Rng } from '../src/core/rng.js';
+import { Rng } from '../src/rng.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -22,9 +22,9 @@ import {
   type NetworkOptions,
   type NodeOptions,
 } from '../src/api.js';
-import type { ControlProxy } from '../src/control.js';
 import { ConfigError } from '../src/errors.js';
 import { codec, type PeerMessage } from '../src/messages.js';
+import type { ConnectPeer } from '../src/transport/switchboard.js';
 import { TcpSwitchboard, type TcpStats } from '../src/transport/tcp.js';
 import { stopAll, tempDir, TEST_TIMING, waitFor, waitForApplied, waitForLeader } from './helpers/cluster.js';
 import { closed, freePorts, haveOpenssl, makePki, rawConnect, rawFrame } from './helpers/net.js';
@@ -33,15 +33,13 @@ import { closed, freePorts, haveOpenssl, makePki, rawConnect, rawFrame } from '.
 function fakeActor() {
   const ports = new Map<string, MessagePort>();
   const received: { peer: string; message: unknown }[] = [];
-  const control = {
-    async connectPeer(peer: string, port: MessagePort) {
-      ports.get(peer)?.close();
-      ports.set(peer, port);
-      port.on('message', (bytes: Uint8Array) => received.push({ peer, message: codec.decode(bytes) }));
-    },
-  } as unknown as ControlProxy;
+  const connect: ConnectPeer = async (peer, port) => {
+    ports.get(peer)?.close();
+    ports.set(peer, port);
+    port.on('message', (bytes: Uint8Array) => received.push({ peer, message: codec.decode(bytes) }));
+  };
   return {
-    control,
+    connect,
     ports,
     received,
     send(peer: string, message: unknown) {
@@ -77,8 +75,8 @@ describe('TCP transport: switchboards', function () {
     const actorA = fakeActor();
     const actorB = fakeActor();
     actors.push(actorA, actorB);
-    await a.join('a', actorA.control, never);
-    await b.join('b', actorB.control, never);
+    await a.join('a', actorA.connect, never);
+    await b.join('b', actorB.connect, never);
     return { a, b, actorA, actorB };
   }
 
@@ -160,7 +158,7 @@ describe('TCP transport: switchboards', function () {
     boards.push(a);
     const actor = fakeActor();
     actors.push(actor);
-    await a.join('a', actor.control, never);
+    await a.join('a', actor.connect, never);
     const big = { ...vote('a', 'b'), pad: 'x'.repeat(300) };
     for (let i = 0; i < 10; i++) actor.send('b', big);
     await waitFor('drops', async () => (a.stats().dropped >= 7 ? true : undefined));
@@ -252,7 +250,7 @@ describe('TCP transport: a cluster over loopback', function () {
     });
     const actor = fakeActor();
     try {
-      await intruder.join('n1', actor.control, never);
+      await intruder.join('n1', actor.connect, never);
       actor.send('n2', vote('n1', 'n2', 1_000_000));
       await waitFor('a refusal', async () => (stats('n2').refused > before ? true : undefined));
       expect(intruder.stats().connects).to.equal(0);

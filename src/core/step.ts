@@ -47,7 +47,7 @@ import type {
   SnapshotWrite,
 } from '../messages.js';
 import { entryBytes, RaftLog } from './raft-log.js';
-import { nextRandom } from './rng.js';
+import { nextRandom } from '../rng.js';
 import type { ClientErrorCode, CoreOptions, CoreState, Effect, FetchReason, Input, Progress, Role, Status, StepResult } from './types.js';
 import { DEFAULT_CORE_OPTIONS } from './types.js';
 

@@ -77,6 +77,7 @@ import type { AddressInfo } from 'node:net';
 import * as api from '../api.js';
 import { isRaftError, NotLeaderError, type RaftError } from '../errors.js';
 import type { TcpStats } from '../transport/tcp.js';
+import { positiveInt } from '../validate.js';
 
 export interface HttpTlsOptions {
   /** Path of the CA certificate(s) (PEM) client certificates are checked against. */
@@ -153,11 +154,8 @@ function parseListen(listen: string): { host: string; port: number } {
 function checkOptions(o: HttpServerOptions): void {
   if (typeof o !== 'object' || o === null) throw new TypeError('options must be an object');
   if (typeof o.node !== 'string' || o.node === '') throw new TypeError('options.node must be a peer id');
-  const positive = (v: number | undefined, name: string) => {
-    if (v !== undefined && (!Number.isSafeInteger(v) || v < 1)) throw new RangeError(`options.${name} must be a positive integer, got ${v}`);
-  };
-  positive(o.maxBodyBytes, 'maxBodyBytes');
-  positive(o.opTimeoutMs, 'opTimeoutMs');
+  positiveInt(o.maxBodyBytes, 'options.maxBodyBytes');
+  positiveInt(o.opTimeoutMs, 'options.opTimeoutMs');
   for (const [peer, url] of Object.entries(o.peerHttp ?? {})) {
     let ok = false;
     try {

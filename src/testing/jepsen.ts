@@ -44,7 +44,7 @@ import {
   type NodeOptions,
   type WriteOptions,
 } from '../api.js';
-import { Rng } from '../core/rng.js';
+import { Rng } from '../rng.js';
 import type { KvCommand } from '../state-machines/kv.js';
 import { COUNTING_KV_MODULE } from './counting-kv.js';
 import { renderCommand } from './format.js';

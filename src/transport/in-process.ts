@@ -5,11 +5,10 @@
  * close and its peers drop them (they treat it as an unreachable peer until it rejoins).
  */
 import { MessageChannel } from 'node:worker_threads';
-import { transferPort, type ControlProxy } from '../control.js';
-import type { Switchboard } from './switchboard.js';
+import type { ConnectPeer, Switchboard } from './switchboard.js';
 
 interface Member {
-  control: ControlProxy;
+  connect: ConnectPeer;
   /** Settles when the actor's thread has exited. */
   gone: Promise<void>;
 }
@@ -19,11 +18,11 @@ export class InProcessSwitchboard implements Switchboard {
 
   /**
    * Wire the actor `id` (whose thread settles `gone` when it exits) to every member. A
-   * control call to an actor that dies before answering never settles (comlink knows nothing
-   * of the thread behind a port), so each call is waited for only while both its ends live:
-   * a peer that dies meanwhile is wired again when it restarts and joins.
+   * connect call to an actor that dies before answering may never settle (a control call
+   * knows nothing of the thread behind its port), so each is waited for only while both its
+   * ends live: a peer that dies meanwhile is wired again when it restarts and joins.
    */
-  async join(id: string, control: ControlProxy, gone: Promise<void>): Promise<void> {
+  async join(id: string, connect: ConnectPeer, gone: Promise<void>): Promise<void> {
     this.members.delete(id);
     const wiring: Promise<void>[] = [];
     const whileAlive = (call: Promise<void>, other: Promise<void>) =>
@@ -31,15 +30,15 @@ export class InProcessSwitchboard implements Switchboard {
     for (const [other, member] of this.members) {
       const { port1, port2 } = new MessageChannel();
       wiring.push(
-        whileAlive(control.connectPeer(other, transferPort(port1)), member.gone),
-        whileAlive(member.control.connectPeer(id, transferPort(port2)), member.gone),
+        whileAlive(connect(other, port1), member.gone),
+        whileAlive(member.connect(id, port2), member.gone),
       );
     }
-    this.members.set(id, { control, gone });
+    this.members.set(id, { connect, gone });
     await Promise.all(wiring);
   }
 
-  leave(id: string, control: ControlProxy): void {
-    if (this.members.get(id)?.control === control) this.members.delete(id);
+  leave(id: string, connect: ConnectPeer): void {
+    if (this.members.get(id)?.connect === connect) this.members.delete(id);
   }
 }

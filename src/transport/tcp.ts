@@ -1,6 +1,6 @@
 /**
  * The TCP transport: each peer in its own process (or host). The consensus actor is wired
- * exactly as in-process (a MessagePort per other peer, handed over with `connectPeer`); here
+ * exactly as in-process (a MessagePort per other peer, handed over with its `ConnectPeer`); here
  * the other end of each port stays on the main thread and is bridged to one TCP (or mutual
  * TLS) connection per peer pair.
  *
@@ -27,9 +27,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
-import { transferPort, type ControlProxy } from '../control.js';
 import { codec, isPeerMessage, type Bundle } from '../messages.js';
-import type { Switchboard } from './switchboard.js';
+import { isPeerId, positiveInt } from '../validate.js';
+import type { ConnectPeer, Switchboard } from './switchboard.js';
 
 export interface TcpTlsOptions {
   /** Paths to PEM files: the cluster's CA, this node's certificate and its private key. */
@@ -238,8 +238,8 @@ export class TcpSwitchboard implements Switchboard {
   private readonly maxQueuedBytes: number;
   private readonly handshakeTimeoutMs: number;
   private closed = false;
-  /** The control of the actor wired now (join), so a late leave of its predecessor is ignored. */
-  private member: ControlProxy | null = null;
+  /** How the actor wired now (join) is reached, so a late leave of its predecessor is ignored. */
+  private member: ConnectPeer | null = null;
   private bound = '';
 
   private constructor(
@@ -319,21 +319,21 @@ export class TcpSwitchboard implements Switchboard {
   // -------------------------------------------------------------------------------------------
   // Switchboard
 
-  async join(id: string, control: ControlProxy, gone: Promise<void>): Promise<void> {
+  async join(id: string, connect: ConnectPeer, gone: Promise<void>): Promise<void> {
     if (id !== this.options.id) throw new Error(`this TCP switchboard serves peer '${this.options.id}', not '${id}'`);
     if (this.closed) return;
-    this.member = control;
+    this.member = connect;
     const wiring: Promise<unknown>[] = [];
     for (const link of this.links.values()) {
       const { port1, port2 } = new MessageChannel();
       this.attachActorPort(link, port2);
-      wiring.push(Promise.race([control.connectPeer(link.peer, transferPort(port1)).catch(() => undefined), gone]));
+      wiring.push(Promise.race([connect(link.peer, port1).catch(() => undefined), gone]));
     }
     await Promise.all(wiring);
   }
 
-  leave(id: string, control: ControlProxy): void {
-    if (id !== this.options.id || this.member !== control) return;
+  leave(id: string, connect: ConnectPeer): void {
+    if (id !== this.options.id || this.member !== connect) return;
     this.member = null;
     for (const link of this.links.values()) {
       link.actorPort?.close();
@@ -651,31 +651,23 @@ function validPeerFrame(payload: Uint8Array, from: string, to: string): boolean 
   return ok(decoded);
 }
 
-const ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
-
-function positive(value: unknown, name: string): void {
-  if (value !== undefined && (!Number.isSafeInteger(value) || (value as number) < 1)) {
-    throw new RangeError(`${name} must be a positive integer, got ${String(value)}`);
-  }
-}
-
 /** Check a network configuration; throws TypeError/RangeError naming the bad field. */
 export function validateOptions(o: TcpSwitchboardOptions, prefix = ''): void {
   if (typeof o !== 'object' || o === null) throw new TypeError(`${prefix || 'options'} must be an object`);
-  if (typeof o.id !== 'string' || !ID_PATTERN.test(o.id)) throw new TypeError(`${prefix}id must be a peer id, got ${JSON.stringify(o.id)}`);
+  if (!isPeerId(o.id)) throw new TypeError(`${prefix}id must be a peer id, got ${JSON.stringify(o.id)}`);
   parseHostPort(o.listen, `${prefix}listen`, true);
   if (typeof o.peers !== 'object' || o.peers === null || Array.isArray(o.peers)) {
     throw new TypeError(`${prefix}peers must be an object mapping peer ids to 'host:port'`);
   }
   for (const [peer, address] of Object.entries(o.peers)) {
-    if (!ID_PATTERN.test(peer) || peer === '.' || peer === '..') throw new TypeError(`${prefix}peers has an invalid peer id ${JSON.stringify(peer)}`);
+    if (!isPeerId(peer)) throw new TypeError(`${prefix}peers has an invalid peer id ${JSON.stringify(peer)}`);
     if (peer === o.id) throw new RangeError(`${prefix}peers must not contain this node's own id '${o.id}'`);
     parseHostPort(address, `${prefix}peers.${peer}`);
   }
   if (typeof o.clusterId !== 'string' || o.clusterId === '') throw new TypeError(`${prefix}clusterId must be a non-empty string`);
-  positive(o.maxFrameBytes, `${prefix}maxFrameBytes`);
-  positive(o.maxQueuedBytes, `${prefix}maxQueuedBytes`);
-  positive(o.handshakeTimeoutMs, `${prefix}handshakeTimeoutMs`);
+  positiveInt(o.maxFrameBytes, `${prefix}maxFrameBytes`);
+  positiveInt(o.maxQueuedBytes, `${prefix}maxQueuedBytes`);
+  positiveInt(o.handshakeTimeoutMs, `${prefix}handshakeTimeoutMs`);
   if (o.tls !== undefined) {
     if (typeof o.tls !== 'object' || o.tls === null) throw new TypeError(`${prefix}tls must be { ca, cert, key } (file paths)`);
     for (const k of ['ca', 'cert', 'key'] as const) {

@@ -1,2 +1,2 @@
 /** The simulator's only source of randomness: the project's seeded generator. */
-export { Rng } from '../../src/core/rng.js';
+export { Rng } from '../../src/rng.js';

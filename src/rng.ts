@@ -1,7 +1,8 @@
 /**
  * A seeded PRNG (mulberry32): the core's only source of randomness, carried in its state as a
  * plain number, and (as `Rng`) the one generator of the simulator, the tests, the nemesis and
- * the link faults. Never Math.random, so every run replays from its seed.
+ * the link faults. Never Math.random, so every run replays from its seed. It sits outside
+ * src/core/ because the core is one of its users, not its owner.
  */
 export function nextRandom(seed: number): { value: number; seed: number } {
   const s = (seed + 0x6d2b79f5) | 0;

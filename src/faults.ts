@@ -3,8 +3,12 @@
  * a link is decided by its sender): partitions, random loss, duplication and delay (delay
  * with jitter reorders messages). Decisions come from a seeded PRNG, so a fault schedule
  * is reproducible up to thread timing.
+ *
+ * Not part of a transport: the plan is set through the API's `nemesis`, travels to the
+ * consensus actor over its control port (`setFaults`) or in its start data, and is applied
+ * there, in `sendToPeer`, to whatever transport carries the messages.
  */
-import { nextRandom } from '../core/rng.js';
+import { nextRandom } from './rng.js';
 
 export interface LinkFaults {
   /** Probability that a message is lost. */
