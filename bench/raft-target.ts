@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import * as api from '../src/api.js';
+import * as api from '../src/api/index.js';
 import { onInterrupt, removeDir, trackDir } from './cleanup.js';
 
 export class RaftCluster {

@@ -15,7 +15,7 @@
  * Exit codes: 0 done; 1 the cluster answered with an error (no leader, not found, timeout) or
  * no endpoint could be reached; 2 bad arguments.
  */
-import { events, setConfig, startNode, status, stopNode } from './api.js';
+import { events, setConfig, startNode, status, stopNode } from './api/index.js';
 import { startHttpServer } from './http/server.js';
 
 class UsageError extends Error {}

@@ -3,7 +3,7 @@
  * progress: elections, a few ops, a short write load, then a clean stop. Run it again and
  * the cluster resumes from disk (the run counter goes up).
  */
-import { events, op, setConfig, startNode, status, stopNode } from './api.js';
+import { events, op, setConfig, startNode, status, stopNode } from './api/index.js';
 
 const PEERS = ['n1', 'n2', 'n3'];
 const LOAD_SECONDS = Number(process.env.DEMO_SECONDS ?? 5);

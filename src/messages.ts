@@ -51,7 +51,7 @@ export interface ConfigEntry {
 export type Entry = NoopEntry | CommandEntry | ConfigEntry;
 
 // ---------------------------------------------------------------------------------------------
-// Log commands: what a command entry's `data` holds, written by the API (src/api.ts) and
+// Log commands: what a command entry's `data` holds, written by the API (src/api/index.ts) and
 // carried out by the consensus actor through the session table (src/sessions.ts).
 
 /**

@@ -3,7 +3,7 @@
  *
  * A retry of a command whose first try may already have been applied (a timeout, a leader
  * change, a restarted actor) must not apply it again. The API gives every `op` a client id and
- * a per-client sequence number, reused by its retries (src/api.ts); each peer keeps, beside
+ * a per-client sequence number, reused by its retries (src/api/index.ts); each peer keeps, beside
  * the user's state machine, this replicated table of sessions:
  *
  *  - a session is opened by a `register` entry through the log, so every peer has it from the

@@ -3,7 +3,7 @@
  */
 import { expect } from 'chai';
 import fs from 'node:fs';
-import { events, nemesis, op, query, read, setConfig, startNode, status, stopNode } from '../src/api.js';
+import { events, nemesis, op, query, read, setConfig, startNode, status, stopNode } from '../src/api/index.js';
 import {
   ConfigError,
   InvalidCommandError,

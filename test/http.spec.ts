@@ -12,7 +12,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
-import { op, read, setConfig, stopNode } from '../src/api.js';
+import { op, read, setConfig, stopNode } from '../src/api/index.js';
 import { LeadershipLostError, NotLeaderError, SessionExpiredError, TimeoutError } from '../src/errors.js';
 import { startHttpServer, type HttpBackend, type HttpServer, type HttpServerOptions } from '../src/http/server.js';
 import { startPeers, stopAll, tempDir, waitForConverged, waitForLeader } from './helpers/cluster.js';

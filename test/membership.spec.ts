@@ -4,7 +4,7 @@
  */
 import { expect } from 'chai';
 import fs from 'node:fs';
-import { nemesis, op, read, setConfig, status, stopNode, transferLeadership } from '../src/api.js';
+import { nemesis, op, read, setConfig, status, stopNode, transferLeadership } from '../src/api/index.js';
 import {
   CatchUpTimeoutError,
   ConfigError,

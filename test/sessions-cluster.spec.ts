@@ -12,7 +12,7 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { nemesis, op, query, setConfig, status, type NodeOptions, type NodeStatus } from '../src/api.js';
+import { nemesis, op, query, setConfig, status, type NodeOptions, type NodeStatus } from '../src/api/index.js';
 import { SessionExpiredError } from '../src/errors.js';
 import { LmdbLogStore } from '../src/log/lmdb-store.js';
 import { codec, encodeCommand, encodeLogCommand, type Entry, type LogCommand } from '../src/messages.js';

@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { nemesis, op, query, read, setConfig, startNode, status, stopNode, type NodeOptions } from '../src/api.js';
+import { nemesis, op, query, read, setConfig, startNode, status, stopNode, type NodeOptions } from '../src/api/index.js';
 import { isRaftError } from '../src/errors.js';
 import {
   peerDir,

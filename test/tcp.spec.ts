@@ -21,7 +21,7 @@ import {
   transportStats,
   type NetworkOptions,
   type NodeOptions,
-} from '../src/api.js';
+} from '../src/api/index.js';
 import { ConfigError } from '../src/errors.js';
 import { codec, type PeerMessage } from '../src/messages.js';
 import type { ConnectPeer } from '../src/transport/switchboard.js';

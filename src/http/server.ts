@@ -74,7 +74,7 @@ import fs from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import * as api from '../api.js';
+import * as api from '../api/index.js';
 import { isRaftError, NotLeaderError, type RaftError } from '../errors.js';
 import type { TcpStats } from '../transport/tcp.js';
 import { positiveInt } from '../validate.js';

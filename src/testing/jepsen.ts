@@ -43,7 +43,7 @@ import {
   transferLeadership,
   type NodeOptions,
   type WriteOptions,
-} from '../api.js';
+} from '../api/index.js';
 import { Rng } from '../rng.js';
 import type { KvCommand } from '../state-machines/kv.js';
 import { COUNTING_KV_MODULE } from './counting-kv.js';

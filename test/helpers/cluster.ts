@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { op, read, runningNodes, startNode, status, stopNode, type NodeOptions, type NodeStatus } from '../../src/api.js';
+import { op, read, runningNodes, startNode, status, stopNode, type NodeOptions, type NodeStatus } from '../../src/api/index.js';
 import { isRaftError } from '../../src/errors.js';
 
 /** Timing for tests: fast elections, still tolerant of a loaded 2-core machine. */

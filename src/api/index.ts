@@ -1,0 +1,303 @@
+/**
+ * The public API (rafter.erl's role), the front room: start supervised peers in this
+ * process, form a cluster, submit commands, read, change the membership, read status, stop.
+ *
+ *   await startNode('a', { stateMachine: 'kv' });   // likewise 'b', 'c'
+ *   await setConfig('a', ['a', 'b', 'c']);           // the first call bootstraps the cluster
+ *   await op('a', { type: 'set', key: 'k', value: 1 });
+ *   await read('a', { type: 'get', key: 'k' });      // linearizable, without a log entry (thesis §6.4)
+ *   await startNode('d', { stateMachine: 'kv' });
+ *   await setConfig('a', ['a', 'b', 'c', 'd']);      // later calls change the membership (§6)
+ *   await transferLeadership('a', 'd');              // thesis §3.10
+ *
+ * Ops travel as msgpack over a port of their own (every op of one event-loop turn in one
+ * message, see node-handle.ts); status and stop use the comlink control plane. The rooms
+ * behind it: registry.ts (the peers of this process), node-handle.ts (one peer),
+ * routing.ts (redirects and retries), options.ts, nemesis.ts (fault injection), events.ts.
+ */
+import type { ConsensusControl, PeerStatus } from '../control.js';
+import { ClientSession } from '../client-session.js';
+import { ConfigError, fromWire, NodeExistsError, SessionExpiredError, TransferFailedError } from '../errors.js';
+import { checkCommand, codec, encodeCommand, encodeLogCommand, type SessionCommand, type WireError } from '../messages.js';
+import { TcpSwitchboard, type TcpStats } from '../transport/tcp.js';
+import { currentFaults } from './nemesis.js';
+import { NodeHandle } from './node-handle.js';
+import {
+  DEFAULT_ATTEMPT_TIMEOUT_MS,
+  DEFAULT_CONFIG_TIMEOUT_MS,
+  DEFAULT_OP_TIMEOUT_MS,
+  peerSpec,
+  sessionTimeoutMs,
+  switchboardOptions,
+  validateId,
+  validateNodeOptions,
+  type NodeOptions,
+  type OpOptions,
+  type WriteOptions,
+} from './options.js';
+import { forgetFailed, nodes, nodeSupervisor, retire, running, stopped, underConfigLock } from './registry.js';
+import { sleep, submitWithRetry, type RetryPolicy } from './routing.js';
+import { positiveInt } from '../validate.js';
+
+export { events, type RaftEvents } from './events.js';
+export { nemesis } from './nemesis.js';
+export type { NetworkOptions, NodeOptions, OpOptions, WriteOptions } from './options.js';
+
+/**
+ * What `status(id)` reports. `restarts` counts restarts of each actor of the peer;
+ * `droppedMessages` counts malformed messages dropped by its consensus actor (peer, client
+ * and log ports), `logDroppedMessages` those dropped by its current log actor, and
+ * `droppedReplies` those dropped by the API on the client port.
+ */
+export interface NodeStatus extends PeerStatus {
+  restarts: { log: number; consensus: number };
+  /**
+   * The client session of this node's ops (thesis §6.3): its id (null until the first op),
+   * sessions opened, tries sent again, and sessions that expired under an op.
+   */
+  client: { session: string | null; opened: number; retries: number; expired: number };
+  logDroppedMessages: number;
+  droppedReplies: number;
+}
+
+/** Start a supervised peer: its log actor (LMDB under `dataDir`), then its consensus actor. */
+export async function startNode(id: string, options: NodeOptions): Promise<void> {
+  validateId(id);
+  validateNodeOptions(id, options);
+  if (nodes.has(id)) throw new NodeExistsError(id);
+  stopped.delete(id);
+
+  const spec = peerSpec(id, options, currentFaults);
+  const handle = new NodeHandle(id, new ClientSession(sessionTimeoutMs(options)), forgetFailed);
+  nodes.set(id, handle);
+  try {
+    const network = options.network;
+    if (network !== undefined) {
+      handle.remotePeers = new Set(Object.keys(network.peers));
+      handle.transport = await TcpSwitchboard.start(switchboardOptions(id, network));
+      spec.switchboard = handle.transport;
+    }
+    handle.supervisor = await nodeSupervisor.startPeer(spec, handle.hooks());
+  } catch (err) {
+    if (nodes.get(id) === handle) nodes.delete(id);
+    handle.state = 'stopped';
+    await handle.transport?.close();
+    throw err;
+  }
+  handle.state = 'running';
+}
+
+/**
+ * Transport counters of a networked node (started with `options.network`): frames and bytes
+ * in and out, dropped frames, bad frames, refused connections, connects and reconnects.
+ * Null when `id` is not running in this process or is not networked.
+ */
+export function transportStats(id: string): TcpStats | null {
+  const handle = nodes.get(id);
+  return handle && handle.state === 'running' && handle.transport ? handle.transport.stats() : null;
+}
+
+/** The bound `host:port` of a networked node's peer listener (null as for `transportStats`). */
+export function transportAddress(id: string): string | null {
+  const handle = nodes.get(id);
+  return handle && handle.state === 'running' && handle.transport ? handle.transport.address() : null;
+}
+
+/** A peer started here, or a remote peer of some networked node here. */
+function knownPeer(handle: NodeHandle, peer: string): boolean {
+  return nodes.has(peer) || handle.remotePeers.has(peer);
+}
+
+/**
+ * Set the cluster's voters (rafter's set_config). All of `peers` must be started in this process,
+ * or, for a networked node (`options.network`), be in its `network.peers` map.
+ *
+ * - On a blank peer the first call bootstraps a cluster of `peers` (each blank, or already
+ *   holding this configuration); `id` must be one of them.
+ * - On a peer of a running cluster it changes the membership by joint consensus (§6): the
+ *   request goes to the leader, new peers catch up as non-voting learners, then C_old,new and
+ *   C_new are committed in turn; it resolves once C_new is committed. A leader not in C_new
+ *   then steps down. Calling it with the current voters is a no-op.
+ *
+ * One change at a time: calls in this process are queued, each starting once the one before
+ * it has settled. A change still running in the cluster when another arrives (its call timed
+ * out, or a new leader is completing a joint configuration) gets the later one refused with
+ * ConfigInProgressError (nothing changed; retry later). Errors: ConfigError (empty list,
+ * duplicates, unknown peers), CatchUpTimeoutError (new peers did not catch up; nothing
+ * changed), NotLeaderError (no leader found), LeadershipLostError or TimeoutError (outcome
+ * unknown: `status` shows which configuration is in force). Default timeout 60 s.
+ */
+export function setConfig(id: string, peers: string[], options: OpOptions = {}): Promise<void> {
+  return underConfigLock(() => setConfigNow(id, peers, options));
+}
+
+async function setConfigNow(id: string, peers: string[], options: OpOptions): Promise<void> {
+  const handle = running(id);
+  const timeoutMs = positiveInt(options.timeoutMs, 'options.timeoutMs', DEFAULT_CONFIG_TIMEOUT_MS);
+  if (!Array.isArray(peers) || peers.length === 0) throw new ConfigError('setConfig needs a non-empty list of peer ids');
+  for (const p of peers) validateId(p, 'peer id');
+  const duplicate = peers.find((p, i) => peers.indexOf(p) !== i);
+  if (duplicate !== undefined) throw new ConfigError(`peer '${duplicate}' is listed twice`);
+  const unknown = peers.filter((p) => !knownPeer(handle, p));
+  if (unknown.length > 0) throw new ConfigError(`unknown peer(s): ${unknown.join(', ')} (start them first)`);
+
+  const self = await status(id);
+  if (self.peers.length > 0 || self.lastIndex > 0) {
+    // A running cluster: a membership change, decided by its leader.
+    await submitWithRetry(handle, { kind: 'config', peers: [...peers] }, timeoutMs);
+    return;
+  }
+  if (!peers.includes(id)) throw new ConfigError(`setConfig must be called on one of the peers; '${id}' is not in the list`);
+  // Remote peers (options.network) cannot be asked: only the peers in this process are checked.
+  const statuses = await Promise.all(peers.filter((p) => nodes.has(p)).map((p) => status(p)));
+  // Bootstrap only a cluster whose peers are all blank: a peer in another cluster would
+  // let two configurations elect two leaders.
+  for (const s of statuses) {
+    if (s.peers.length > 0 || s.lastIndex > 0) {
+      throw new ConfigError(`peer '${s.id}' already belongs to a cluster (${s.peers.join(', ') || 'no configuration yet'})`);
+    }
+  }
+  const refusal: WireError | null | 'change' = await handle.withControl((c) => c.setConfig(peers) as Promise<WireError | null | 'change'>);
+  if (refusal === 'change') throw new ConfigError(`peer '${id}' joined a cluster meanwhile; call setConfig again`);
+  if (refusal) throw fromWire(refusal);
+}
+
+/**
+ * Hand leadership over (thesis §3.10) to `target`, or to the most up-to-date voter: the leader
+ * stops taking commands, brings the target's log up to date and tells it to campaign at once.
+ * Resolves with the new leader's id once `target` leads. Asked of any peer; it goes to the
+ * leader. TransferFailedError when the target is not a voter, or did not take over within an
+ * election timeout (the old leader then takes commands again).
+ */
+export async function transferLeadership(id: string, target?: string, options: OpOptions = {}): Promise<string> {
+  const first = running(id);
+  if (target !== undefined) {
+    validateId(target, 'target');
+    if (!knownPeer(first, target)) throw new TransferFailedError(`unknown peer '${target}'`);
+  }
+  const timeoutMs = positiveInt(options.timeoutMs, 'options.timeoutMs', DEFAULT_OP_TIMEOUT_MS);
+  const deadline = Date.now() + timeoutMs;
+  const chosen = (await submitWithRetry(first, { kind: 'transfer', target: target ?? null }, timeoutMs)) as string;
+  // The old leader has stepped down and the target is campaigning: wait for it to win.
+  for (;;) {
+    // A remote target (options.network) is seen through this peer's view of the leader.
+    const local = nodes.has(chosen);
+    const s = await status(local ? chosen : first.id).catch(() => null);
+    if (local ? s?.role === 'leader' : s?.leader === chosen) return chosen;
+    if (Date.now() >= deadline) throw new TransferFailedError(`${chosen} was asked to take over but did not become leader in time`);
+    await sleep(10);
+  }
+}
+
+/**
+ * Submit a command; resolves with the state machine's result once the command is committed
+ * and applied on the leader. A non-leader redirects to the leader it knows.
+ *
+ * Exactly once (thesis §6.3): the op carries this node's client session and a sequence number
+ * of its own, and every try of it (after a redirect, a timeout of a try, a leader change, a
+ * restarted actor) carries the same, so the cluster applies it at most once and answers a
+ * repeat with the saved result. It rejects with SessionExpiredError when the session expired
+ * while the op was in doubt (it is then not applied any more; it may have been before).
+ * `{ idempotent: true }` opts out, for commands safe to repeat.
+ */
+export async function op(id: string, command: unknown, options: WriteOptions = {}): Promise<unknown> {
+  const first = running(id);
+  const timeoutMs = positiveInt(options.timeoutMs, 'options.timeoutMs', DEFAULT_OP_TIMEOUT_MS);
+  const attemptMs = positiveInt(options.attemptTimeoutMs, 'options.attemptTimeoutMs', DEFAULT_ATTEMPT_TIMEOUT_MS);
+  if (options.idempotent !== undefined && typeof options.idempotent !== 'boolean') {
+    throw new TypeError(`options.idempotent must be a boolean, got ${JSON.stringify(options.idempotent)}`);
+  }
+  // Registrations and idempotent commands may be applied twice: retried without a care.
+  const carefree: RetryPolicy = { attemptMs, onUnknown: () => undefined };
+  if (options.idempotent === true) {
+    const data = encodeLogCommand({ type: 'idempotent', command });
+    return submitWithRetry(first, { kind: 'op', data }, timeoutMs, carefree);
+  }
+  // Bad input fails before a session is opened.
+  checkCommand(command);
+  const deadline = Date.now() + timeoutMs;
+  const session = first.session;
+  const register = (data: Uint8Array) => submitWithRetry(first, { kind: 'op', data }, Math.max(deadline - Date.now(), 1), carefree);
+  // Whether some try may have been applied (its outcome is unknown).
+  let inDoubt = false;
+  const policy: RetryPolicy = {
+    attemptMs,
+    onUnknown: () => {
+      inDoubt = true;
+      session.stats.retries++;
+    },
+  };
+  for (;;) {
+    const ticket = await session.begin(register);
+    try {
+      const envelope: SessionCommand = { type: 'op', client: ticket.client, seq: ticket.seq, ack: session.ack(), command };
+      const data = codec.encode(envelope); // checked above
+      return await submitWithRetry(first, { kind: 'op', data }, Math.max(deadline - Date.now(), 1), policy);
+    } catch (err) {
+      if (!(err instanceof SessionExpiredError)) throw err;
+      session.expired(ticket.client);
+      // Never applied under the expired session, nor anywhere else: send it under a new one.
+      if (!inDoubt && Date.now() < deadline) continue;
+      throw err;
+    } finally {
+      session.end(ticket);
+    }
+  }
+}
+
+/**
+ * A linearizable read of the state machine (its `query`, e.g. kv `{ type: 'get', key }`)
+ * without writing to the log, by ReadIndex (thesis §6.4): the leader confirms it still leads
+ * with one heartbeat round (concurrent reads share it) and answers once it has applied the
+ * commit index it recorded; a follower asks the leader for that index and answers from its
+ * own state once it has applied it. As strong as `op(id, get)`, much cheaper.
+ */
+export async function read(id: string, query: unknown, options: OpOptions = {}): Promise<unknown> {
+  const first = running(id);
+  const timeoutMs = positiveInt(options.timeoutMs, 'options.timeoutMs', DEFAULT_OP_TIMEOUT_MS);
+  return submitWithRetry(first, { kind: 'read', data: encodeCommand(query) }, timeoutMs);
+}
+
+export async function status(id: string): Promise<NodeStatus> {
+  const handle = running(id);
+  const s = await handle.withControl((c) => c.status());
+  const restarts = handle.supervisor.restarts;
+  return {
+    ...s,
+    restarts: { log: restarts.get('log') ?? 0, consensus: restarts.get('consensus') ?? 0 },
+    client: { session: handle.session.id, ...handle.session.stats },
+    logDroppedMessages: handle.supervisor.logDroppedMessages,
+    droppedReplies: handle.droppedReplies,
+  };
+}
+
+type QueryAnswer = ReturnType<ConsensusControl['query']>;
+
+/**
+ * Read from one peer's applied state without going through the log (the state machine's
+ * `query`, e.g. kv `{ type: 'get', key }`). Serializable, not linearizable: a follower may
+ * lag the leader, and a deposed leader may not know it yet. For a linearizable read use
+ * `read(id, q)`.
+ */
+export async function query(id: string, q: unknown): Promise<unknown> {
+  const handle = running(id);
+  const answer = await handle.withControl((c) => c.query(q) as Promise<QueryAnswer>);
+  if (!answer.ok) throw fromWire(answer.error);
+  return answer.result;
+}
+
+/** Stop a peer cleanly; its data stays in `dataDir` and `startNode` resumes it. */
+export async function stopNode(id: string): Promise<void> {
+  const handle = running(id);
+  handle.state = 'stopping';
+  try {
+    await nodeSupervisor.stopPeer(id);
+  } finally {
+    await retire(handle, `node '${id}' stopped while the op was in flight; its outcome is unknown`);
+  }
+}
+
+/** Ids of the peers running in this process. */
+export function runningNodes(): string[] {
+  return [...nodes.values()].filter((h) => h.state === 'running').map((h) => h.id);
+}
