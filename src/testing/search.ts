@@ -509,6 +509,8 @@ export function checkPart<P extends SearchProblem>(task: PartTask, adapter: Part
 
 /** Step budget of each check while shrinking: a candidate too costly to decide is kept. */
 const SHRINK_STEPS = 200_000;
+/** Step budget of each plausibility check while shrinking (rule (c) without explainers). */
+const PLAUSIBLE_STEPS = 20_000;
 
 /**
  * Shrink a non-linearizable sub-history to a small one that shows the SAME violation.
@@ -526,8 +528,10 @@ const SHRINK_STEPS = 200_000;
  *    ops until none can go, accepting a deletion only if the rest (a) still fails, (b) stops
  *    failing when F's outcome is unknown (F stays the op that cannot be explained), and
  *    (c) when the model names them (`PartAdapter.explainers`), still holds, for each op
- *    that observed a write, some op that could have made it. Ops open in the working
- *    history (`info`, or in flight at the cut) stay only when these rules need them.
+ *    that observed a write, some op that could have made it; for other models, F's result
+ *    stays possible in some order of the rest, real time ignored (if it was to begin with).
+ *    Ops open in the working history (`info`, or in flight at the cut) stay only when these
+ *    rules need them.
  *
  * A check that runs out of budget counts against the deletion (the ops stay), and running
  * past `deadline` stops shrinking early; either way `minimal` is then false.
@@ -582,6 +586,16 @@ function shrink<P extends SearchProblem>(
       return ws.length === 0 || ws.some((j) => present[j] === 1);
     });
   };
+  // Without explainers, rule (c) in general terms: F's result stays possible in SOME order of
+  // the other ops (each taking effect or not, real time ignored), if it was at the start.
+  // Deleting the enqueue of the value a dequeue saw then counts as a different violation.
+  // All the others open is a costly search when F is not plausible, hence a smaller budget.
+  const plausible = (candidate: readonly TimedOp[]): boolean =>
+    verdict(
+      candidate.map((t) => (t === pinned ? t : open(t))),
+      PLAUSIBLE_STEPS,
+    ) === 'ok';
+  const keepPlausible = adapter.explainers === undefined && plausible(ops);
   const sameViolation = (candidate: readonly TimedOp[]): boolean =>
     candidate.includes(pinned) &&
     keepsExplanations(candidate) &&
@@ -589,7 +603,8 @@ function shrink<P extends SearchProblem>(
     verdict(
       candidate.map((t) => (t === pinned ? open(t) : t)),
       SHRINK_STEPS,
-    ) === 'ok';
+    ) === 'ok' &&
+    (!keepPlausible || plausible(candidate));
 
   // Open ops make every check costly (see `Cache`); try dropping them all first, keeping
   // those that are the only explanation of some observation.
