@@ -1,4 +1,4 @@
-/** Command line of `npm run bench` (see USAGE). */
+/** Command lines of `npm run bench` (see USAGE) and `npm run torture` (see TORTURE_USAGE). */
 
 export type Workload = 'set' | 'set-idem' | 'get';
 
@@ -202,4 +202,73 @@ export function formatBytes(n: number): string {
   if (n >= 1024 * 1024 && n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
   if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
   return `${n} B`;
+}
+
+/** `npm run torture` options (see TORTURE_USAGE). */
+export interface TortureArgs {
+  /** Total seconds of rounds. */
+  seconds: number;
+  /** Seed of round 0; round i uses seed + i. */
+  seed: number;
+  /** Seconds per round at most. */
+  round: number;
+  /** Every round serves gets by lease reads (else odd rounds only). */
+  lease: boolean;
+  /** Every round is a membership round (else every third). */
+  membership: boolean;
+  /** Every round runs exactly-once writes (else rounds 1, 2 mod 4). */
+  exactlyOnce: boolean;
+  help: boolean;
+}
+
+export const TORTURE_USAGE = `npm run torture -- [options]
+
+Jepsen-style rounds (5 peers, concurrent clients, a seeded nemesis) back to back, each
+checked for linearizability and for every peer applying the same log. A failure prints the
+seed and the nemesis schedule that reproduce it and exits 1. Ctrl-C stops the run and removes
+its temporary data.
+
+  --seconds 60           total seconds of rounds
+  --seed S               seed of round 0 (round i uses S + i); default from the clock
+  --round 30             seconds per round at most
+  --lease                every round serves gets by lease reads (default: odd rounds)
+  --membership           every round changes membership under the faults (default: every third)
+  --exactly-once         every round sends exactly-once writes in client sessions
+                         (default: rounds 1, 2 mod 4)
+  --help, -h             print this and exit`;
+
+export function parseTortureArgs(argv: readonly string[], now = Date.now()): TortureArgs {
+  const out: TortureArgs = { seconds: 60, seed: now % 1_000_000, round: 30, lease: false, membership: false, exactlyOnce: false, help: false };
+  const tokens = argv.flatMap((a) => (a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a]));
+  for (let i = 0; i < tokens.length; i++) {
+    const flag = tokens[i]!;
+    const value = (): string => {
+      const v = tokens[++i];
+      if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value\n\n${TORTURE_USAGE}`);
+      return v;
+    };
+    switch (flag) {
+      case '--seconds':
+      case '--seed':
+      case '--round':
+        out[flag.slice(2) as 'seconds' | 'seed' | 'round'] = positive(flag, value());
+        break;
+      case '--lease':
+        out.lease = true;
+        break;
+      case '--membership':
+        out.membership = true;
+        break;
+      case '--exactly-once':
+        out.exactlyOnce = true;
+        break;
+      case '--help':
+      case '-h':
+        out.help = true;
+        break;
+      default:
+        throw new Error(`unknown option ${flag}\n\n${TORTURE_USAGE}`);
+    }
+  }
+  return out;
 }

@@ -1,7 +1,8 @@
 /**
- * `npm run torture -- [--seconds 600] [--seed S] [--round 30] [--lease] [--membership] [--exactly-once]`:
- * Jepsen-style rounds (5 peers, concurrent clients, seeded nemesis) back to back for
- * `--seconds`, each round checked for linearizability and for every peer applying the same log.
+ * `npm run torture -- [--seconds 60] [--seed S] [--round 30] [--lease] [--membership] [--exactly-once]`
+ * (`--help` for the options): Jepsen-style rounds (5 peers, concurrent clients, seeded
+ * nemesis) back to back for `--seconds`, each round checked for linearizability and for every
+ * peer applying the same log.
  * Round i uses seed S + i; odd rounds serve gets by lease reads (thesis §6.4.1), every round
  * with `--lease`. Every third round (i = 2, 5, 8, ...) is a membership round: 3 voters of 5
  * peers at first, setConfig and transferLeadership among the faults, snapshots every 200
@@ -10,28 +11,28 @@
  * §6.3): the counting kv, an opId on every write, short tries retried through the faults, and
  * a check that no write was applied twice and every acknowledged one exactly once; every round
  * with `--exactly-once`.
- * A failure prints the seed and the nemesis schedule that reproduce it and exits 1.
+ * A failure prints the seed and the nemesis schedule that reproduce it and exits 1. On
+ * SIGINT/SIGTERM the round's temporary data directory is removed (`cleanup.ts`) and the
+ * process exits 130/143.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { runJepsen } from '../src/testing/jepsen.js';
 import { KvChecker } from '../src/testing/linearizability.js';
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} needs a positive number`);
-  return v;
-}
+import { parseTortureArgs, TORTURE_USAGE } from './args.js';
+import { onInterrupt, removeDir, trackDir } from './cleanup.js';
 
 async function main(): Promise<void> {
-  const seconds = arg('seconds', 60);
-  const seed = arg('seed', Date.now() % 1_000_000);
-  const round = arg('round', 30);
+  const args = parseTortureArgs(process.argv.slice(2));
+  if (args.help) {
+    console.log(TORTURE_USAGE);
+    return;
+  }
+  const { seconds, seed, round } = args;
   console.log(`torture: ${seconds}s of Jepsen-style rounds of ${round}s, seeds from ${seed}`);
   const checker = new KvChecker();
+  const forgetChecker = onInterrupt(() => checker.close());
   const end = Date.now() + seconds * 1000;
   let histories = 0;
   let ops = 0;
@@ -43,10 +44,11 @@ async function main(): Promise<void> {
     for (let i = 0; Date.now() < end; i++) {
       const roundSeconds = Math.max(3, Math.min(round, (end - Date.now()) / 1000));
       const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'actor-raft-torture-'));
+      trackDir(dataDir); // removed on SIGINT/SIGTERM too
       try {
-        const leaseReads = process.argv.includes('--lease') || i % 2 === 1;
-        const membership = process.argv.includes('--membership') || i % 3 === 2;
-        const exactlyOnce = process.argv.includes('--exactly-once') || i % 4 === 1 || i % 4 === 2;
+        const leaseReads = args.lease || i % 2 === 1;
+        const membership = args.membership || i % 3 === 2;
+        const exactlyOnce = args.exactlyOnce || i % 4 === 1 || i % 4 === 2;
         const modes = [leaseReads ? 'lease reads' : '', membership ? 'membership changes' : '', exactlyOnce ? 'exactly-once writes' : ''].filter(
           (m) => m !== '',
         );
@@ -72,10 +74,11 @@ async function main(): Promise<void> {
           break;
         }
       } finally {
-        fs.rmSync(dataDir, { recursive: true, force: true });
+        removeDir(dataDir);
       }
     }
   } finally {
+    forgetChecker();
     await checker.close();
   }
   console.log(

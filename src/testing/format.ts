@@ -214,9 +214,9 @@ export function renderClient(c: string | number): string {
 }
 
 /** The shape of an op that `renderOps` needs (an `Op` from `history.ts`). */
-export interface RenderableOp {
+export interface RenderableOp<C = KvCommand> {
   client: string | number;
-  command: KvCommand;
+  command: C;
   invokedAt: number;
   completedAt: number | null;
   status: 'ok' | 'fail' | 'info' | 'open';
@@ -224,8 +224,18 @@ export interface RenderableOp {
   error?: string;
 }
 
+/** How `renderOps` writes an op's command and its result. */
+export interface OpRenderers<C = unknown> {
+  input(command: C): string;
+  output(result: unknown): string;
+}
+
+/** Kv commands and kv values: `cas(k, expected=1, value=2) → true`. */
+export const kvRenderers: OpRenderers<KvCommand> = { input: renderCommand, output: renderValue };
+
 /**
- * One aligned line per op, sorted by invocation, times in ms relative to `base`:
+ * One aligned line per op, sorted by invocation, times in ms relative to `base`, commands and
+ * results written by `render` (kv commands and values by default):
  *
  * ```
  * c3  [12.1ms → 14.0ms]  cas(k, expected=1, value=2) → true
@@ -235,7 +245,11 @@ export interface RenderableOp {
  * Open and `info` ops end in `→ ?` (their effect and result are unknown), `fail` ops in
  * `→ fail`.
  */
-export function renderOps(ops: readonly RenderableOp[], base = 0): string[] {
+export function renderOps<C = KvCommand>(
+  ops: readonly RenderableOp<C>[],
+  base = 0,
+  render: OpRenderers<C> = kvRenderers as unknown as OpRenderers<C>,
+): string[] {
   const ms = (t: number): string => `${(t - base).toFixed(1)}ms`;
   const rows = [...ops]
     .sort((a, b) => a.invokedAt - b.invokedAt)
@@ -243,13 +257,13 @@ export function renderOps(ops: readonly RenderableOp[], base = 0): string[] {
       const done = op.status === 'ok' || op.status === 'fail';
       const span = `[${ms(op.invokedAt)} → ${done && op.completedAt !== null ? ms(op.completedAt) : '?'}]`;
       let tail: string;
-      if (op.status === 'ok') tail = `→ ${renderValue(op.result)}`;
+      if (op.status === 'ok') tail = `→ ${render.output(op.result)}`;
       else if (op.status === 'fail') tail = `→ fail${op.error === undefined ? '' : `   (${op.error})`}`;
       else if (op.status === 'info') {
         const at = op.completedAt === null ? '' : ` at ${ms(op.completedAt)}`;
         tail = `→ ?   (info${at}${op.error === undefined ? '' : `: ${op.error}`})`;
       } else tail = '→ ?   (never completed)';
-      return { who: renderClient(op.client), span, what: `${renderCommand(op.command)} ${tail}` };
+      return { who: renderClient(op.client), span, what: `${render.input(op.command)} ${tail}` };
     });
   const w1 = Math.max(0, ...rows.map((r) => r.who.length));
   const w2 = Math.max(0, ...rows.map((r) => r.span.length));

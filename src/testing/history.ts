@@ -1,6 +1,8 @@
 /**
- * Recording what clients of a kv cluster saw, for a linearizability check afterwards
- * (Jepsen's history model: every op is an invocation followed by at most one completion).
+ * Recording what clients of a cluster saw, for a linearizability check afterwards (Jepsen's
+ * history model: every op is an invocation followed by at most one completion). Commands are
+ * kv commands by default (`History<C = KvCommand>`); with a `Model` of your own they are
+ * whatever it takes as input.
  *
  * An op completes in one of three ways:
  *
@@ -32,9 +34,9 @@ interface EventBase {
   /** Clock reading in milliseconds (monotonic; `performance.now()` by default). */
   time: number;
 }
-export interface InvokeEvent extends EventBase {
+export interface InvokeEvent<C = KvCommand> extends EventBase {
   type: 'invoke';
-  command: KvCommand;
+  command: C;
 }
 export interface OkEvent extends EventBase {
   type: 'ok';
@@ -53,7 +55,7 @@ export interface InfoEvent extends EventBase {
  * One entry of a history. The order of events in a history is the real-time order the
  * checker uses: op A precedes op B iff A's completion comes before B's invocation.
  */
-export type HistoryEvent = InvokeEvent | OkEvent | FailEvent | InfoEvent;
+export type HistoryEvent<C = KvCommand> = InvokeEvent<C> | OkEvent | FailEvent | InfoEvent;
 
 /**
  * How an op ended: `ok` and `fail` as recorded, `info` for an indeterminate completion, and
@@ -61,11 +63,14 @@ export type HistoryEvent = InvokeEvent | OkEvent | FailEvent | InfoEvent;
  */
 export type OpStatus = 'ok' | 'fail' | 'info' | 'open';
 
-/** An op: an invocation paired with its completion, if any. */
-export interface Op {
+/**
+ * An op: an invocation paired with its completion, if any. `C` is the command type: a kv
+ * command by default, anything a `Model` takes as input otherwise.
+ */
+export interface Op<C = KvCommand> {
   id: number;
   client: ClientId;
-  command: KvCommand;
+  command: C;
   /** Clock reading at the invocation. */
   invokedAt: number;
   /** Clock reading at the completion; null when open. For `info` it is when the client gave up. */
@@ -144,9 +149,9 @@ function errorText(error: unknown): string | undefined {
  * const result = await checkKv(h);
  * ```
  */
-export class History {
+export class History<C = KvCommand> {
   private readonly clock: () => number;
-  private readonly log: HistoryEvent[] = [];
+  private readonly log: HistoryEvent<C>[] = [];
   private readonly open = new Map<number, ClientId>();
   private lastTime = -Infinity;
   private nextId = 0;
@@ -159,15 +164,15 @@ export class History {
   }
 
   /** Record the invocation of `command` by `client`. */
-  invoke(client: ClientId, command: KvCommand): OpHandle {
+  invoke(client: ClientId, command: C): OpHandle {
     if (typeof client !== 'string' && typeof client !== 'number') {
       throw new TypeError(`client must be a string or a number, got ${typeof client}`);
     }
     const id = this.nextId++;
-    this.push({ type: 'invoke', id, client, time: this.now(), command: { ...command } });
+    this.push({ type: 'invoke', id, client, time: this.now(), command: shallowCopy(command) });
     this.open.set(id, client);
     const open = this.open;
-    const complete = (event: HistoryEvent): void => {
+    const complete = (event: HistoryEvent<C>): void => {
       if (!this.open.delete(id)) throw new Error(`op #${id} of client ${String(client)} is already completed`);
       this.push(event);
     };
@@ -190,7 +195,7 @@ export class History {
    * Invoke, await `fn`, and record its outcome: a result is `ok`, a thrown error `fail` or
    * `info` by `classifyError`. Returns or rethrows what `fn` did.
    */
-  async run<T>(client: ClientId, command: KvCommand, fn: () => Promise<T>): Promise<T> {
+  async run<T>(client: ClientId, command: C, fn: () => Promise<T>): Promise<T> {
     const op = this.invoke(client, command);
     let result: T;
     try {
@@ -204,12 +209,12 @@ export class History {
   }
 
   /** The events so far, in order (a copy: plain data, safe to post or serialize). */
-  get events(): HistoryEvent[] {
+  get events(): HistoryEvent<C>[] {
     return this.log.slice();
   }
 
   /** The ops so far, in invocation order; ops still in flight are `open`. */
-  ops(): Op[] {
+  ops(): Op<C>[] {
     return toOps(this.log);
   }
 
@@ -218,13 +223,13 @@ export class History {
     return [...this.open.keys()];
   }
 
-  toJSON(): HistoryEvent[] {
+  toJSON(): HistoryEvent<C>[] {
     return this.events;
   }
 
-  /** The line format of `formatHistory`. */
+  /** The line format of `formatHistory` (kv commands only). */
   toText(): string {
-    return formatHistory(this.log);
+    return formatHistory(this.log as unknown as readonly HistoryEvent[]);
   }
 
   private now(): number {
@@ -235,9 +240,22 @@ export class History {
     return t;
   }
 
-  private push(e: HistoryEvent): void {
+  private push(e: HistoryEvent<C>): void {
     this.log.push(e);
   }
+}
+
+/**
+ * A copy of a command's top level, so a caller reusing its object does not rewrite history:
+ * plain objects and arrays are copied, anything else (numbers, strings, ...) kept as is.
+ */
+function shallowCopy<C>(command: C): C {
+  if (Array.isArray(command)) return command.slice() as C;
+  const proto: unknown = typeof command === 'object' && command !== null ? Object.getPrototypeOf(command) : undefined;
+  if (proto === Object.prototype || proto === null) {
+    return { ...command };
+  }
+  return command;
 }
 
 function withError<E extends FailEvent | InfoEvent>(e: E, error: string | undefined): E {
@@ -250,13 +268,13 @@ function withError<E extends FailEvent | InfoEvent>(e: E, error: string | undefi
  * TypeError for a completion without an earlier invocation, a second completion, or a
  * reused id.
  */
-export function toOps(events: readonly HistoryEvent[]): Op[] {
-  const ops: Op[] = [];
-  const byId = new Map<number, Op>();
+export function toOps<C = KvCommand>(events: readonly HistoryEvent<C>[]): Op<C>[] {
+  const ops: Op<C>[] = [];
+  const byId = new Map<number, Op<C>>();
   events.forEach((e, i) => {
     if (e.type === 'invoke') {
       if (byId.has(e.id)) throw new TypeError(`history event ${i}: op id ${e.id} is invoked twice`);
-      const op: Op = { id: e.id, client: e.client, command: e.command, invokedAt: e.time, completedAt: null, status: 'open' };
+      const op: Op<C> = { id: e.id, client: e.client, command: e.command, invokedAt: e.time, completedAt: null, status: 'open' };
       byId.set(e.id, op);
       ops.push(op);
       return;

@@ -1,6 +1,7 @@
 /**
  * Testing tools for actor-raft clusters: record what concurrent clients saw (`History`) and
- * check that it is linearizable against the built-in kv state machine (`checkKv`).
+ * check that it is linearizable against the built-in kv state machine (`checkKv`), or against
+ * a model of your own state machine (`Model`, `checkHistory`; see docs/checker.md).
  *
  * ```ts
  * import { History, checkKv, formatResult } from './src/testing/index.js'; // in this repository
@@ -41,5 +42,15 @@ export {
   type KvCheckerOptions,
   type Violation,
 } from './linearizability.js';
-export { decodeValue, encodeValue, renderCommand, renderOps, renderValue, type Json } from './format.js';
+export {
+  Checker,
+  checkHistory,
+  checkHistorySync,
+  type CheckerOptions,
+  type ModelCheckResult,
+  type ModelViolation,
+} from './checker.js';
+export { UNKNOWN_OUTPUT, type Model, type ModelSource, type StepResult, type UnknownOutput } from './model.js';
+export { kvModel, type KvState } from './kv-model.js';
+export { decodeValue, encodeValue, renderCommand, renderOps, renderValue, type Json, type OpRenderers } from './format.js';
 export { runJepsen, type JepsenOptions, type JepsenResult } from './jepsen.js';

@@ -1,9 +1,16 @@
 /**
- * The piscina worker of `KvChecker`: one task is a batch of keys, each checked by the same
- * engine `checkKvSync` runs (`search.ts`). Tasks are plain data both ways (structured clone).
+ * The piscina worker of `Checker` (and so of `KvChecker`): one task is a batch of parts of a
+ * history and where to import their model from (`Model.source`; models hold functions, which
+ * cannot be posted). The model is imported once per thread and each part checked by the same
+ * engine `checkHistorySync` runs (`search.ts`). Parts and outcomes are plain data both ways
+ * (structured clone).
  */
-import { checkKey, type KeyOutcome, type KeyTask } from './search.js';
+import type { WorkerTask } from './checker.js';
+import { loadModel } from './model.js';
+import { checkPart, type PartOutcome } from './search.js';
+import { adapterFor } from './state-model.js';
 
-export default function checkKeys(tasks: KeyTask[]): KeyOutcome[] {
-  return tasks.map(checkKey);
+export default async function checkParts(task: WorkerTask): Promise<PartOutcome[]> {
+  const adapter = adapterFor(await loadModel(task.source, task.name));
+  return task.parts.map((part) => checkPart(part, adapter));
 }

@@ -1,6 +1,8 @@
 /**
- * The linearizability search for ONE key's sub-history against the kv register model: the
- * engine both `checkKvSync` (in this thread) and the piscina workers (`lin-worker.ts`) run.
+ * The linearizability search for ONE part of a history against a model: the engine that the
+ * in-thread checks and the piscina workers (`lin-worker.ts`) run, whatever the model. A
+ * model reaches it as a `PartAdapter`: the kv store's hand-compiled one (`kv-model.ts`) or
+ * the one made from any user `Model` (`state-model.ts`).
  *
  * Algorithm (Wing & Gong, "Testing and verifying concurrent objects", JPDC 1993, with the
  * memoization of Lowe, "Testing for linearizability", CCPE 2017, in the form Porcupine
@@ -16,27 +18,24 @@
  *   try the next candidate after it. An empty stack there means no linearization exists.
  * - Lowe's cache: a (set of linearized ops, model state) pair reached once is never explored
  *   again, since what can follow depends only on that pair. The set is a bitset with an
- *   incrementally maintained Zobrist hash. Added here: subsumption for open ops (`Cache`).
+ *   incrementally maintained Zobrist hash; states are interned to integers (`ValueTable`).
+ *   Added here: subsumption for open ops (`Cache`).
  *
  * Open ops (`info` or never completed) have their return at +∞ and accept any result: they
- * may take effect anywhere after their call. Leaving one out is the same as linearizing it
- * last (every kv command applies in every state), so "or not at all" needs no extra case,
- * and the search succeeds once every completed op is linearized. Open `get`s constrain
- * nothing and are dropped up front. Open ops are what makes refutation expensive (each one
- * doubles the configurations), so three sound reductions apply to them (see `search`,
- * `Cache`): completed candidates go first, configurations that differ from a finished one
- * only by extra open ops are skipped, and an open op is never followed directly by an op
- * that hides its effect.
- *
- * Before searching, `impossible` looks for a result no state can produce (a read of a value
- * no op writes, a set answering non-null): that is a violation on its own, found in O(n).
+ * may take effect anywhere after their call, or not at all. The search succeeds once every
+ * completed op is linearized; open ops not linearized by then are the ones that never took
+ * effect. Open ops are what makes refutation expensive (each one doubles the
+ * configurations), so two sound reductions apply to them (see `search`, `Cache`): completed
+ * candidates go first, and configurations that differ from a finished one only by extra open
+ * ops are skipped. A model may add its own (the kv: an open op is never followed directly by
+ * an op that hides its effect, `SearchProblem.hidesOpen`).
  *
  * The search is exponential in the worst case (checking linearizability is NP-complete,
  * Gibbons & Korach 1997), so it runs under a step and time budget and answers 'unknown' when
  * the budget runs out.
  */
 import { deepEqual } from '../state-machines/kv.js';
-import { renderClient, renderCommand, renderKey, renderOps, renderValue } from './format.js';
+import { renderClient, renderOps, type OpRenderers } from './format.js';
 import type { Op } from './history.js';
 
 /**
@@ -44,13 +43,14 @@ import type { Op } from './history.js';
  * invocation and completion events); `ret` is `Infinity` for an open op. Ranks are distinct.
  */
 export interface TimedOp {
-  op: Op;
+  op: Op<unknown>;
   call: number;
   ret: number;
 }
 
-/** One unit of work: a key's sub-history and the budgets for it. Plain data, for a worker. */
-export interface KeyTask {
+/** One unit of work: a part's sub-history and the budgets for it. Plain data, for a worker. */
+export interface PartTask {
+  /** The part's name (the kv: its key). */
   key: string;
   ops: TimedOp[];
   /** Search budget per check: steps (call attempts + backtracks) and wall-clock ms. */
@@ -63,47 +63,36 @@ export interface KeyTask {
   base: number;
 }
 
-export interface KeyViolation {
+export interface PartViolation {
   /** The failing sub-history, sorted by invocation. */
-  ops: Op[];
+  ops: Op<unknown>[];
   /** Readable rendering and explanation. */
   text: string;
   /** True when every single op was shown necessary (shrinking finished within budget). */
   minimal: boolean;
 }
 
-export interface KeyOutcome {
+export interface PartOutcome {
   key: string;
   verdict: 'ok' | 'violation' | 'unknown';
   /** Search steps of the main check (shrinking not included). */
   steps: number;
-  /** Wall-clock ms for this key, shrinking included. */
+  /** Wall-clock ms for this part, shrinking included. */
   ms: number;
   /** For 'unknown': which budget ran out. */
   reason?: string;
-  violation?: KeyViolation;
+  violation?: PartViolation;
 }
 
 // ---------------------------------------------------------------------------------------
-// The model: one kv key as a register over interned values
+// States and values as integers
 // ---------------------------------------------------------------------------------------
-
-/** Model state: the id of the stored value in the key's ValueTable, or MISSING. */
-const MISSING = -1;
-/** `step` result when the model refuses the op's recorded result. */
-const REJECT = -2;
-
-const SET = 0;
-const GET = 1;
-const DEL = 2;
-const CAS = 3;
-const KINDS: Record<Op['command']['type'], number> = { set: SET, get: GET, delete: DEL, cas: CAS };
 
 /**
  * A coarse structural hash, consistent with kv's `deepEqual` (deep-equal values hash alike;
  * unequal ones may collide): it buckets values so interning compares few candidates.
  */
-function valueHash(v: unknown, depth: number): string {
+export function valueHash(v: unknown, depth = 0): string {
   switch (typeof v) {
     case 'number':
       return Number.isNaN(v) ? 'nNaN' : `n${v === 0 ? 0 : v}`;
@@ -131,19 +120,27 @@ function valueHash(v: unknown, depth: number): string {
   return `o{${keys.map((k) => `${k}:${valueHash((v as Record<string, unknown>)[k], depth + 1)}`).join(',')}}`;
 }
 
-/** Values interned up to `deepEqual`: equal values get one id, so states compare as ints. */
-class ValueTable {
-  readonly values: unknown[] = [];
-  private readonly buckets = new Map<string, number[]>();
+/**
+ * Values interned up to an equality (default kv's `deepEqual`, with `valueHash` to bucket
+ * them): equal values get one id, so states compare as integers.
+ */
+export class ValueTable<V = unknown> {
+  readonly values: V[] = [];
+  private readonly buckets = new Map<string | number, number[]>();
 
-  intern(v: unknown): number {
-    const h = valueHash(v, 0);
+  constructor(
+    private readonly hash: (v: V) => string | number = valueHash,
+    private readonly equal: (a: V, b: V) => boolean = deepEqual,
+  ) {}
+
+  intern(v: V): number {
+    const h = this.hash(v);
     let bucket = this.buckets.get(h);
     if (bucket === undefined) {
       bucket = [];
       this.buckets.set(h, bucket);
     }
-    for (const id of bucket) if (deepEqual(this.values[id], v)) return id;
+    for (const id of bucket) if (this.equal(this.values[id]!, v)) return id;
     const id = this.values.length;
     this.values.push(v);
     bucket.push(id);
@@ -151,123 +148,50 @@ class ValueTable {
   }
 }
 
-/** A key's sub-history compiled for the search: ops sorted by call, the model as int arrays. */
-interface Compiled {
+// ---------------------------------------------------------------------------------------
+// What the search runs on
+// ---------------------------------------------------------------------------------------
+
+/** `SearchProblem.step` result when the model refuses the op's recorded result. */
+export const REJECT = -2;
+
+/**
+ * A part compiled for the search: ops sorted by call, states as integers (>= -1), and the
+ * model as a step function over them.
+ */
+export interface SearchProblem {
   n: number;
-  ops: TimedOp[];
-  table: ValueTable;
-  nullId: number;
-  kind: Uint8Array;
-  /** set: value id; cas: expected id. */
-  a: Int32Array;
-  /** cas: new value id. */
-  b: Int32Array;
-  /** get: result id; delete/cas: 1 for true, 0 for false. */
-  res: Int32Array;
+  ops: readonly TimedOp[];
+  /** 1 for an open op (return at +∞, any result). */
   open: Uint8Array;
-  /** 1 when the recorded result can never be right (a set returning non-null, ...). */
-  never: Uint8Array;
   /** Entries in real-time order: 2i is op i's call, 2i+1 its return. */
   order: Int32Array;
+  /** The state before any op. */
+  initial: number;
+  /** Op `i` applied in state `s`: the next state, or REJECT when its recorded result cannot be. */
+  step(i: number, s: number): number;
+  /**
+   * Optional pruning: true when op `i`, taken right after an open op in state `before` (and
+   * leading to `after`), makes that open op's effect invisible, so the order is pointless
+   * (the same op is tried without the open op from its parent, and the open op can go later).
+   * Only sound for models where an open op applies in every state.
+   */
+  hidesOpen?(i: number, before: number, after: number): boolean;
 }
 
-function compile(input: readonly TimedOp[]): Compiled {
-  // Open gets have no effect and an unknown result: they constrain nothing.
-  const ops = input
-    .filter((t) => !(t.ret === Infinity && t.op.command.type === 'get'))
-    .sort((x, y) => x.call - y.call);
+/** The `ops`, `open` and `order` of a SearchProblem for ops in any order. */
+export function realTimeOrder(input: readonly TimedOp[]): Pick<SearchProblem, 'n' | 'ops' | 'open' | 'order'> {
+  const ops = [...input].sort((x, y) => x.call - y.call);
   const n = ops.length;
-  const table = new ValueTable();
-  const nullId = table.intern(null);
-  const c: Compiled = {
-    n,
-    ops,
-    table,
-    nullId,
-    kind: new Uint8Array(n),
-    a: new Int32Array(n),
-    b: new Int32Array(n),
-    res: new Int32Array(n),
-    open: new Uint8Array(n),
-    never: new Uint8Array(n),
-    order: new Int32Array(2 * n),
-  };
-  const bool = (i: number, r: unknown): void => {
-    if (r === true || r === false) c.res[i] = r ? 1 : 0;
-    else c.never[i] = 1;
-  };
-  ops.forEach(({ op, ret }, i) => {
-    const cmd = op.command;
-    c.kind[i] = KINDS[cmd.type];
-    const open = ret === Infinity;
-    c.open[i] = open ? 1 : 0;
-    switch (cmd.type) {
-      case 'set':
-        c.a[i] = table.intern(cmd.value);
-        if (!open && !deepEqual(op.result, null)) c.never[i] = 1;
-        break;
-      case 'get':
-        c.res[i] = table.intern(op.result);
-        break;
-      case 'delete':
-        if (!open) bool(i, op.result);
-        break;
-      case 'cas':
-        c.a[i] = table.intern(cmd.expected);
-        c.b[i] = table.intern(cmd.value);
-        if (!open) bool(i, op.result);
-        break;
-    }
-  });
+  const open = new Uint8Array(n);
+  ops.forEach((t, i) => (open[i] = t.ret === Infinity ? 1 : 0));
   const entries: { e: number; rank: number }[] = [];
   ops.forEach((t, i) => entries.push({ e: 2 * i, rank: t.call }, { e: 2 * i + 1, rank: t.ret }));
   // Ranks are distinct except the +∞ of open ops, which stay in op order after everything.
   entries.sort((x, y) => x.rank - y.rank || x.e - y.e);
-  entries.forEach((x, j) => (c.order[j] = x.e));
-  return c;
-}
-
-/**
- * The kv register model (same semantics as `KvStateMachine.apply`): op `i` applied in state
- * `s`, returning the new state, or REJECT when the op's recorded result differs from what
- * the model answers. Open ops accept any result.
- */
-function step(c: Compiled, i: number, s: number): number {
-  if (c.never[i] === 1) return REJECT;
-  const open = c.open[i] === 1;
-  switch (c.kind[i]) {
-    case SET:
-      return c.a[i]!;
-    case GET: {
-      const current = s === MISSING ? c.nullId : s; // get answers null for a missing key
-      return current === c.res[i] ? s : REJECT;
-    }
-    case DEL:
-      if (!open && (s === MISSING ? 0 : 1) !== c.res[i]) return REJECT;
-      return MISSING;
-    default: {
-      // cas: a missing key compares equal to expected === null only.
-      const current = s === MISSING ? c.nullId : s;
-      const swapped = current === c.a[i];
-      if (!open && (swapped ? 1 : 0) !== c.res[i]) return REJECT;
-      return swapped ? c.b[i]! : s;
-    }
-  }
-}
-
-/** What the model answers for op `i` in state `s` (for explanations). */
-function modelAnswer(c: Compiled, i: number, s: number): unknown {
-  const current = s === MISSING ? null : c.table.values[s];
-  switch (c.kind[i]) {
-    case SET:
-      return null;
-    case GET:
-      return current;
-    case DEL:
-      return s !== MISSING;
-    default:
-      return (s === MISSING ? c.nullId : s) === c.a[i];
-  }
+  const order = new Int32Array(2 * n);
+  entries.forEach((x, j) => (order[j] = x.e));
+  return { n, ops, open, order };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -303,9 +227,10 @@ function zobristKeys(n: number): Int32Array {
  * Lowe's cache of explored configurations (set of linearized ops, model state), with one
  * addition for open ops: a configuration is also skipped when a FINISHED one (explored to
  * the end without success) has the same state, the same completed ops, and a subset of its
- * open ops. That is sound: whatever can follow the bigger configuration can follow the
- * smaller one too, with the extra open ops taking effect last (an open op accepts any
- * result and every kv command applies in every state). Without it every subset of pending
+ * open ops. That is sound for any model: the smaller configuration has the same state and
+ * the same list of completed ops left, and only more open candidates, so every order that
+ * can follow the bigger one can follow it too; the success condition (every completed op
+ * linearized) ignores open ops. Without it every subset of pending
  * open ops is a separate configuration, and refuting a history with k open ops costs 2^k.
  *
  * Sets are bitsets stored compressed: the leading all-ones and trailing all-zero words are
@@ -381,7 +306,7 @@ const NIL = -1;
  * correct; this one explores "leave the open op out" first, so those configurations are
  * finished when their variants with open ops arrive and get subsumed (see `Cache`).
  */
-function search(c: Compiled, budget: Budget, explain = false): SearchResult {
+export function search(c: SearchProblem, budget: Budget, explain = false): SearchResult {
   const n = c.n;
   const HEAD = 2 * n;
   const next = new Int32Array(2 * n + 1);
@@ -417,6 +342,7 @@ function search(c: Compiled, budget: Budget, explain = false): SearchResult {
     }
   };
 
+  const hidesOpen = c.hidesOpen?.bind(c);
   const zobrist = zobristKeys(n);
   const bits = new Uint32Array(Math.ceil(n / 32));
   const openMask = new Uint32Array(bits.length);
@@ -432,7 +358,7 @@ function search(c: Compiled, budget: Budget, explain = false): SearchResult {
   const stackLimits = new Float64Array(n);
   let depth = 0;
   let hash = 0;
-  let state = MISSING; // every key starts missing
+  let state = c.initial;
   let steps = 0;
   let deepest: { order: number[]; state: number } | null = explain ? { order: [], state } : null;
 
@@ -443,16 +369,12 @@ function search(c: Compiled, budget: Budget, explain = false): SearchResult {
   let limit = 0;
   /** Linearize op i if the model and the cache allow; true when it was pushed. */
   const tryOp = (i: number): boolean => {
-    const s = step(c, i, state);
+    const s = c.step(i, state);
     if (s === REJECT) return false;
-    if (depth > 0 && c.open[stackOps[depth - 1]!] === 1) {
-      // Right after an open op p, an op that makes p's effect invisible is pointless: a set
-      // (any), or an open delete, overwrite it whatever it was, and an open cas that does
-      // not swap changes nothing. The same op is tried without p from p's own parent (it is
-      // in the same frontier, since open ops do not change it), and p can still go last.
-      const k = c.kind[i];
-      if (k === SET || (c.open[i] === 1 && (k === DEL || (k === CAS && s === state)))) return false;
-    }
+    // Right after an open op p, an op that makes p's effect invisible is pointless: the same
+    // op is tried without p from p's own parent (it is in the same frontier, since open ops
+    // do not change it), and p can still go later.
+    if (hidesOpen !== undefined && depth > 0 && c.open[stackOps[depth - 1]!] === 1 && hidesOpen(i, state, s)) return false;
     bits[i >> 5]! ^= 1 << (i & 31);
     const id = cache.add(bits, hash ^ zobrist[i]!, s);
     if (id < 0) {
@@ -522,142 +444,73 @@ function search(c: Compiled, budget: Budget, explain = false): SearchResult {
 }
 
 // ---------------------------------------------------------------------------------------
-// One key: check, shrink, explain
+// One part: check, shrink, explain
 // ---------------------------------------------------------------------------------------
 
-/** Check one key (what a worker task runs). Never throws for a well-formed task. */
-export function checkKey(task: KeyTask): KeyOutcome {
+/**
+ * A model as the part driver sees it: how to compile a part for the search, and how to talk
+ * about it. `kv-model.ts` and `state-model.ts` make these.
+ */
+export interface PartAdapter<P extends SearchProblem = SearchProblem> {
+  /** For "consistent with real time and the kv model". */
+  modelName: string;
+  /** How a part is named in reports: `key x`, `part q1`. */
+  label(part: string): string;
+  /** "the key's", "the part's": whose ops a sub-history of part `part` is drawn from. */
+  whole(part: string): string;
+  /** Renderers for inputs and outputs of ops. */
+  render: OpRenderers;
+  compile(ops: readonly TimedOp[]): P;
+  /** The state `s` of a compiled part, for the reader (`x = 1`, `x is missing`). */
+  renderState(c: P, s: number): string;
+  /** Why op `i` cannot take effect in state `s` (`step` rejected it), completing "<op> ...". */
+  refusal(c: P, i: number, s: number): string;
+  /**
+   * Optional: a completed op whose result no order can explain, found without searching;
+   * it is a minimal counterexample on its own.
+   */
+  impossible?(ops: readonly TimedOp[]): { op: TimedOp; why: string } | null;
+  /**
+   * Optional: for each op of `ops`, the other ops that could have produced what it observed
+   * (empty when it observed nothing in particular). Shrinking keeps one of them for every
+   * op it keeps, so a stale read does not shrink into a read of a value never written.
+   */
+  explainers?(ops: readonly TimedOp[]): number[][];
+}
+
+/** Check one part (what a worker task runs). Throws only if the model does. */
+export function checkPart<P extends SearchProblem>(task: PartTask, adapter: PartAdapter<P>): PartOutcome {
   const started = performance.now();
   const ms = (): number => performance.now() - started;
   const budget = (until = Infinity): Budget => ({
     maxSteps: task.maxSteps,
     deadline: Math.min(performance.now() + task.timeoutMs, until),
   });
-  const report = (steps: number, shrunk: { ops: readonly TimedOp[]; minimal: boolean; note?: string }, why?: string): KeyOutcome => {
-    const text = describe(task, shrunk.ops, shrunk.minimal, shrunk.note, why);
+  const report = (steps: number, shrunk: { ops: readonly TimedOp[]; minimal: boolean; note?: string }, why?: string): PartOutcome => {
+    const text = describe(task, adapter, shrunk.ops, shrunk.minimal, shrunk.note, why);
     const ops = [...shrunk.ops].sort((x, y) => x.call - y.call).map((t) => t.op);
     return { key: task.key, verdict: 'violation', steps, ms: ms(), violation: { ops, text, minimal: shrunk.minimal } };
   };
 
   // A result no state can produce needs no search, and is its own minimal counterexample.
-  const bad = impossible(task.ops);
+  const bad = adapter.impossible?.(task.ops) ?? null;
   if (bad !== null) return report(0, { ops: [bad.op], minimal: true }, bad.why);
 
-  const first = search(compile(task.ops), budget());
+  const first = search(adapter.compile(task.ops), budget());
   if (first.verdict === 'ok') return { key: task.key, verdict: 'ok', steps: first.steps, ms: ms() };
   if (first.verdict === 'unknown') {
     return { key: task.key, verdict: 'unknown', steps: first.steps, ms: ms(), reason: first.reason };
   }
   const shrunk = task.shrink
-    ? shrink(task.ops, (until) => budget(until), performance.now() + task.shrinkTimeoutMs)
+    ? shrink(task.ops, adapter, (until) => budget(until), performance.now() + task.shrinkTimeoutMs)
     : { ops: task.ops, minimal: false, note: 'not shrunk' };
   return report(first.steps, shrunk);
 }
 
-/**
- * The first completed op (by completion) whose result cannot be right in any order: a set
- * that returned something other than null, a delete or cas that returned a non-boolean, or
- * an op that observed a write (see `Observation`) when no op that could make it was invoked
- * before it completed — a read of a value never written. Null when there is none.
- */
-function impossible(ops: readonly TimedOp[]): { op: TimedOp; why: string } | null {
-  const table = new ValueTable();
-  const writers = new Map<number, TimedOp[]>(); // by value, in call order
-  const anyWriters: TimedOp[] = [];
-  for (const t of [...ops].sort((x, y) => x.call - y.call)) {
-    const c = t.op.command;
-    if (c.type === 'set' || (c.type === 'cas' && (t.ret === Infinity || t.op.result === true))) {
-      const id = table.intern(c.value);
-      if (!writers.has(id)) writers.set(id, []);
-      writers.get(id)!.push(t);
-      anyWriters.push(t);
-    }
-  }
-  // The first writer in `list` other than t invoked before t completed.
-  const writerFor = (list: readonly TimedOp[] | undefined, t: TimedOp): boolean =>
-    (list ?? []).some((w, k) => k < 2 && w !== t && w.call < t.ret) ||
-    (list ?? []).slice(2).some((w) => w.call < t.ret);
-  for (const t of ops.filter((x) => x.ret !== Infinity).sort((x, y) => x.ret - y.ret)) {
-    const { command: c, result } = t.op;
-    const what = `${renderCommand(c)} → ${renderValue(result)}`;
-    if (c.type === 'set' && !deepEqual(result, null)) return { op: t, why: `${what}: a set always returns null.` };
-    if ((c.type === 'delete' || c.type === 'cas') && typeof result !== 'boolean') {
-      return { op: t, why: `${what}: a ${c.type} returns true or false.` };
-    }
-    const seen = observation(t);
-    if (typeof seen === 'object' && seen !== null && !writerFor(writers.get(table.intern(seen.value)), t)) {
-      return { op: t, why: `${what}: no op writes ${renderValue(seen.value)} to ${renderKey(c.key)} before it completes.` };
-    }
-    if (seen === 'something' && !writerFor(anyWriters, t)) {
-      return { op: t, why: `${what}: no op writes ${renderKey(c.key)} before it completes.` };
-    }
-  }
-  return null;
-}
-
 /** Step budget of each check while shrinking: a candidate too costly to decide is kept. */
 const SHRINK_STEPS = 200_000;
-
-/**
- * What op `t`'s recorded result says the key held just before it, when some other op must
- * have made it so:
- *
- * - `{ value: v }`: a get returned v, or a cas from v swapped (v not null): a write of v;
- * - `'nothing'`: a get returned null, a cas from null swapped, a delete returned false: a
- *   delete or a write of null (or the initial state);
- * - `'something'`: a delete returned true, or a cas from null failed: some write.
- *
- * Null when the result says nothing about the prior state (sets, open ops, a cas from a
- * non-null value that failed).
- */
-type Observation = { value: unknown } | 'nothing' | 'something';
-
-function observation(t: TimedOp): Observation | null {
-  if (t.ret === Infinity) return null;
-  const { command: c, result } = t.op;
-  switch (c.type) {
-    case 'get':
-      return deepEqual(result, null) ? 'nothing' : { value: result };
-    case 'cas':
-      if (result === true) return deepEqual(c.expected, null) ? 'nothing' : { value: c.expected };
-      return result === false && deepEqual(c.expected, null) ? 'something' : null;
-    case 'delete':
-      return result === true ? 'something' : result === false ? 'nothing' : null;
-    case 'set':
-      return null;
-  }
-}
-
-/**
- * For each op of `ops`, the other ops that could have produced what it observed (see
- * `Observation`) and were invoked before it completed. Empty when it observed nothing, or
- * when no op explains it (a read of a value never written, or of the initial state).
- */
-function explainers(ops: readonly TimedOp[]): number[][] {
-  const table = new ValueTable();
-  const nullId = table.intern(null);
-  // The value an op may leave: sets, and cas ops unless they certainly did not swap.
-  const writes = ops.map((t) => {
-    const c = t.op.command;
-    if (c.type === 'set' || (c.type === 'cas' && (t.ret === Infinity || t.op.result === true))) return table.intern(c.value);
-    return null;
-  });
-  return ops.map((x, i) => {
-    const seen = observation(x);
-    if (seen === null) return [];
-    const want = typeof seen === 'object' ? table.intern(seen.value) : null;
-    const explains = (j: number): boolean => {
-      if (seen === 'nothing') return ops[j]!.op.command.type === 'delete' || writes[j] === nullId;
-      if (seen === 'something') return writes[j] !== null;
-      return writes[j] === want;
-    };
-    const found: number[] = [];
-    ops.forEach((e, j) => {
-      if (j !== i && e.call < x.ret && explains(j)) found.push(j);
-    });
-    return found;
-  });
-}
+/** Step budget of each plausibility check while shrinking (rule (c) without explainers). */
+const PLAUSIBLE_STEPS = 20_000;
 
 /**
  * Shrink a non-linearizable sub-history to a small one that shows the SAME violation.
@@ -674,15 +527,18 @@ function explainers(ops: readonly TimedOp[]): number[][] {
  * 2. Delta debugging (Zeller & Hildebrandt 2002): delete chunks of halving size, then single
  *    ops until none can go, accepting a deletion only if the rest (a) still fails, (b) stops
  *    failing when F's outcome is unknown (F stays the op that cannot be explained), and
- *    (c) still holds, for each op that observed a write, some op that could have made it
- *    (`explainers`). Ops open in the working history (`info`, or in flight at the cut)
- *    stay only when these rules need them: "info ops kept if needed".
+ *    (c) when the model names them (`PartAdapter.explainers`), still holds, for each op
+ *    that observed a write, some op that could have made it; for other models, F's result
+ *    stays possible in some order of the rest, real time ignored (if it was to begin with).
+ *    Ops open in the working history (`info`, or in flight at the cut) stay only when these
+ *    rules need them.
  *
  * A check that runs out of budget counts against the deletion (the ops stay), and running
  * past `deadline` stops shrinking early; either way `minimal` is then false.
  */
-function shrink(
+function shrink<P extends SearchProblem>(
   all: readonly TimedOp[],
+  adapter: PartAdapter<P>,
   budget: (until: number) => Budget,
   deadline: number,
 ): { ops: TimedOp[]; minimal: boolean; note?: string } {
@@ -690,7 +546,7 @@ function shrink(
   const verdict = (ops: readonly TimedOp[], maxSteps = Infinity): SearchResult['verdict'] => {
     const b = budget(deadline);
     b.maxSteps = Math.min(b.maxSteps, maxSteps);
-    const r = search(compile(ops), b).verdict;
+    const r = search(adapter.compile(ops), b).verdict;
     if (r === 'unknown') certain = false;
     return r;
   };
@@ -719,7 +575,7 @@ function shrink(
   if (verdict(ops) !== 'violation') return { ops: [...all], minimal: false, note: 'not shrunk: checks ran out of budget' };
 
   // 2. ddmin under rules (a)-(c).
-  const explained = explainers(ops);
+  const explained = adapter.explainers?.(ops) ?? ops.map((): number[] => []);
   const index = new Map(ops.map((t, i) => [t, i]));
   const present = new Uint8Array(ops.length);
   const keepsExplanations = (candidate: readonly TimedOp[]): boolean => {
@@ -730,6 +586,16 @@ function shrink(
       return ws.length === 0 || ws.some((j) => present[j] === 1);
     });
   };
+  // Without explainers, rule (c) in general terms: F's result stays possible in SOME order of
+  // the other ops (each taking effect or not, real time ignored), if it was at the start.
+  // Deleting the enqueue of the value a dequeue saw then counts as a different violation.
+  // All the others open is a costly search when F is not plausible, hence a smaller budget.
+  const plausible = (candidate: readonly TimedOp[]): boolean =>
+    verdict(
+      candidate.map((t) => (t === pinned ? t : open(t))),
+      PLAUSIBLE_STEPS,
+    ) === 'ok';
+  const keepPlausible = adapter.explainers === undefined && plausible(ops);
   const sameViolation = (candidate: readonly TimedOp[]): boolean =>
     candidate.includes(pinned) &&
     keepsExplanations(candidate) &&
@@ -737,7 +603,8 @@ function shrink(
     verdict(
       candidate.map((t) => (t === pinned ? open(t) : t)),
       SHRINK_STEPS,
-    ) === 'ok';
+    ) === 'ok' &&
+    (!keepPlausible || plausible(candidate));
 
   // Open ops make every check costly (see `Cache`); try dropping them all first, keeping
   // those that are the only explanation of some observation.
@@ -772,13 +639,19 @@ function shrink(
 }
 
 /** The violation's text: the ops, then why no order works, from the deepest partial order. */
-function describe(task: KeyTask, ops: readonly TimedOp[], minimal: boolean, note?: string, why?: string): string {
-  const k = renderKey(task.key);
+function describe<P extends SearchProblem>(
+  task: PartTask,
+  adapter: PartAdapter<P>,
+  ops: readonly TimedOp[],
+  minimal: boolean,
+  note?: string,
+  why?: string,
+): string {
   const sorted = [...ops].sort((x, y) => x.call - y.call);
   const count = `${ops.length} op${ops.length === 1 ? '' : 's'}`;
   const lines = [
-    `key ${k}: not linearizable. ${minimal ? 'Minimal failing sub-history' : 'Failing sub-history'}: ` +
-      `${count} of the key's ${task.ops.length}` +
+    `${adapter.label(task.key)}: not linearizable. ${minimal ? 'Minimal failing sub-history' : 'Failing sub-history'}: ` +
+      `${count} of ${adapter.whole(task.key)} ${task.ops.length}` +
       (!minimal
         ? ` (${note ?? 'may not be minimal'})`
         : ops.length === 1
@@ -788,44 +661,42 @@ function describe(task: KeyTask, ops: readonly TimedOp[], minimal: boolean, note
     ...renderOps(
       sorted.map((t) => t.op),
       task.base,
+      adapter.render,
     ).map((l) => `  ${l}`),
   ];
   const inFlight = sorted.filter((t) => t.ret === Infinity && (t.op.status === 'ok' || t.op.status === 'fail'));
   if (inFlight.length > 0) {
     lines.push(
-      `(${inFlight.map((t) => `${renderClient(t.op.client)} ${renderCommand(t.op.command)}`).join(', ')} ` +
+      `(${inFlight.map((t) => `${renderClient(t.op.client)} ${adapter.render.input(t.op.command)}`).join(', ')} ` +
         `completed only after the violation was certain; taken as open, its result is not used.)`,
     );
   }
 
   if (why !== undefined) return [...lines, `Why: ${why}`].join('\n');
   // Explain from the deepest partial linearization of the failing ops.
-  const c = compile(sorted);
+  const c = adapter.compile(sorted);
   const r = search(c, { maxSteps: task.maxSteps, deadline: performance.now() + task.timeoutMs }, true);
   if (r.verdict !== 'violation' || r.deepest === null) return lines.join('\n');
   const { order, state } = r.deepest;
   const name = (i: number): string => {
     const op = c.ops[i]!.op;
-    const result = c.open[i] === 1 ? '?' : renderValue(op.result);
-    return `${renderClient(op.client)} ${renderCommand(op.command)} → ${result}`;
+    const result = c.open[i] === 1 ? '?' : adapter.render.output(op.result);
+    return `${renderClient(op.client)} ${adapter.render.input(op.command)} → ${result}`;
   };
-  const where = state === MISSING ? `${k} is missing` : `${k} = ${renderValue(c.table.values[state])}`;
+  const where = adapter.renderState(c, state);
   const done = new Set(order);
   let firstRet = Infinity;
   for (let i = 0; i < c.n; i++) if (!done.has(i)) firstRet = Math.min(firstRet, c.ops[i]!.ret);
   const reasons: string[] = [];
   for (let i = 0; i < c.n; i++) {
     if (done.has(i) || c.ops[i]!.call > firstRet) continue;
-    const s = step(c, i, state);
-    if (s !== REJECT) reasons.push(`${name(i)} fits, but then no order of the rest works`);
-    else if (c.never[i] === 1 && c.kind[i] === SET) reasons.push(`${name(i)}: a set always returns null`);
-    else if (c.never[i] === 1) reasons.push(`${name(i)}: ${c.ops[i]!.op.command.type} returns true or false`);
-    else reasons.push(`${name(i)} would return ${renderValue(modelAnswer(c, i, state))}`);
+    if (c.step(i, state) !== REJECT) reasons.push(`${name(i)} fits, but then no order of the rest works`);
+    else reasons.push(`${name(i)}${adapter.refusal(c, i, state)}`);
   }
   const prefix =
     order.length === 0
       ? `No op can take effect first (${where} initially)`
-      : `The longest order consistent with real time and the kv model is ${order.map(name).join('; ')}. ` +
+      : `The longest order consistent with real time and the ${adapter.modelName} model is ${order.map(name).join('; ')}. ` +
         `After it ${where}, and no remaining op can take effect next`;
   lines.push(`Why: ${prefix}: ${reasons.join('; ')}.`);
   return lines.join('\n');
