@@ -11,6 +11,9 @@ import type { CoreOptions, CoreState, ReadBatch, ReadState } from './types.js';
 /** A round whose confirmation the reads in it wait for. */
 export type ReadRound = NonNullable<ReadState['inRound']>;
 
+/** Reads a follower forwarded to us, the leader, to be answered with a read index. */
+type ForwardedBatch = Extract<ReadBatch, { kind: 'forwarded' }>;
+
 export function newReadState(): ReadState {
   return {
     round: 0,
@@ -125,9 +128,9 @@ export function takeAppliedReads(r: ReadState, lastApplied: number): number[] {
  * forwarded-to-the-leader client ids (`failed`), and the followers' batches to refuse. Reads
  * that already hold a confirmed read index stay until it is applied.
  */
-export function abortUnconfirmedReads(r: ReadState): { failed: number[]; refused: Extract<ReadBatch, { kind: 'forwarded' }>[] } {
+export function abortUnconfirmedReads(r: ReadState): { failed: number[]; refused: ForwardedBatch[] } {
   const failed: number[] = [];
-  const refused: Extract<ReadBatch, { kind: 'forwarded' }>[] = [];
+  const refused: ForwardedBatch[] = [];
   const batches = [...r.waiting, ...(r.inRound?.batches ?? [])];
   r.waiting = [];
   r.inRound = null;

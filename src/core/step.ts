@@ -10,10 +10,10 @@
  * would make the core useless for throughput; determinism is what the simulator needs.)
  *
  * Structure (after etcd/raft and rafter): `onMessage` settles terms once (§5.1), then
- * dispatches to the handler of the current role; only the `become*` functions change the
- * role. Messages whose meaning presumes durable state (votes granted, AppendEntries
- * answers) wait in `pendingWrites` until the log actor acknowledges the write (§5.2, §5.3;
- * thesis §3.8).
+ * dispatches to the handler of the current role; only the `become*` functions of this file
+ * change the role (those of `progress.ts` change a follower's replication mode). Messages
+ * whose meaning presumes durable state (votes granted, AppendEntries answers) wait in
+ * `pendingWrites` until the log actor acknowledges the write (§5.2, §5.3; thesis §3.8).
  *
  * This file holds the handlers; the bookkeeping they lean on lives in leaves of its own:
  * `options.ts` (defaults and validation), `progress.ts` (each follower's window of
