@@ -2,7 +2,6 @@
  * Real peers: worker threads, MessagePorts and LMDB, driven through the public API.
  */
 import { expect } from 'chai';
-import fs from 'node:fs';
 import { events, nemesis, op, query, read, setConfig, startNode, status, stopNode } from '../src/api/index.js';
 import {
   ConfigError,
@@ -12,20 +11,11 @@ import {
   UnknownNodeError,
 } from '../src/errors.js';
 import { codec } from '../src/messages.js';
-import { startPeers, stopAll, tempDir, TEST_TIMING, waitFor, waitForApplied, waitForLeader } from './helpers/cluster.js';
+import { realCluster, stopAll, TEST_TIMING, waitFor, waitForApplied, waitForLeader } from './helpers/cluster.js';
 
 describe('a cluster of real peers', function () {
   this.timeout(120_000);
-  let root: string;
-
-  beforeEach(() => {
-    root = tempDir();
-  });
-
-  afterEach(async () => {
-    await stopAll();
-    fs.rmSync(root, { recursive: true, force: true });
-  });
+  const fixture = realCluster();
 
   /** Write `n` keys concurrently through `via`; returns the acknowledged ones. */
   async function writeKeys(via: string, prefix: string, n: number): Promise<Map<string, number>> {
@@ -48,9 +38,7 @@ describe('a cluster of real peers', function () {
   for (const size of [3, 5]) {
     it(`${size} peers elect exactly one leader, and ops commit and read back on every peer`, async () => {
       const ids = Array.from({ length: size }, (_, i) => `p${i + 1}`);
-      await startPeers(ids, root);
-      await setConfig(ids[0]!, ids);
-      const { leader, statuses } = await waitForLeader(ids);
+      const { leader, statuses } = await fixture.startCluster(ids);
       expect(statuses.filter((s) => s.role === 'leader').map((s) => s.id)).to.deep.equal([leader]);
       expect(new Set(statuses.map((s) => s.term)).size).to.equal(1);
       // A follower may hear the leader's heartbeat before the log that holds the configuration.
@@ -87,9 +75,7 @@ describe('a cluster of real peers', function () {
 
   it('linearizable reads (ReadIndex) through the leader and through followers see every acknowledged write', async () => {
     const ids = ['a', 'b', 'c'];
-    await startPeers(ids, root);
-    await setConfig('a', ids);
-    const { leader } = await waitForLeader(ids);
+    const { leader } = await fixture.startCluster(ids);
     for (let i = 0; i < 20; i++) {
       await op(ids[i % 3]!, { type: 'set', key: 'r', value: i });
       // Right after the write is acknowledged, a read at any peer must see it.
@@ -107,9 +93,7 @@ describe('a cluster of real peers', function () {
 
   it('stopping the leader elects a new one with every acknowledged write intact', async () => {
     const ids = ['a', 'b', 'c'];
-    await startPeers(ids, root);
-    await setConfig('a', ids);
-    const first = await waitForLeader(ids);
+    const first = await fixture.startCluster(ids);
     const acked = await writeKeys(first.leader, 'before', 200);
     await stopNode(first.leader);
     const rest = ids.filter((id) => id !== first.leader);
@@ -124,13 +108,11 @@ describe('a cluster of real peers', function () {
 
   it('stopping and restarting the whole cluster from LMDB keeps every acknowledged write', async () => {
     const ids = ['a', 'b', 'c'];
-    await startPeers(ids, root);
-    await setConfig('b', ids);
-    const { leader } = await waitForLeader(ids);
+    const { leader } = await fixture.startCluster(ids, {}, 'b');
     const acked = await writeKeys(leader, 'key', 300);
     await stopAll();
 
-    await startPeers(ids, root);
+    await fixture.startPeers(ids);
     const again = await waitForLeader(ids);
     for (const s of again.statuses) expect([...s.peers].sort()).to.deep.equal(ids);
     await expectKeys('c', acked);
@@ -139,9 +121,7 @@ describe('a cluster of real peers', function () {
 
   it('a crashed consensus actor is restarted by its supervisor and recovers its log', async () => {
     const ids = ['a', 'b', 'c'];
-    await startPeers(ids, root);
-    await setConfig('a', ids);
-    const { leader } = await waitForLeader(ids);
+    const { leader } = await fixture.startCluster(ids);
     const acked = await writeKeys(leader, 'x', 100);
     const victim = ids.find((id) => id !== leader)!;
     const before = await status(victim);
@@ -159,9 +139,7 @@ describe('a cluster of real peers', function () {
 
   it('a crashed log actor restarts with its consensus actor (rest_for_one), nothing acknowledged lost', async () => {
     const ids = ['a', 'b', 'c'];
-    await startPeers(ids, root);
-    await setConfig('a', ids);
-    const { leader } = await waitForLeader(ids);
+    const { leader } = await fixture.startCluster(ids);
     const acked = await writeKeys(leader, 'y', 100);
     await nemesis.crash(leader, 'log');
     await waitFor('both actors restarted', async () => {
@@ -174,12 +152,10 @@ describe('a cluster of real peers', function () {
 
   it('a peer that keeps crashing is stopped by its supervisor, which reports why; the rest go on', async () => {
     const ids = ['a', 'b', 'c'];
-    await startPeers(ids, root);
-    await setConfig('a', ids);
-    const { leader } = await waitForLeader(ids);
+    const { leader } = await fixture.startCluster(ids);
     const victim = ids.find((id) => id !== leader)!;
     await stopNode(victim);
-    await startNode(victim, { stateMachine: 'kv', dataDir: `${root}/${victim}`, ...TEST_TIMING, maxRestarts: 1 });
+    await startNode(victim, { stateMachine: 'kv', dataDir: `${fixture.root}/${victim}`, ...TEST_TIMING, maxRestarts: 1 });
     const failed = new Promise<{ id: string; reason: string }>((r) => events.once('failed', r));
     await nemesis.crash(victim, 'consensus');
     await waitFor('the first restart', async () => ((await status(victim)).restarts.consensus === 1 ? true : undefined));
@@ -192,15 +168,13 @@ describe('a cluster of real peers', function () {
     expect((err as Error).message).to.match(/stopped by its supervisor/);
     expect(await op(leader, { type: 'set', key: 'still', value: 'up' })).to.equal(null);
     // startNode brings it back, from its disk.
-    await startNode(victim, { stateMachine: 'kv', dataDir: `${root}/${victim}`, ...TEST_TIMING });
+    await startNode(victim, { stateMachine: 'kv', dataDir: `${fixture.root}/${victim}`, ...TEST_TIMING });
     await waitForApplied([victim], (await status(leader)).lastApplied);
   });
 
   it('garbage and truncated messages on any port are dropped, counted in status, and harm nothing', async () => {
     const ids = ['a', 'b', 'c'];
-    await startPeers(ids, root);
-    await setConfig('a', ids);
-    const { leader } = await waitForLeader(ids);
+    const { leader } = await fixture.startCluster(ids);
     const follower = ids.find((id) => id !== leader)!;
     const valid = codec.encode({
       type: 'appendEntries', term: 99, from: leader, to: follower, prevLogIndex: 0, prevLogTerm: 0, entries: [], leaderCommit: 0,
@@ -232,9 +206,7 @@ describe('a cluster of real peers', function () {
 
   describe('bad input gets a typed error and harms nothing', () => {
     it('ops, status and stop on unknown or stopped nodes', async () => {
-      await startPeers(['a'], root);
-      await setConfig('a', ['a']);
-      await waitForLeader(['a']);
+      await fixture.startCluster(['a']);
       let err = await op('zz', { type: 'get', key: 'k' }).catch((e: unknown) => e);
       expect(err).to.be.instanceOf(UnknownNodeError);
       await stopNode('a');
@@ -247,14 +219,14 @@ describe('a cluster of real peers', function () {
     });
 
     it('startNode twice, bad ids and bad options', async () => {
-      await startPeers(['a'], root);
-      const again = await startPeers(['a'], root).catch((e: unknown) => e);
+      await fixture.startPeers(['a']);
+      const again = await fixture.startPeers(['a']).catch((e: unknown) => e);
       expect(again).to.be.instanceOf(NodeExistsError);
       expect(await startNode('', { stateMachine: 'kv' }).catch((e: unknown) => e)).to.be.instanceOf(TypeError);
       expect(await startNode('../x', { stateMachine: 'kv' }).catch((e: unknown) => e)).to.be.instanceOf(TypeError);
       expect(await startNode('..', { stateMachine: 'kv' }).catch((e: unknown) => e)).to.be.instanceOf(TypeError);
       expect(
-        await startNode('b', { stateMachine: 'nope' as 'kv', dataDir: `${root}/b` }).catch((e: unknown) => e),
+        await startNode('b', { stateMachine: 'nope' as 'kv', dataDir: `${fixture.root}/b` }).catch((e: unknown) => e),
       ).to.be.instanceOf(TypeError);
       const timing = await startNode('b', { stateMachine: 'kv', heartbeatMs: 100, electionTimeoutMs: 150 }).catch(
         (e: unknown) => e,
@@ -265,7 +237,7 @@ describe('a cluster of real peers', function () {
 
     it('setConfig with an empty list, duplicates, unknown ids, or without the callee', async () => {
       const ids = ['a', 'b', 'c'];
-      await startPeers(ids, root);
+      await fixture.startPeers(ids);
       const refusals = await Promise.all([
         setConfig('a', []).catch((e: unknown) => e),
         setConfig('a', ['a', 'b', 'a']).catch((e: unknown) => e),
@@ -283,9 +255,7 @@ describe('a cluster of real peers', function () {
 
     it('a kv command of the wrong shape is refused alike on every peer and the cluster keeps going', async () => {
       const ids = ['a', 'b', 'c'];
-      await startPeers(ids, root);
-      await setConfig('a', ids);
-      await waitForLeader(ids);
+      await fixture.startCluster(ids);
       await op('a', { type: 'set', key: 'k', value: 1 });
       for (const bad of [{ type: 'set', key: 7, value: 1 }, { type: 'explode' }, 'not an object', { type: 'cas', key: 'k' }]) {
         const err = await op('b', bad).catch((e: unknown) => e);

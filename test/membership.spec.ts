@@ -3,7 +3,6 @@
  * peers (worker threads + LMDB), through the public API, under client load.
  */
 import { expect } from 'chai';
-import fs from 'node:fs';
 import { nemesis, op, read, setConfig, status, stopNode, transferLeadership } from '../src/api/index.js';
 import {
   CatchUpTimeoutError,
@@ -14,12 +13,9 @@ import {
 } from '../src/errors.js';
 import {
   checkLoad,
+  realCluster,
   sleep,
   startLoad,
-  startPeer,
-  startPeers,
-  stopAll,
-  tempDir,
   TEST_TIMING,
   waitFor,
   waitForAcks,
@@ -32,38 +28,20 @@ const KEYS = ['k0', 'k1', 'k2', 'k3'];
 
 describe('membership changes on real peers', function () {
   this.timeout(90_000);
-  let root: string;
-
-  beforeEach(() => {
-    root = tempDir();
-  });
-
-  afterEach(async () => {
-    await nemesis.heal();
-    await stopAll();
-    fs.rmSync(root, { recursive: true, force: true });
-  });
-
-  async function cluster(ids: string[]): Promise<{ leader: string; term: number }> {
-    await startPeers(ids, root);
-    await setConfig(ids[0]!, ids);
-    return waitForLeader(ids);
-  }
+  const fixture = realCluster();
 
   it('grows 1 → 3 → 5 under client load; every peer ends with the same log and every acknowledged write', async () => {
-    await startPeer('a', root);
-    await setConfig('a', ['a']);
-    await waitForLeader(['a']);
+    await fixture.startCluster(['a']);
     const load = startLoad(() => 'a', KEYS);
     await waitForAcks(load, 20);
 
-    await startPeers(['b', 'c'], root);
+    await fixture.startPeers(['b', 'c']);
     await setConfig('a', ['a', 'b', 'c']);
     await waitForConfig(['a', 'b', 'c'], ['a', 'b', 'c']);
     await waitForAcks(load, 20);
 
     const all = ['a', 'b', 'c', 'd', 'e'];
-    await startPeers(['d', 'e'], root);
+    await fixture.startPeers(['d', 'e']);
     await setConfig('a', all);
     const statuses = await waitForConfig(all, all);
     for (const s of statuses) expect([...s.peers].sort()).to.deep.equal(all);
@@ -78,7 +56,7 @@ describe('membership changes on real peers', function () {
 
   it('shrinks 5 → 3 under load; the removed peers, still running, do not disrupt the rest', async () => {
     const all = ['a', 'b', 'c', 'd', 'e'];
-    const { leader } = await cluster(all);
+    const { leader } = await fixture.startCluster(all);
     const remaining = [leader, ...all.filter((id) => id !== leader).slice(0, 2)];
     const removed = all.filter((id) => !remaining.includes(id));
     const load = startLoad(() => leader, KEYS);
@@ -108,10 +86,10 @@ describe('membership changes on real peers', function () {
   });
 
   it('replaces a peer: [a,b,c] → [a,b,d]; the blank d catches up and counts toward quorums', async () => {
-    await cluster(['a', 'b', 'c']);
+    await fixture.startCluster(['a', 'b', 'c']);
     const load = startLoad(() => 'a', KEYS);
     await waitForAcks(load, 30);
-    await startPeer('d', root);
+    await fixture.startPeers(['d']);
     await setConfig('a', ['a', 'b', 'd']);
     await waitForConfig(['a', 'b', 'd'], ['a', 'b', 'd']);
     await waitForAcks(load, 20);
@@ -136,7 +114,7 @@ describe('membership changes on real peers', function () {
 
   it('removes the leader: it steps down, a new leader is elected among the rest', async () => {
     const ids = ['a', 'b', 'c'];
-    const first = await cluster(ids);
+    const first = await fixture.startCluster(ids);
     const rest = ids.filter((id) => id !== first.leader);
     // A short op timeout: ops the removed leader appended after C_new can stay unanswered
     // until it (see the skipped test below); they count as outcome unknown.
@@ -172,7 +150,7 @@ describe('membership changes on real peers', function () {
   it('ops in flight at a leader removed by a change are answered promptly, not left to time out', async () => {
     for (let trial = 0; trial < 3; trial++) {
       const ids = ['a', 'b', 'c'];
-      const first = await cluster(ids);
+      const first = await fixture.startCluster(ids);
       const rest = ids.filter((id) => id !== first.leader);
       let stop = false;
       const slow: string[] = [];
@@ -190,15 +168,13 @@ describe('membership changes on real peers', function () {
       stop = true;
       await Promise.all(writers);
       expect(slow, `trial ${trial}`).to.deep.equal([]);
-      await stopAll();
-      fs.rmSync(root, { recursive: true, force: true });
-      root = tempDir();
+      await fixture.reset();
     }
   });
 
   it('transfers leadership to a target, to the best voter, and refuses a non-voter', async () => {
     const ids = ['a', 'b', 'c'];
-    const first = await cluster(ids);
+    const first = await fixture.startCluster(ids);
     const target = ids.find((id) => id !== first.leader)!;
     const via = ids.find((id) => id !== first.leader && id !== target)!;
     expect(await transferLeadership(via, target)).to.equal(target);
@@ -214,7 +190,7 @@ describe('membership changes on real peers', function () {
     expect(await op(target, { type: 'set', key: 'after-2', value: 2 })).to.equal(null);
 
     // A running peer outside the configuration, and an unknown one.
-    await startPeer('d', root);
+    await fixture.startPeers(['d']);
     expect(await transferLeadership('a', 'd').catch((e: unknown) => e)).to.be.instanceOf(TransferFailedError);
     expect(await transferLeadership('a', 'zz').catch((e: unknown) => e)).to.be.instanceOf(TransferFailedError);
     expect((await waitForLeader(ids)).leader).to.equal(chosen);
@@ -224,10 +200,10 @@ describe('membership changes on real peers', function () {
 
   it('status shows the new peer as a learner while it catches up', async () => {
     const ids = ['a', 'b', 'c'];
-    const { leader } = await cluster(ids);
+    const { leader } = await fixture.startCluster(ids);
     const load = startLoad(() => leader, KEYS);
     await waitForAcks(load, 20);
-    await startPeer('d', root);
+    await fixture.startPeers(['d']);
     // d hears no one until healed, so the change stays in its catch-up phase meanwhile.
     await nemesis.partition([ids]);
     const change = setConfig('a', [...ids, 'd']);
@@ -262,7 +238,7 @@ describe('membership changes on real peers', function () {
   describe('bad input and refusals', () => {
     it('an empty list, duplicates or unknown ids: ConfigError, and the cluster keeps running', async () => {
       const ids = ['a', 'b', 'c'];
-      await cluster(ids);
+      await fixture.startCluster(ids);
       const refusals = await Promise.all([
         setConfig('a', []).catch((e: unknown) => e),
         setConfig('b', ['a', 'b', 'b']).catch((e: unknown) => e),
@@ -277,8 +253,8 @@ describe('membership changes on real peers', function () {
 
     it('concurrent setConfig calls are queued, and end in the configuration of the last one', async () => {
       const ids = ['a', 'b', 'c'];
-      await cluster(ids);
-      await startPeers(['d', 'e'], root);
+      await fixture.startCluster(ids);
+      await fixture.startPeers(['d', 'e']);
       const load = startLoad(() => 'a', KEYS);
       await Promise.all([setConfig('a', ['a', 'b', 'c', 'd']), setConfig('b', ['a', 'b', 'c', 'd', 'e']), setConfig('c', ['a', 'b', 'd', 'e'])]);
       const final = ['a', 'b', 'd', 'e'];
@@ -292,10 +268,8 @@ describe('membership changes on real peers', function () {
 
     it('a new peer that stops while catching up: CatchUpTimeoutError, and nothing changed', async () => {
       const ids = ['a', 'b', 'c'];
-      await startPeers(ids, root, { catchUpTimeoutMs: 1_500 });
-      await setConfig('a', ids);
-      const { leader } = await waitForLeader(ids);
-      await startPeer('g', root);
+      const { leader } = await fixture.startCluster(ids, { catchUpTimeoutMs: 1_500 });
+      await fixture.startPeers(['g']);
       await nemesis.partition([ids]); // g cannot catch up before it is stopped
       const change = setConfig('a', [...ids, 'g']).catch((e: unknown) => e);
       await waitFor('g as a learner', async () => ((await status(leader)).learners.includes('g') ? true : undefined));
@@ -309,10 +283,8 @@ describe('membership changes on real peers', function () {
 
     it('a change while one is still running in the leader (its call timed out): ConfigInProgressError', async () => {
       const ids = ['a', 'b', 'c'];
-      await startPeers(ids, root, { catchUpTimeoutMs: 3_000 });
-      await setConfig('a', ids);
-      const { leader } = await waitForLeader(ids);
-      await startPeer('h', root);
+      const { leader } = await fixture.startCluster(ids, { catchUpTimeoutMs: 3_000 });
+      await fixture.startPeers(['h']);
       await nemesis.partition([ids]); // h cannot catch up: the change stays in the leader
       const timedOut = await setConfig('a', [...ids, 'h'], { timeoutMs: 300 }).catch((e: unknown) => e);
       expect(timedOut).to.be.instanceOf(TimeoutError);

@@ -10,7 +10,6 @@
  * per command `opId`, so a double application shows as a count of 2.
  */
 import { expect } from 'chai';
-import fs from 'node:fs';
 import path from 'node:path';
 import { nemesis, op, query, setConfig, status, type NodeOptions, type NodeStatus } from '../src/api/index.js';
 import { SessionExpiredError } from '../src/errors.js';
@@ -18,7 +17,7 @@ import { LmdbLogStore } from '../src/log/lmdb-store.js';
 import { codec, encodeCommand, encodeLogCommand, type Entry, type LogCommand } from '../src/messages.js';
 import { KvStateMachine } from '../src/state-machines/kv.js';
 import { COUNTING_KV_MODULE } from '../src/testing/counting-kv.js';
-import { startPeer, startPeers, stopAll, tempDir, waitFor, waitForConfig, waitForConverged, waitForLeader } from './helpers/cluster.js';
+import { realCluster, stopAll, waitFor, waitForConfig, waitForConverged, waitForLeader } from './helpers/cluster.js';
 
 const COUNTING: Partial<NodeOptions> = { stateMachine: { module: COUNTING_KV_MODULE } };
 const PEERS = ['a', 'b', 'c'];
@@ -57,21 +56,10 @@ function expectAllEqual<T>(values: T[], what: string): void {
 
 describe('client sessions on real peers (thesis §6.3)', function () {
   this.timeout(90_000);
-  let root: string;
-
-  beforeEach(() => {
-    root = tempDir();
-  });
-
-  afterEach(async () => {
-    await stopAll();
-    fs.rmSync(root, { recursive: true, force: true });
-  });
+  const fixture = realCluster();
 
   async function cluster(extra: Partial<NodeOptions> = {}): Promise<string> {
-    await startPeers(PEERS, root, { ...COUNTING, ...extra });
-    await setConfig('a', PEERS);
-    return (await waitForLeader(PEERS)).leader;
+    return (await fixture.startCluster(PEERS, { ...COUNTING, ...extra })).leader;
   }
 
   it('a command delivered three times under its session is applied once; an idempotent one three times', async () => {
@@ -121,7 +109,7 @@ describe('client sessions on real peers (thesis §6.3)', function () {
     // The whole cluster restarts: each peer restores the table from its snapshot.
     const lastIndex = Math.max(...before.map((s) => s.lastIndex));
     await stopAll();
-    await startPeers(PEERS, root, { ...COUNTING, snapshotThreshold: 10 });
+    await fixture.startPeers(PEERS, { ...COUNTING, snapshotThreshold: 10 });
     const next = (await waitForLeader(PEERS)).leader;
     const after = await waitForConverged(PEERS, lastIndex + 1);
     // The new leader's no-op carries no time and changes no session.
@@ -132,7 +120,7 @@ describe('client sessions on real peers (thesis §6.3)', function () {
     expect(await applications(PEERS, 'kept'), 'the duplicate after the restart').to.deep.equal([1, 1, 1]);
 
     // A new peer catches up by InstallSnapshot: the table comes with it.
-    await startPeer('d', root, { ...COUNTING, snapshotThreshold: 10 });
+    await fixture.startPeers(['d'], { ...COUNTING, snapshotThreshold: 10 });
     await setConfig(next, [...PEERS, 'd']);
     await waitForConfig([...PEERS, 'd'], [...PEERS, 'd']);
     await op(next, { type: 'set', key: 'k', value: 'with d', opId: 'with-d' });
@@ -154,13 +142,13 @@ describe('client sessions on real peers (thesis §6.3)', function () {
     kv.apply({ type: 'set', key: 'y', value: 2 });
     const data = kv.snapshot();
     for (const id of PEERS) {
-      const store = await LmdbLogStore.open(path.join(root, id));
+      const store = await LmdbLogStore.open(path.join(fixture.root, id));
       await store.write({ term: 1, votedFor: 'a', truncateFrom: 0, entries: [{ type: 'config', index: 1, term: 1, peers: PEERS }, set(2, 'x', 1), set(3, 'y', 2), set(4, 'x', 3)] });
       const meta = { index: 3, term: 1, peers: PEERS, old: null, digest: 0, size: data.length };
       await store.write({ term: 1, votedFor: 'a', truncateFrom: 0, entries: [], snapshot: { meta, data, discardLog: false } });
       await store.close();
     }
-    await startPeers(PEERS, root);
+    await fixture.startPeers(PEERS);
     const leader = (await waitForLeader(PEERS)).leader;
     await op(leader, { type: 'set', key: 'z', value: 4 });
     await waitForConverged(PEERS);

@@ -10,11 +10,9 @@ import { nemesis, op, query, read, setConfig, startNode, status, stopNode, type 
 import { isRaftError } from '../src/errors.js';
 import {
   peerDir,
+  realCluster,
   sleep,
-  startPeer,
-  startPeers,
   stopAll,
-  tempDir,
   waitFor,
   waitForConfig,
   waitForConverged,
@@ -25,16 +23,7 @@ const SMALL: Partial<NodeOptions> = { snapshotThreshold: 200, snapshotChunkBytes
 
 describe('snapshots and log compaction on real peers', function () {
   this.timeout(90_000);
-  let root: string;
-
-  beforeEach(() => {
-    root = tempDir();
-  });
-
-  afterEach(async () => {
-    await stopAll();
-    fs.rmSync(root, { recursive: true, force: true });
-  });
+  const fixture = realCluster();
 
   /**
    * Write `rounds` rounds of `keys` keys (concurrently within a round) through `via`; key
@@ -73,7 +62,7 @@ describe('snapshots and log compaction on real peers', function () {
   }
 
   it('startNode checks the snapshot and catch-up options', async () => {
-    const base = { stateMachine: 'kv' as const, dataDir: peerDir(root, 'x') };
+    const base = { stateMachine: 'kv' as const, dataDir: peerDir(fixture.root, 'x') };
     for (const bad of [
       { snapshotThreshold: -1 },
       { snapshotThreshold: 1.5 },
@@ -97,14 +86,12 @@ describe('snapshots and log compaction on real peers', function () {
 
   it('a new peer joins after compaction and catches up by snapshot', async () => {
     const ids = ['a', 'b', 'c'];
-    await startPeers(ids, root, SMALL);
-    await setConfig('a', ids);
-    const { leader } = await waitForLeader(ids);
+    const { leader } = await fixture.startCluster(ids, SMALL);
     await write(leader, 100, 20, (r) => r); // 2000 ops
     await waitForSnapshots(ids);
     expect((await status(leader)).snapshotIndex).to.be.greaterThan(1000);
 
-    await startPeer('d', root, SMALL);
+    await fixture.startPeers(['d'], SMALL);
     await setConfig('a', [...ids, 'd']);
     await waitForConfig([...ids, 'd'], [...ids, 'd']);
     const converged = await waitForConverged([...ids, 'd']);
@@ -122,9 +109,7 @@ describe('snapshots and log compaction on real peers', function () {
 
   it('restarts from snapshot + tail: one peer, then the whole cluster', async () => {
     const ids = ['a', 'b', 'c'];
-    await startPeers(ids, root, SMALL);
-    await setConfig('a', ids);
-    const { leader } = await waitForLeader(ids);
+    const { leader } = await fixture.startCluster(ids, SMALL);
     await write(leader, 100, 10, (r) => r);
     await write(leader, 10, 1, () => 'tail'); // k0..k9 differ from k10..k99
     // Make sure every log holds entries past its snapshot (a tail to replay).
@@ -143,7 +128,7 @@ describe('snapshots and log compaction on real peers', function () {
     const now = (await waitForLeader(ids)).leader;
     const follower = ids.find((id) => id !== now)!;
     await stopNode(follower);
-    await startPeer(follower, root, SMALL);
+    await fixture.startPeers([follower], SMALL);
     const back = await status(follower);
     expect(back.snapshotIndex).to.be.at.least(before.find((s) => s.id === follower)!.snapshotIndex);
     const again = await waitForConverged(ids);
@@ -153,7 +138,7 @@ describe('snapshots and log compaction on real peers', function () {
 
     // Everyone at once: nobody can send anybody a snapshot, each recovers its own.
     await stopAll();
-    await startPeers(ids, root, SMALL);
+    await fixture.startPeers(ids, SMALL);
     for (const id of ids) {
       const s = await status(id);
       expect(s.snapshotIndex, id).to.be.greaterThan(0);
@@ -172,14 +157,12 @@ describe('snapshots and log compaction on real peers', function () {
 
   it('a new peer whose actors crash while it receives a large snapshot still converges', async () => {
     const ids = ['a', 'b', 'c'];
-    await startPeers(ids, root, SMALL);
-    await setConfig('a', ids);
-    const { leader } = await waitForLeader(ids);
+    const { leader } = await fixture.startCluster(ids, SMALL);
     const big = 'v'.repeat(2048);
     await write(leader, 2000, 2, (r) => `${r}:${big}`); // a snapshot of ~4 MiB: ~1000 chunks
     await waitForSnapshots(ids);
 
-    await startPeer('d', root, { ...SMALL, maxRestarts: 20 });
+    await fixture.startPeers(['d'], { ...SMALL, maxRestarts: 20 });
     const started = Date.now();
     const change = setConfig('a', [...ids, 'd']);
     let settled: unknown = null;
@@ -219,11 +202,9 @@ describe('snapshots and log compaction on real peers', function () {
     const total = 50_000;
     const inFlight = 256;
     const ids = ['a', 'b', 'c'];
-    await startPeers(ids, root, { snapshotThreshold: threshold });
-    await setConfig('a', ids);
-    const { leader } = await waitForLeader(ids);
+    const { leader } = await fixture.startCluster(ids, { snapshotThreshold: threshold });
 
-    const fileSize = (id: string) => fs.statSync(path.join(peerDir(root, id), 'data.mdb')).size;
+    const fileSize = (id: string) => fs.statSync(path.join(peerDir(fixture.root, id), 'data.mdb')).size;
     const sample = async () => {
       const statuses = await Promise.all(ids.map((id) => status(id)));
       return statuses.map((s) => ({ id: s.id, log: s.lastIndex - s.snapshotIndex, snapshot: s.snapshotIndex, bytes: fileSize(s.id) }));

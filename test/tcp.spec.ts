@@ -26,7 +26,7 @@ import { ConfigError } from '../src/errors.js';
 import { codec, type PeerMessage } from '../src/messages.js';
 import type { ConnectPeer } from '../src/transport/switchboard.js';
 import { TcpSwitchboard, type TcpStats } from '../src/transport/tcp.js';
-import { stopAll, tempDir, TEST_TIMING, waitFor, waitForApplied, waitForLeader } from './helpers/cluster.js';
+import { realCluster, TEST_TIMING, waitFor, waitForApplied, waitForLeader } from './helpers/cluster.js';
 import { closed, freePorts, haveOpenssl, makePki, rawConnect, rawFrame } from './helpers/net.js';
 
 /** A stand-in for a consensus actor: records the port it is given for each peer. */
@@ -169,7 +169,7 @@ describe('TCP transport: switchboards', function () {
 describe('TCP transport: a cluster over loopback', function () {
   this.timeout(120_000);
   const ids = ['n1', 'n2', 'n3'];
-  let root: string;
+  const fixture = realCluster('suite');
   let addresses: Record<string, string>;
   let ghostAddress: string;
   const MAX_FRAME = 1_200_000;
@@ -183,22 +183,16 @@ describe('TCP transport: a cluster over loopback', function () {
   }
 
   function optionsOf(id: string): NodeOptions {
-    return { stateMachine: 'kv', dataDir: path.join(root, id), ...TEST_TIMING, network: networkOf(id) };
+    return { stateMachine: 'kv', dataDir: path.join(fixture.root, id), ...TEST_TIMING, network: networkOf(id) };
   }
 
   before(async () => {
-    root = tempDir();
     const ports = await freePorts(4);
     addresses = Object.fromEntries(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
     ghostAddress = `127.0.0.1:${ports[3]}`;
     await Promise.all(ids.map((id) => startNode(id, optionsOf(id))));
     await setConfig('n1', ids);
     await waitForLeader(ids);
-  });
-
-  after(async () => {
-    await stopAll();
-    fs.rmSync(root, { recursive: true, force: true });
   });
 
   async function commits(tag: string): Promise<void> {
@@ -415,19 +409,10 @@ describe('TCP transport: a cluster over loopback', function () {
 
 describe('TCP transport: membership with remote peers', function () {
   this.timeout(60_000);
-  let root: string;
-
-  beforeEach(() => {
-    root = tempDir();
-  });
-
-  afterEach(async () => {
-    await stopAll();
-    fs.rmSync(root, { recursive: true, force: true });
-  });
+  const fixture = realCluster();
 
   it('validates options.network', async () => {
-    const base: NodeOptions = { stateMachine: 'kv', dataDir: path.join(root, 'v') };
+    const base: NodeOptions = { stateMachine: 'kv', dataDir: path.join(fixture.root, 'v') };
     const cases: [Partial<NetworkOptions>, ErrorConstructor][] = [
       [{ listen: 'localhost', peers: {}, clusterId: 'c' }, TypeError],
       [{ listen: '127.0.0.1:0', peers: { v: '127.0.0.1:7001' }, clusterId: 'c' }, RangeError],
@@ -451,7 +436,7 @@ describe('TCP transport: membership with remote peers', function () {
     const [p1, p2, p3] = await freePorts(3);
     await startNode('m1', {
       stateMachine: 'kv',
-      dataDir: path.join(root, 'm1'),
+      dataDir: path.join(fixture.root, 'm1'),
       ...TEST_TIMING,
       network: { listen: `127.0.0.1:${p1}`, peers: { m2: `127.0.0.1:${p2}`, m3: `127.0.0.1:${p3}` }, clusterId: 'c' },
     });
@@ -474,7 +459,7 @@ describe('TCP transport: membership with remote peers', function () {
 describe('TCP transport: mutual TLS', function () {
   this.timeout(120_000);
   const ids = ['t1', 't2', 't3'];
-  let root: string;
+  const fixture = realCluster('suite');
   let addresses: Record<string, string>;
   let pki: ReturnType<typeof makePki>;
   let otherPki: ReturnType<typeof makePki>;
@@ -484,9 +469,8 @@ describe('TCP transport: mutual TLS', function () {
       console.log('    (skipped: the openssl command is not installed; it makes the test certificates)');
       this.skip();
     }
-    root = tempDir();
-    pki = makePki(path.join(root, 'pki'), [...ids, 'client']);
-    otherPki = makePki(path.join(root, 'other-pki'), ['rogue'], 'another CA');
+    pki = makePki(path.join(fixture.root, 'pki'), [...ids, 'client']);
+    otherPki = makePki(path.join(fixture.root, 'other-pki'), ['rogue'], 'another CA');
     const ports = await freePorts(4);
     addresses = Object.fromEntries(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
     // t1 also knows a peer 'client' that never runs: a TLS client below poses as it.
@@ -495,7 +479,7 @@ describe('TCP transport: mutual TLS', function () {
       ids.map((id) =>
         startNode(id, {
           stateMachine: 'kv',
-          dataDir: path.join(root, id),
+          dataDir: path.join(fixture.root, id),
           ...TEST_TIMING,
           network: {
             listen: addresses[id]!,
@@ -513,10 +497,6 @@ describe('TCP transport: mutual TLS', function () {
     await waitForLeader(ids);
   });
 
-  after(async () => {
-    await stopAll();
-    if (root) fs.rmSync(root, { recursive: true, force: true });
-  });
 
   /** Try a TLS connection to t1 and a hello; resolves with whether a hello came back. */
   async function tryTls(options: tls.ConnectionOptions, from = 't2'): Promise<boolean> {

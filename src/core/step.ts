@@ -10,10 +10,15 @@
  * would make the core useless for throughput; determinism is what the simulator needs.)
  *
  * Structure (after etcd/raft and rafter): `onMessage` settles terms once (§5.1), then
- * dispatches to the handler of the current role; only the `become*` functions change the
- * role. Messages whose meaning presumes durable state (votes granted, AppendEntries
- * answers) wait in `pendingWrites` until the log actor acknowledges the write (§5.2, §5.3;
- * thesis §3.8).
+ * dispatches to the handler of the current role; only the `become*` functions of this file
+ * change the role (those of `progress.ts` change a follower's replication mode). Messages
+ * whose meaning presumes durable state (votes granted, AppendEntries answers) wait in
+ * `pendingWrites` until the log actor acknowledges the write (§5.2, §5.3; thesis §3.8).
+ *
+ * This file holds the handlers; the bookkeeping they lean on lives in leaves of its own:
+ * `options.ts` (defaults and validation), `progress.ts` (each follower's window of
+ * AppendEntries in flight), `reads.ts` (ReadIndex rounds and the lease, thesis §6.4),
+ * `raft-log.ts` (the in-memory log).
  */
 import {
   allowConfig,
@@ -46,10 +51,33 @@ import type {
   SnapshotMeta,
   SnapshotWrite,
 } from '../messages.js';
-import { entryBytes, RaftLog } from './raft-log.js';
+import { DEFAULT_CORE_OPTIONS, validateCoreOptions } from './options.js';
+import {
+  becomeProbe,
+  becomeReplicate,
+  becomeSnapshot,
+  fitEntries,
+  freeInflight,
+  isWindowOpen,
+  newProgress,
+  recordSent,
+} from './progress.js';
+import { RaftLog } from './raft-log.js';
+import {
+  abortUnconfirmedReads,
+  extendLease,
+  giveUpLease,
+  holdsLease,
+  newReadState,
+  nextRound,
+  openRound,
+  recordAck,
+  resetForLeadership,
+  takeAppliedReads,
+  takeConfirmedRound,
+} from './reads.js';
 import { nextRandom } from '../rng.js';
 import type { ClientErrorCode, CoreOptions, CoreState, Effect, FetchReason, Input, Progress, Role, Status, StepResult } from './types.js';
-import { DEFAULT_CORE_OPTIONS } from './types.js';
 
 // ---------------------------------------------------------------------------------------------
 // Construction and recovery
@@ -70,53 +98,6 @@ export interface CoreInit {
    * after it (a `log` given must start there too).
    */
   snapshot?: Snapshot | null;
-}
-
-export function validateCoreOptions(o: CoreOptions): CoreOptions {
-  const positive = (name: Exclude<keyof CoreOptions, 'leaseReads' | 'preVote'>) => {
-    if (!Number.isSafeInteger(o[name]) || o[name] < 1) {
-      throw new RangeError(`options.${name} must be a positive integer, got ${String(o[name])}`);
-    }
-  };
-  positive('heartbeatTicks');
-  positive('electionTicks');
-  positive('maxEntriesPerAppend');
-  positive('maxInflightAppends');
-  positive('maxAppendBytes');
-  positive('maxInflightBytes');
-  positive('maxCachedEntries');
-  positive('maxCachedBytes');
-  positive('snapshotChunkBytes');
-  positive('catchUpTicks');
-  if (!Number.isSafeInteger(o.snapshotThreshold) || o.snapshotThreshold < 0) {
-    throw new RangeError(`options.snapshotThreshold must be a non-negative integer (0: never), got ${String(o.snapshotThreshold)}`);
-  }
-  if (typeof o.preVote !== 'boolean') throw new TypeError(`options.preVote must be a boolean, got ${String(o.preVote)}`);
-  if (o.electionTicks <= o.heartbeatTicks) {
-    throw new RangeError('options.electionTicks must be greater than options.heartbeatTicks');
-  }
-  if (typeof o.leaseReads !== 'boolean') throw new TypeError(`options.leaseReads must be a boolean, got ${String(o.leaseReads)}`);
-  if (typeof o.clockDriftBound !== 'number' || !Number.isFinite(o.clockDriftBound) || o.clockDriftBound < 1) {
-    throw new RangeError(`options.clockDriftBound must be a number >= 1, got ${String(o.clockDriftBound)}`);
-  }
-  if (o.leaseReads && leaseTicks(o) < 1) {
-    throw new RangeError(
-      `lease reads need a lease of at least one tick: (electionTicks - 1) / clockDriftBound - 1 = ${leaseTicks(o)}; raise electionTicks or lower clockDriftBound`,
-    );
-  }
-  return o;
-}
-
-/**
- * How long a lease lasts, in the leader's ticks from the start of a heartbeat round that a
- * quorum acknowledged (thesis §6.4.1). Each acknowledging follower ignores RequestVotes for an
- * election timeout of its own clock after it heard the round (§4.2.3, `voteGuard`): at least
- * electionTicks - 1 whole ticks of its clock, which the leader's clock may count as little as
- * (electionTicks - 1) / clockDriftBound; one more tick is taken off because the leader's
- * count of the round's start may lag the real start by up to one tick.
- */
-export function leaseTicks(o: CoreOptions): number {
-  return Math.floor((o.electionTicks - 1) / o.clockDriftBound) - 1;
 }
 
 /** A core for a peer starting (or restarting from what its log store recovered). */
@@ -159,16 +140,7 @@ export function createCore(init: CoreInit): CoreState {
     durableIndex: log.lastIndex,
     pendingWrites: [],
     waiting: new Map(),
-    reads: {
-      round: 0,
-      acked: new Map(),
-      waiting: [],
-      inRound: null,
-      forwarded: new Map(),
-      awaitingApply: [],
-      leaseRounds: [],
-      leaseUntil: 0,
-    },
+    reads: newReadState(),
     fetchingApply: false,
     preVote: null,
     configChange: null,
@@ -359,7 +331,7 @@ function onTick(s: CoreState, ctx: StepContext, ticks: number): void {
     if (s.heartbeatElapsed >= s.options.heartbeatTicks) {
       s.heartbeatElapsed = 0;
       // With lease reads every heartbeat is a round whose acknowledgement renews the lease.
-      if (s.options.leaseReads) nextRound(s);
+      if (s.options.leaseReads) nextRound(s.reads, s.options, s.ticks);
       for (const peer of s.progress.keys()) sendAppend(s, ctx, peer, true);
     }
     return;
@@ -370,7 +342,7 @@ function onTick(s: CoreState, ctx: StepContext, ticks: number): void {
   if (s.electionElapsed >= s.electionTimeout) {
     if (!mayCampaign(s)) resetElectionTimer(s);
     else if (s.options.preVote) startPreVote(s, ctx);
-    else campaign(s, ctx);
+    else becomeCandidate(s, ctx);
   }
 }
 
@@ -400,7 +372,7 @@ function startPreVote(s: CoreState, ctx: StepContext): void {
   s.preVote = { term: s.currentTerm + 1, votes: new Map([[s.id, true]]) };
   if (voteResult(config, s.preVote.votes) === 'won') {
     s.preVote = null;
-    return campaign(s, ctx);
+    return becomeCandidate(s, ctx);
   }
   for (const peer of voters(config)) {
     if (peer === s.id) continue;
@@ -440,7 +412,7 @@ function handlePreVoteReply(s: CoreState, ctx: StepContext, m: PreVoteReply): vo
   const result = voteResult(s.config!, pv.votes);
   if (result === 'won') {
     s.preVote = null;
-    campaign(s, ctx);
+    becomeCandidate(s, ctx);
   } else if (result === 'lost') {
     s.preVote = null;
   }
@@ -493,7 +465,7 @@ function becomeFollower(s: CoreState, ctx: StepContext, term: number, leader: st
  * §5.2: increment the term, vote for self, ask every other voter. `transfer`: the leader asked
  * us to (TimeoutNow, thesis §3.10), and the voters may not ignore us for having heard it.
  */
-function campaign(s: CoreState, ctx: StepContext, transfer = false): void {
+function becomeCandidate(s: CoreState, ctx: StepContext, transfer = false): void {
   if (s.role === 'leader') throw new Error('illegal transition: leader -> candidate');
   const config = s.config!;
   abortReads(s, ctx);
@@ -533,9 +505,7 @@ function becomeLeader(s: CoreState, ctx: StepContext): void {
   s.heartbeatElapsed = 0;
   s.quorumCheckElapsed = 0;
   s.recentlyActive.clear();
-  s.reads.acked.clear();
-  s.reads.leaseRounds = [];
-  s.reads.leaseUntil = 0;
+  resetForLeadership(s.reads);
   const next = s.log.lastIndex + 1;
   s.progress.clear();
   s.configChange = null;
@@ -601,7 +571,7 @@ const HANDLERS: Record<Role, Handler> = {
         return m.type === 'appendEntries' ? handleAppendEntries(s, ctx, m) : handleInstallSnapshot(s, ctx, m);
       case 'timeoutNow':
         // Thesis §3.10: our leader hands over to us; campaign at once, without a pre-vote.
-        if (mayCampaign(s)) campaign(s, ctx, true);
+        if (mayCampaign(s)) becomeCandidate(s, ctx, true);
         return;
       case 'requestVoteReply':
       case 'appendEntriesReply':
@@ -787,16 +757,10 @@ function handleAppendReply(s: CoreState, ctx: StepContext, m: AppendEntriesReply
       // An AppendEntries sent before we compacted: the follower still needs the snapshot.
       return maybeCommit(s, ctx);
     }
-    if (pr.mode !== 'replicate') {
-      // A probe found the match (or, while sending a snapshot, the follower turned out to
-      // hold our snapshot's last entry after all, and needs only what follows).
-      pr.mode = 'replicate';
-      pr.snapshot = null;
-      pr.inflight = [];
-      pr.inflightBytes = 0;
-    } else {
-      while (pr.inflight.length > 0 && pr.inflight[0]!.last <= m.matchIndex) pr.inflightBytes -= pr.inflight.shift()!.bytes;
-    }
+    // A probe found the match (or, while sending a snapshot, the follower turned out to
+    // hold our snapshot's last entry after all, and needs only what follows).
+    if (pr.mode !== 'replicate') becomeReplicate(pr);
+    else freeInflight(pr, m.matchIndex);
     pr.probeSent = false;
     maybeCommit(s, ctx);
     followerProgressed(s, ctx, m.from);
@@ -814,19 +778,14 @@ function handleAppendReply(s: CoreState, ctx: StepContext, m: AppendEntriesReply
     const ours = s.log.lastIndexOfTerm(m.conflictTerm, m.rejectedIndex);
     if (ours > 0) next = ours + 1;
   }
-  pr.nextIndex = Math.max(pr.matchIndex + 1, Math.min(next, m.rejectedIndex));
-  pr.mode = 'probe';
-  pr.inflight = [];
-  pr.inflightBytes = 0;
-  pr.probeSent = false;
+  becomeProbe(pr, Math.max(pr.matchIndex + 1, Math.min(next, m.rejectedIndex)));
   sendAppend(s, ctx, m.from, true);
 }
 
 /** Any answer of our term acknowledges us as leader as of the round it echoes (§6.4). */
 function ackRound(s: CoreState, ctx: StepContext, peer: string, readSeq: number): void {
-  if (readSeq <= (s.reads.acked.get(peer) ?? 0)) return;
-  s.reads.acked.set(peer, readSeq);
-  if (s.options.leaseReads) extendLease(s);
+  if (!recordAck(s.reads, peer, readSeq)) return;
+  if (s.options.leaseReads) extendLease(s.reads, s.config!, s.id, s.options);
   confirmReadRound(s, ctx);
 }
 
@@ -842,7 +801,7 @@ function sendAppend(s: CoreState, ctx: StepContext, peer: string, heartbeat: boo
     sendSnapshot(s, ctx, peer, pr, heartbeat);
     return false;
   }
-  const windowOpen = isWindowOpen(s, pr, heartbeat);
+  const windowOpen = isWindowOpen(pr, s.options, heartbeat);
   const hasEntries = pr.nextIndex <= log.lastIndex;
   let entries: Entry[] = [];
   if (windowOpen && hasEntries) {
@@ -860,39 +819,14 @@ function sendAppend(s: CoreState, ctx: StepContext, peer: string, heartbeat: boo
   return sendEntries(s, ctx, peer, pr, entries);
 }
 
-/** The window per follower is bounded in messages and in bytes. */
-function isWindowOpen(s: CoreState, pr: Progress, heartbeat: boolean): boolean {
-  const o = s.options;
-  return pr.mode === 'probe'
-    ? heartbeat || !pr.probeSent
-    : pr.inflight.length < o.maxInflightAppends && pr.inflightBytes < o.maxInflightBytes;
-}
-
 /**
  * Send an AppendEntries from `pr.nextIndex` with as many of `entries` (which start there) as
  * the byte limit allows, at least one, and count it in the window; true if entries were sent.
  */
 function sendEntries(s: CoreState, ctx: StepContext, peer: string, pr: Progress, entries: Entry[]): boolean {
-  let bytes = 0;
-  for (let k = 0; k < entries.length; k++) {
-    const size = entryBytes(entries[k]!);
-    if (k > 0 && bytes + size > s.options.maxAppendBytes) {
-      entries = entries.slice(0, k);
-      break;
-    }
-    bytes += size;
-  }
-  sendAppendEntries(s, ctx, peer, pr.nextIndex - 1, entries);
-  if (pr.mode === 'probe') {
-    pr.probeSent = true;
-    return false;
-  }
-  if (entries.length === 0) return false;
-  const last = entries[entries.length - 1]!.index;
-  pr.nextIndex = last + 1;
-  pr.inflight.push({ last, bytes });
-  pr.inflightBytes += bytes;
-  return true;
+  const fit = fitEntries(entries, s.options.maxAppendBytes);
+  sendAppendEntries(s, ctx, peer, pr.nextIndex - 1, fit.entries);
+  return recordSent(pr, fit.entries, fit.bytes);
 }
 
 /** One AppendEntries to `peer` after `prevLogIndex` (whose term we know), with the read round. */
@@ -956,7 +890,7 @@ function onFetched(s: CoreState, ctx: StepContext, reason: FetchReason, entries:
   if (pr.mode === 'replicate') {
     let usable = usableFetched(s, entries, pr.nextIndex, s.log.lastIndex);
     // One fetch can fill several AppendEntries, as far as the window allows.
-    while (usable.length > 0 && isWindowOpen(s, pr, false)) {
+    while (usable.length > 0 && isWindowOpen(pr, s.options, false)) {
       const before = pr.nextIndex;
       if (!sendEntries(s, ctx, reason.peer, pr, usable)) break;
       usable = usable.slice(pr.nextIndex - before);
@@ -1003,7 +937,7 @@ function onBootstrap(s: CoreState, ctx: StepContext, peers: string[]): void {
   s.votedFor = s.id;
   ctx.hardStateDirty = true;
   appendEntry(s, ctx, { type: 'config', index: 1, term: s.currentTerm, peers: [...peers] });
-  if (isVoter(s.config!, s.id)) campaign(s, ctx);
+  if (isVoter(s.config!, s.id)) becomeCandidate(s, ctx);
 }
 
 function clientError(ctx: StepContext, ids: number[], code: ClientErrorCode, leader: string | null, message?: string): void {
@@ -1027,17 +961,7 @@ function syncProgress(s: CoreState, nextIndex = s.log.lastIndex + 1): void {
   if (s.configChange?.phase === 'catchUp') for (const id of s.configChange.learners) targets.add(id);
   targets.delete(s.id);
   for (const id of targets) {
-    if (s.progress.has(id)) continue;
-    s.progress.set(id, {
-      nextIndex,
-      matchIndex: 0,
-      mode: 'probe',
-      probeSent: false,
-      inflight: [],
-      inflightBytes: 0,
-      fetching: false,
-      snapshot: null,
-    });
+    if (!s.progress.has(id)) s.progress.set(id, newProgress(nextIndex));
   }
   for (const id of [...s.progress.keys()]) {
     if (targets.has(id)) continue;
@@ -1190,8 +1114,7 @@ function sendTimeoutNow(s: CoreState, ctx: StepContext, to: string): void {
   // The target's RequestVote may not be ignored (it carries `transfer`), so voters may elect it
   // inside our lease, even after this transfer gives up (the RequestVote may be delayed): no
   // more lease reads in this term (§6.4.1), only ReadIndex rounds.
-  s.reads.leaseUntil = -1;
-  s.reads.leaseRounds = [];
+  giveUpLease(s.reads);
   ctx.effects.push({ type: 'send', message: { type: 'timeoutNow', term: s.currentTerm, from: s.id, to } });
 }
 
@@ -1272,14 +1195,8 @@ function onSnapshotTaken(s: CoreState, ctx: StepContext, index: number, data: Ui
 function sendSnapshot(s: CoreState, ctx: StepContext, peer: string, pr: Progress, heartbeat: boolean): void {
   const snap = s.snapshot;
   if (snap === null) throw new Error(`${s.id} has compacted its log without a snapshot`);
-  if (pr.mode !== 'snapshot' || pr.snapshot === null || pr.snapshot.index !== snap.meta.index) {
-    pr.mode = 'snapshot';
-    pr.inflight = [];
-    pr.inflightBytes = 0;
-    pr.probeSent = false;
-    pr.snapshot = { index: snap.meta.index, term: snap.meta.term, offset: 0, sentAt: -1, reported: 0 };
-  }
-  const ps = pr.snapshot;
+  if (pr.mode !== 'snapshot' || pr.snapshot === null || pr.snapshot.index !== snap.meta.index) becomeSnapshot(pr, snap.meta);
+  const ps = pr.snapshot!;
   if (heartbeat) sendAppendEntries(s, ctx, peer, s.log.snapshotIndex, []);
   if (ps.sentAt >= 0) {
     if (s.ticks - ps.sentAt < Math.max(1, Math.floor(s.options.electionTicks / 2))) return;
@@ -1313,10 +1230,7 @@ function handleSnapshotReply(s: CoreState, ctx: StepContext, m: InstallSnapshotR
   if (pr.mode !== 'snapshot' || ps === null || m.index !== ps.index || m.snapshotTerm !== ps.term) return;
   if (m.done) {
     pr.matchIndex = Math.max(pr.matchIndex, m.index);
-    pr.nextIndex = pr.matchIndex + 1;
-    pr.mode = 'probe';
-    pr.snapshot = null;
-    pr.probeSent = false;
+    becomeProbe(pr, pr.matchIndex + 1);
     maybeCommit(s, ctx);
     followerProgressed(s, ctx, m.from);
     sendAppend(s, ctx, m.from, true);
@@ -1569,8 +1483,7 @@ function startReadRound(s: CoreState, ctx: StepContext): void {
   const r = s.reads;
   if (s.role !== 'leader' || r.inRound !== null || r.waiting.length === 0) return;
   if (s.log.term(s.commitIndex) !== s.currentTerm) return;
-  r.inRound = { round: nextRound(s), readIndex: s.commitIndex, batches: r.waiting };
-  r.waiting = [];
+  openRound(r, s.options, s.ticks, s.commitIndex);
   if (!confirmReadRound(s, ctx)) {
     for (const peer of s.progress.keys()) sendAppend(s, ctx, peer, true);
   }
@@ -1578,58 +1491,15 @@ function startReadRound(s: CoreState, ctx: StepContext): void {
 
 /** Finish the round in flight if a quorum has acknowledged it; true if it finished. */
 function confirmReadRound(s: CoreState, ctx: StepContext): boolean {
-  const r = s.reads;
-  const current = r.inRound;
-  if (current === null || s.config === null) return false;
-  if (!hasQuorum(s.config, (id) => id === s.id || (r.acked.get(id) ?? 0) >= current.round)) return false;
-  r.inRound = null;
-  // §6.4 step 4: our reads are served once the read index is applied (usually it already is).
-  for (const b of current.batches) {
-    if (b.kind === 'local') r.awaitingApply.push({ readIndex: current.readIndex, ids: b.ids });
-    else replyReadIndex(s, ctx, b.from, b.id, current.readIndex, true);
-  }
+  if (s.config === null) return false;
+  const confirmed = takeConfirmedRound(s.reads, s.config, s.id);
+  if (confirmed === null) return false;
+  // §6.4 step 4: our reads are served once the read index is applied (usually it already is);
+  // a follower's forwarded ones get the read index.
+  for (const b of confirmed.batches) if (b.kind === 'forwarded') replyReadIndex(s, ctx, b.from, b.id, confirmed.readIndex, true);
   releaseAppliedReads(s, ctx);
   startReadRound(s, ctx);
   return true;
-}
-
-/** Start a new round of AppendEntries (their `readSeq`); returns its number. */
-function nextRound(s: CoreState): number {
-  const r = s.reads;
-  const round = ++r.round;
-  if (s.options.leaseReads && r.leaseUntil >= 0) {
-    // Rounds that could no longer give a lease (a leader that hears no quorum) are dropped.
-    const lease = leaseTicks(s.options);
-    while (r.leaseRounds.length > 0 && r.leaseRounds[0]!.start + lease <= s.ticks) r.leaseRounds.shift();
-    r.leaseRounds.push({ round, start: s.ticks });
-  }
-  return round;
-}
-
-/**
- * Thesis §6.4.1: once a quorum has acknowledged a round, no other leader can be elected until
- * the lease from that round's start runs out (`leaseTicks`), so until then the commit index is
- * the latest anywhere and reads need no round of their own.
- */
-function extendLease(s: CoreState): void {
-  const r = s.reads;
-  const acked = committedIndex(s.config!, (id) => (id === s.id ? r.round : (r.acked.get(id) ?? 0)));
-  let start = -1;
-  while (r.leaseRounds.length > 0 && r.leaseRounds[0]!.round <= acked) start = r.leaseRounds.shift()!.start;
-  if (start >= 0 && r.leaseUntil >= 0) r.leaseUntil = Math.max(r.leaseUntil, start + leaseTicks(s.options));
-}
-
-/**
- * A leader may answer reads at once: it holds a lease and has committed an entry of its term
- * (§6.4 step 1). A leader that sent TimeoutNow has given its lease up (`sendTimeoutNow`).
- */
-function holdsLease(s: CoreState): boolean {
-  return (
-    s.options.leaseReads &&
-    s.role === 'leader' &&
-    s.ticks < s.reads.leaseUntil &&
-    s.log.term(s.commitIndex) === s.currentTerm
-  );
 }
 
 function replyReadIndex(s: CoreState, ctx: StepContext, to: string, id: number, readIndex: number, ok: boolean): void {
@@ -1653,14 +1523,7 @@ function handleReadIndexReply(s: CoreState, ctx: StepContext, m: ReadIndexReply)
 
 /** Serve reads whose confirmed read index this peer has applied. */
 function releaseAppliedReads(s: CoreState, ctx: StepContext): void {
-  const waiting = s.reads.awaitingApply;
-  if (waiting.length === 0) return;
-  const ready: number[] = [];
-  s.reads.awaitingApply = waiting.filter((w) => {
-    if (w.readIndex > s.lastApplied) return true;
-    ready.push(...w.ids);
-    return false;
-  });
+  const ready = takeAppliedReads(s.reads, s.lastApplied);
   if (ready.length > 0) ctx.effects.push({ type: 'readReady', ids: ready });
 }
 
@@ -1669,17 +1532,8 @@ function releaseAppliedReads(s: CoreState, ctx: StepContext): void {
  * no effect). Reads that already hold a confirmed read index stay until it is applied.
  */
 function abortReads(s: CoreState, ctx: StepContext): void {
-  const r = s.reads;
-  const failed: number[] = [];
-  const batches = [...r.waiting, ...(r.inRound?.batches ?? [])];
-  r.waiting = [];
-  r.inRound = null;
-  for (const b of batches) {
-    if (b.kind === 'local') failed.push(...b.ids);
-    else replyReadIndex(s, ctx, b.from, b.id, 0, false);
-  }
-  for (const ids of r.forwarded.values()) failed.push(...ids);
-  r.forwarded.clear();
+  const { failed, refused } = abortUnconfirmedReads(s.reads);
+  for (const b of refused) replyReadIndex(s, ctx, b.from, b.id, 0, false);
   if (failed.length > 0) ctx.effects.push({ type: 'clientError', ids: failed, code: 'NOT_LEADER', leader: null });
 }
 

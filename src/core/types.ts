@@ -9,6 +9,7 @@ import type { RaftLog } from './raft-log.js';
 
 export type Role = 'follower' | 'candidate' | 'leader';
 
+/** What a core may be tuned with; defaults and checks in `options.ts`. */
 export interface CoreOptions {
   /** A leader sends heartbeats every `heartbeatTicks` ticks. */
   heartbeatTicks: number;
@@ -56,23 +57,6 @@ export interface CoreOptions {
    */
   catchUpTicks: number;
 }
-
-export const DEFAULT_CORE_OPTIONS: CoreOptions = {
-  heartbeatTicks: 1,
-  electionTicks: 10,
-  maxEntriesPerAppend: 4096,
-  maxInflightAppends: 64,
-  maxAppendBytes: 1 << 20,
-  maxInflightBytes: 16 << 20,
-  maxCachedEntries: 16384,
-  maxCachedBytes: 32 << 20,
-  leaseReads: false,
-  clockDriftBound: 1.5,
-  preVote: true,
-  snapshotThreshold: 16384,
-  snapshotChunkBytes: 1 << 20,
-  catchUpTicks: 400,
-};
 
 /** Why the core asked for entries it no longer holds in memory. */
 export type FetchReason =

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { op, read, runningNodes, startNode, status, stopNode, type NodeOptions, type NodeStatus } from '../../src/api/index.js';
+import { nemesis, op, read, runningNodes, setConfig, startNode, status, stopNode, type NodeOptions, type NodeStatus } from '../../src/api/index.js';
 import { isRaftError } from '../../src/errors.js';
 
 /** Timing for tests: fast elections, still tolerant of a loaded 2-core machine. */
@@ -23,6 +23,66 @@ export async function startPeers(ids: string[], root: string, extra: Partial<Nod
 
 export async function stopAll(): Promise<void> {
   await Promise.all(runningNodes().map((id) => stopNode(id)));
+}
+
+/** The data of a suite of real peers, set up and torn down by `realCluster`. */
+export interface RealCluster {
+  /** The data root of the running test (or suite): each peer's directory is `peerDir(root, id)`. */
+  readonly root: string;
+  /** Start (or restart) peers `ids` with TEST_TIMING and `extra`, each with its directory under `root`. */
+  startPeers(ids: string[], extra?: Partial<NodeOptions>): Promise<void>;
+  /**
+   * Start `ids` as a new cluster: the peers, then its configuration through `via` (setConfig
+   * bootstraps a blank peer), then one leader that every peer follows.
+   */
+  startCluster(ids: string[], extra?: Partial<NodeOptions>, via?: string): Promise<{ leader: string; term: number; statuses: NodeStatus[] }>;
+  /** Tear down as after a test and start over in a fresh, empty root (a test of several trials). */
+  reset(): Promise<void>;
+}
+
+/**
+ * The before/after that every spec of real peers shares; call it inside a `describe`. Before
+ * each test (`'test'`) or once before the suite (`'suite'`, whose own `before` then starts its
+ * nodes), a fresh temporary data root; after it, partitions healed, every node of this process
+ * stopped and the root removed, so each test ends on its own whatever it left running.
+ */
+export function realCluster(scope: 'test' | 'suite' = 'test'): RealCluster {
+  let root: string | null = null;
+  const setUp = (): void => {
+    root = tempDir();
+  };
+  const tearDown = async (): Promise<void> => {
+    await nemesis.heal();
+    await stopAll();
+    if (root !== null) fs.rmSync(root, { recursive: true, force: true });
+    root = null;
+  };
+  if (scope === 'test') {
+    beforeEach(setUp);
+    afterEach(tearDown);
+  } else {
+    before(setUp);
+    after(tearDown);
+  }
+  const fixture: RealCluster = {
+    get root(): string {
+      if (root === null) throw new Error('the data root of real peers exists only while a test (or its suite) runs');
+      return root;
+    },
+    startPeers(ids, extra = {}) {
+      return startPeers(ids, fixture.root, extra);
+    },
+    async startCluster(ids, extra = {}, via = ids[0]!) {
+      await startPeers(ids, fixture.root, extra);
+      await setConfig(via, ids);
+      return waitForLeader(ids);
+    },
+    async reset() {
+      await tearDown();
+      setUp();
+    },
+  };
+  return fixture;
 }
 
 /** Poll `probe` until it returns a value (not undefined), or fail after `timeoutMs`. */
