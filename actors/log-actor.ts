@@ -1,5 +1,5 @@
 /**
- * The log actor: a thin shell over one peer's LmdbLogStore (DESIGN.md, "the picture").
+ * The log actor: a thin shell over one peer's LmdbLogStore (docs/architecture.md, "The picture").
  *
  * Startup: `workerData` is `{ dataDir, port }`, `port` (in the transfer list) leading to the
  * peer's consensus actor. The actor opens the store, sends `LogReady` on that port, then

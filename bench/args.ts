@@ -46,7 +46,7 @@ export const USAGE = `npm run bench -- [options]
                          N seconds (default 10) with all peers up, then N with one follower stopped
   --lease                start our peers with leaseReads: gets are served by lease (§6.4.1)
                          instead of a ReadIndex round each
-  --ceiling              also run ../shared/ceiling's batch=64 and batch=1024 cases and print
+  --ceiling              optional, outside this repo: also run ../shared/ceiling's batch=64 and batch=1024 cases and print
                          our ratio to them
   --help
 

@@ -1,4 +1,4 @@
-/** The machine, where results go, and ../shared/ceiling for comparison. */
+/** The machine, where results go, and the optional ../shared/ceiling (outside this repo) for comparison. */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';

@@ -5,7 +5,7 @@
  *
  * A consensus actor's control: rare calls (status, configuration, wiring peers, stop) over
  * comlink on a port of their own. Never the op path: comlink costs several times a raw port
- * (../shared/ceiling/README.md).
+ * (docs/architecture.md, "Where each package fits").
  *
  * Errors do not cross as exceptions (comlink rebuilds a plain Error and loses the class);
  * calls that can fail return a `WireError` that `src/errors.ts` turns back into a class.

@@ -143,7 +143,7 @@ export interface AppendEntries {
   readSeq: number;
 }
 /**
- * Beyond the paper (README, "Beyond the paper"): a success carries `matchIndex` (prevLogIndex +
+ * Beyond the paper (docs/deviations.md, "Messages and replication"): a success carries `matchIndex` (prevLogIndex +
  * entries.length) so pipelined replies need no request id; a rejection carries
  * `rejectedIndex` (the prevLogIndex it refused, to spot stale rejections) and the §5.3
  * fast back-off hint `conflictIndex`/`conflictTerm` (conflictTerm 0: the log is too short).

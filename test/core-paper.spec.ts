@@ -4,7 +4,7 @@
  * figure and has three parts: init (cores built from a recovered log), step (inputs), check
  * (the effects and the state).
  *
- * Durability is part of every rule here (DESIGN.md, "Rules of the protocol"): a vote or an
+ * Durability is part of every rule here (docs/architecture.md, "Rules of the protocol"): a vote or an
  * AppendEntries success leaves only after the `persisted` input for its write.
  */
 import { expect } from 'chai';

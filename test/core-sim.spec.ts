@@ -1,5 +1,5 @@
 /**
- * Deterministic simulation of the consensus core (DESIGN.md "Testing", level 3): many seeded
+ * Deterministic simulation of the consensus core (docs/architecture.md, "Testing, bottom to top", level 3): many seeded
  * runs of 3 and 5 cores with message loss, delay, reordering, duplication, partitions and
  * crash-restarts, the safety invariants checked after every event (test/sim/checker.ts) and
  * liveness checked after healing (test/sim/random-run.ts).

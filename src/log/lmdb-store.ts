@@ -25,7 +25,7 @@
  * with lmdb-js's own msgpack encoding. The codec knows the three entry shapes as records agreed
  * in advance, so an entry packs as a record id plus values (55 bytes for a 40-byte command);
  * lmdb's msgpack keeps its own record structures, which it stores in the database and checks
- * inside our transactions, and would be a second codec (DESIGN.md allows one). Measured here
+ * inside our transactions, and would be a second codec (docs/architecture.md allows one). Measured here
  * on durable batches of 64 and 1024 entries: CPU per entry within noise of each other (lmdb's
  * packs straight into its write buffer, ours pays one exact-size copy), and the codec's log
  * took 25% fewer pages, i.e. less to write and sync per commit. So the codec is the cheaper.
@@ -42,7 +42,7 @@
  * descriptor before the writer marks it committed and lmdb-js resolves the put (strace of
  * this configuration shows exactly that order). The commit promise therefore means durable,
  * with no reliance on `db.flushed`, a thenable that samples whichever flush is current when
- * it is awaited. It is also what ../shared/ceiling measured as the durable path.
+ * it is awaited. It is also the durable path that docs/benchmarks.md compares against.
  *
  * Group commit. All the writes issued in one event-loop turn (everything the log actor
  * decodes from one drain of its port) share one transaction: `write()` validates and encodes

@@ -1,6 +1,6 @@
 /**
  * Raft's safety properties (Figure 3 of the paper), checked by the simulator after every
- * event, plus the durability rules the shells rely on (DESIGN.md, "Rules of the protocol").
+ * event, plus the durability rules the shells rely on (docs/architecture.md, "Rules of the protocol").
  *
  *  - Election Safety: at most one leader per term, ever (a peer that is elected twice in the
  *    same term across a restart counts as two leaders).
