@@ -7,10 +7,10 @@ import { expect } from 'chai';
 import { Rng } from '../src/core/rng.js';
 import { FNV_OFFSET } from '../src/hash.js';
 import { codec, encodeLogCommand, type Entry, type LogCommand, type Snapshot } from '../src/messages.js';
+import { SessionTable } from '../src/sessions.js';
 import { KvStateMachine } from '../src/state-machines/kv.js';
 import { digestEntry, packSnapshot, ReplicatedStateMachine, type Outcome } from '../src/state-machines/replicated.js';
 import type { StateMachine } from '../src/state-machines/types.js';
-import { SessionTable } from '../src/sessions.js';
 
 /** Builds a log of consecutive entries (term 1), command entries stamped with a log time. */
 class Log {
@@ -226,20 +226,26 @@ describe('ReplicatedStateMachine: query', () => {
     expect(rsm.appliedDigest).to.equal(digest);
   });
 
-  it('answers a refused query with its error: INVALID_COMMAND from the kv or for a machine without query, STATE_MACHINE_ERROR for a plain Error', () => {
+  it('answers a refused query with its error: INVALID_COMMAND (the kv’s, or no query()), STATE_MACHINE_ERROR for a plain Error', () => {
     const kv = new ReplicatedStateMachine(new KvStateMachine());
     const refused = kv.query({ type: 'set', key: 'a', value: 1 });
     expect(refused).to.deep.include({ ok: false });
     expect((refused as { error: { code: string } }).error.code).to.equal('INVALID_COMMAND');
     const none = new ReplicatedStateMachine({ apply: () => null }).query('anything');
-    expect(none).to.deep.equal({ ok: false, error: { code: 'INVALID_COMMAND', message: 'this state machine does not answer queries', leader: null } });
+    expect(none).to.deep.equal({
+      ok: false,
+      error: { code: 'INVALID_COMMAND', message: 'this state machine does not answer queries', leader: null },
+    });
     const throwing: StateMachine = {
       apply: () => null,
       query: () => {
         throw new Error('boom');
       },
     };
-    expect(new ReplicatedStateMachine(throwing).query(1)).to.deep.equal({ ok: false, error: { code: 'STATE_MACHINE_ERROR', message: 'boom', leader: null } });
+    expect(new ReplicatedStateMachine(throwing).query(1)).to.deep.equal({
+      ok: false,
+      error: { code: 'STATE_MACHINE_ERROR', message: 'boom', leader: null },
+    });
   });
 
   it('answers null for a query whose answer is undefined', () => {

@@ -458,10 +458,16 @@ export class SafetyChecker {
       return;
     }
     if (c.digest !== digest) {
-      throw new InvariantViolation('State Machine Safety', `${p.id} has applied digest ${digest} after entry ${e.index}, where another peer had ${c.digest}`);
+      throw new InvariantViolation(
+        'State Machine Safety',
+        `${p.id} has applied digest ${digest} after entry ${e.index}, where another peer had ${c.digest}`,
+      );
     }
     if (c.outcome !== answer) {
-      throw new InvariantViolation('State Machine Safety', `${p.id} answers entry ${e.index} with ${answer}, where another peer answered ${c.outcome}`);
+      throw new InvariantViolation(
+        'State Machine Safety',
+        `${p.id} answers entry ${e.index} with ${answer}, where another peer answered ${c.outcome}`,
+      );
     }
   }
 
@@ -469,7 +475,10 @@ export class SafetyChecker {
   onSnapshotTaken(p: PeerView, index: number, data: Uint8Array, digest: number): void {
     const c = this.committed[index];
     if (c === undefined || c.digest !== digest) {
-      throw new InvariantViolation('State Machine Safety', `${p.id} snapshots at ${index} with digest ${digest}, not the digest applied there (${c?.digest})`);
+      throw new InvariantViolation(
+        'State Machine Safety',
+        `${p.id} snapshots at ${index} with digest ${digest}, not the digest applied there (${c?.digest})`,
+      );
     }
     const seen = this.snapshots.get(index);
     if (seen === undefined) {
@@ -489,7 +498,10 @@ export class SafetyChecker {
     const meta = snapshot.meta;
     const taken = this.snapshots.get(meta.index);
     if (taken === undefined || taken.term !== meta.term || taken.digest !== meta.digest || !sameBytes(taken.data, snapshot.data)) {
-      throw new InvariantViolation('State Machine Safety', `${p.id} restores a snapshot at ${meta.index} (term ${meta.term}) that no peer took there`);
+      throw new InvariantViolation(
+        'State Machine Safety',
+        `${p.id} restores a snapshot at ${meta.index} (term ${meta.term}) that no peer took there`,
+      );
     }
     const applied = taken.applied;
     if (applied.length !== meta.index) {

@@ -36,7 +36,15 @@
  * `isolate`, `partition`, `heal`, `ignore(type)`, `crash`, `restart`, `propose`.
  */
 import { createCore, step, type CoreOptions, type CoreState, type Effect, type FetchReason, type Input } from '../../src/core/index.js';
-import { encodeLogCommand, type Entry, type LogCommand, type OpRequest, type PeerMessage, type PersistRequest, type Snapshot } from '../../src/messages.js';
+import {
+  encodeLogCommand,
+  type Entry,
+  type LogCommand,
+  type OpRequest,
+  type PeerMessage,
+  type PersistRequest,
+  type Snapshot,
+} from '../../src/messages.js';
 import { KvStateMachine } from '../../src/state-machines/kv.js';
 import { ReplicatedStateMachine } from '../../src/state-machines/replicated.js';
 import { fingerprint, InvariantViolation, SafetyChecker, type Disk, type PeerView } from './checker.js';
@@ -671,7 +679,8 @@ export class Simulator {
       const rid = this.nextRequestId++;
       const command = kvCommand(rid, this.rng.int(0, 0xffffffff));
       const s = this.session;
-      requests.push(this.request(id, rid, s ? { type: 'op', client: s.client, seq: rid, ack: this.sessionAck(s), command } : { type: 'idempotent', command }));
+      const logCommand: LogCommand = s ? { type: 'op', client: s.client, seq: rid, ack: this.sessionAck(s), command } : { type: 'idempotent', command };
+      requests.push(this.request(id, rid, logCommand));
       if (s) s.seqs.push(rid);
     }
     this.record(`propose ${requests.map((r) => r.id).join(',')} to ${id}`);
