@@ -1,7 +1,9 @@
 /**
  * The consensus actor: a worker thread that runs one peer's pure core and carries out its
- * effects. It owns the timer, the state machine, the port to its log actor, one port per
- * other peer and the client port; every message on those ports is msgpack (src/messages.ts).
+ * effects. It owns the timer, the port to its log actor, one port per other peer and the
+ * client port; every message on those ports is msgpack (src/messages.ts). Committed entries go
+ * through the peer's replicated state machine (src/state-machines/replicated.ts: the user's
+ * machine, the session table, the applied digest and snapshots).
  * Control calls (status, setConfig, connectPeer, stop) arrive over comlink.
  *
  * No Raft rule lives here: decode → step → execute effects.
@@ -21,9 +23,8 @@ import {
   type Effect,
   type Input,
 } from '../src/core/index.js';
-import { InvalidCommandError, toWire } from '../src/errors.js';
+import { toWire } from '../src/errors.js';
 import { FaultyLinks, type FaultPlan } from '../src/faults.js';
-import { FNV_OFFSET, fnvBytes, fnvNumber } from '../src/hash.js';
 import {
   decodeAll,
   decodeCommand,
@@ -37,12 +38,10 @@ import {
   type OpOutcome,
   type PeerMessage,
   type ReadResult,
-  type Snapshot,
   type WireError,
 } from '../src/messages.js';
-import { packSnapshot, SessionTable, unpackSnapshot } from '../src/sessions.js';
 import { loadStateMachine } from '../src/state-machines/index.js';
-import type { StateMachine } from '../src/state-machines/types.js';
+import { ReplicatedStateMachine, type Outcome } from '../src/state-machines/replicated.js';
 import { Batcher } from '../src/transport/batcher.js';
 import { assertNever } from '../src/validate.js';
 
@@ -51,9 +50,8 @@ const { id, logPort, clientPort, controlPort } = data;
 const READ_CHUNK = 8192;
 
 let core: CoreState;
-let machine: StateMachine;
-/** Client sessions (thesis §6.3), replicated beside the state machine: exactly-once commands. */
-let sessions = new SessionTable();
+/** The user's state machine behind the client sessions (thesis §6.3), with the applied digest. */
+let replicated: ReplicatedStateMachine;
 let ticker: NodeJS.Timeout | undefined;
 let stopped = false;
 let droppedMessages = 0;
@@ -65,8 +63,6 @@ let outcomes: OpOutcome[] = [];
 const batcher = new Batcher(() => flushOutcomes());
 /** Queries of reads in progress, by request id, until the core releases them. */
 const queries = new Map<number, Uint8Array>();
-/** A running FNV-1a hash of every entry applied (index, term, command bytes), for comparing peers. */
-let appliedDigest = FNV_OFFSET;
 
 // ---------------------------------------------------------------------------------------------
 // Log actor port: recovery reads first, then persist acknowledgements.
@@ -119,27 +115,16 @@ async function recover(): Promise<CoreState> {
   logReady = null;
   const options = validateCoreOptions({ ...DEFAULT_CORE_OPTIONS, ...data.core });
   // A state machine that cannot snapshot never compacts its log (§7).
-  if (typeof machine.snapshot !== 'function' || typeof machine.restore !== 'function') options.snapshotThreshold = 0;
+  if (!replicated.canSnapshot) options.snapshotThreshold = 0;
   const snapshot = ready.snapshot ?? null;
-  if (snapshot !== null) {
-    // The snapshot is the applied state up to its index; the log continues after it.
-    restoreMachine(snapshot);
-  }
+  // The snapshot is the applied state up to its index; the log continues after it.
+  if (snapshot !== null) replicated.restore(snapshot);
   const log = new RaftLog([], snapshot?.meta);
   for (let from = ready.firstIndex; from <= ready.lastIndex; from += READ_CHUNK) {
     for (const e of await readEntries(from, Math.min(from + READ_CHUNK - 1, ready.lastIndex))) log.push(e);
     log.evict(log.lastIndex, options.maxCachedEntries, options.maxCachedBytes);
   }
   return createCore({ id, seed: data.seed, options, term: ready.term, votedFor: ready.votedFor, log, snapshot });
-}
-
-/** The state a snapshot stands for: the machine's and the session table's. */
-function restoreMachine(snapshot: Snapshot): void {
-  if (typeof machine.restore !== 'function') throw new Error('a snapshot arrived but this state machine has no restore()');
-  const parts = unpackSnapshot(snapshot.data);
-  machine.restore(parts.machine);
-  sessions = parts.table;
-  appliedDigest = snapshot.meta.digest;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -186,17 +171,14 @@ function execute(e: Effect): void {
       return;
     case 'takeSnapshot': {
       // The machine has applied exactly e.index now; its answer goes back in a step of its own.
-      const machineData = machine.snapshot!();
-      if (!(machineData instanceof Uint8Array)) throw new TypeError('StateMachine.snapshot() must return a Uint8Array');
-      const snapshotData = packSnapshot(machineData, sessions);
-      const snapshotTaken: Input = { type: 'snapshotTaken', index: e.index, data: snapshotData, digest: appliedDigest };
+      const snapshotTaken: Input = { type: 'snapshotTaken', index: e.index, data: replicated.snapshot(), digest: replicated.appliedDigest };
       queueMicrotask(() => {
         if (!stopped) run(snapshotTaken);
       });
       return;
     }
     case 'restore':
-      return restoreMachine(e.snapshot);
+      return replicated.restore(e.snapshot);
     default:
       assertNever(e, 'effect');
   }
@@ -227,32 +209,22 @@ function clientErrorMessage(code: string, leader: string | null): string {
   return `${id} refused the request (${code})`;
 }
 
-const applyCommand = (command: unknown): unknown => machine.apply(command);
-
-/** Committed entries, in order: each command through the session table to the state machine. */
+/**
+ * Committed entries, in order, through the replicated state machine; each outcome goes to the
+ * client waiting on its entry, if any. A refused command (bad shape, state machine error,
+ * expired session) is refused alike on every peer; the peer keeps running.
+ */
 function applyEntries(entries: Entry[], requestIds: (number | null)[]): void {
+  const results = replicated.apply(entries);
   for (let i = 0; i < entries.length; i++) {
-    const e = entries[i]!;
-    appliedDigest = digestEntry(appliedDigest, e);
-    if (e.type !== 'command') continue;
-    // A refused command (bad shape, state machine error, expired session) is refused alike on
-    // every peer; the peer keeps running.
-    const outcome = sessions.apply(e.index, e.time, e.data, applyCommand);
+    const outcome = results[i];
     const opId = requestIds[i];
-    if (opId === null || opId === undefined) continue;
-    outcomes.push(outcome.ok ? { id: opId, ok: true, result: outcome.result, error: null } : { id: opId, ok: false, result: null, error: outcome.error });
+    if (outcome && opId !== null && opId !== undefined) outcomes.push(opOutcome(opId, outcome));
   }
 }
 
-function digestEntry(h: number, e: Entry): number {
-  h = fnvNumber(fnvNumber(h, e.index), e.term);
-  return e.type === 'command' ? fnvBytes(h, e.data) : h;
-}
-
-/** The state machine's read-only answer to `q`; throws if it has no `query`. */
-function queryMachine(q: unknown): unknown {
-  if (typeof machine.query !== 'function') throw new InvalidCommandError('this state machine does not answer queries');
-  return machine.query(q) ?? null;
+function opOutcome(id: number, outcome: Outcome): OpOutcome {
+  return outcome.ok ? { id, ok: true, result: outcome.result, error: null } : { id, ok: false, result: null, error: outcome.error };
 }
 
 /** Answer reads from the state machine's applied state (the core says it is recent enough). */
@@ -261,11 +233,14 @@ function answerReads(ids: number[]): void {
     const q = queries.get(readId);
     if (q === undefined) continue;
     queries.delete(readId);
+    let query: unknown;
     try {
-      outcomes.push({ id: readId, ok: true, result: queryMachine(decodeCommand(q)), error: null });
+      query = decodeCommand(q);
     } catch (err) {
       outcomes.push({ id: readId, ok: false, result: null, error: toWire(err, 'STATE_MACHINE_ERROR') });
+      continue;
     }
+    outcomes.push(opOutcome(readId, replicated.query(query)));
   }
 }
 
@@ -360,8 +335,8 @@ const control: ConsensusControl = {
     return {
       ...status(core),
       lastIndex: core.log.lastIndex,
-      appliedDigest,
-      sessions: sessions.status(),
+      appliedDigest: replicated.appliedDigest,
+      sessions: replicated.sessionsStatus(),
       droppedMessages,
       connectedPeers: [...peers.keys()],
     };
@@ -382,11 +357,7 @@ const control: ConsensusControl = {
     links = new FaultyLinks(plan);
   },
   query(q: unknown) {
-    try {
-      return { ok: true, result: queryMachine(q) };
-    } catch (err) {
-      return { ok: false, error: toWire(err, 'STATE_MACHINE_ERROR') };
-    }
+    return replicated.query(q);
   },
   stop(): void {
     stopped = true;
@@ -408,7 +379,7 @@ parentPort?.on('message', (m: unknown) => {
 });
 
 async function main(): Promise<void> {
-  machine = await loadStateMachine(data.stateMachine);
+  replicated = new ReplicatedStateMachine(await loadStateMachine(data.stateMachine));
   core = await recover();
   clientPort.on('message', onClientMessage);
   exposeControl(control, controlPort);

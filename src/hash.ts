@@ -1,6 +1,6 @@
 /**
  * FNV-1a (32 bit): the running hashes peers compare to show they applied the same log (the
- * consensus actor's applied digest) and hold the same session table (src/sessions.ts).
+ * applied digest, src/state-machines/replicated.ts) and hold the same session table (src/sessions.ts).
  * Not cryptographic; a test and monitoring aid.
  */
 export const FNV_OFFSET = 0x811c9dc5;

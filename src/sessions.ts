@@ -18,11 +18,12 @@
  *    expired (or unknown) session is refused with SESSION_EXPIRED, never applied.
  *
  * Everything here is a function of the entries applied, so it is deterministic: equal logs
- * give equal tables, and the table goes into snapshots with the state machine's bytes.
+ * give equal tables, and the table goes into snapshots with the state machine's bytes
+ * (`packSnapshot` in src/state-machines/replicated.ts).
  *
  * Data written before client sessions still loads: an entry that holds the user's command
- * itself (no log command around it) is applied as it was then, without a session, and a
- * snapshot of the state machine's bytes alone comes with an empty table.
+ * itself (no log command around it) is applied as it was then, without a session (and a
+ * snapshot of the state machine's bytes alone comes with an empty table, see `unpackSnapshot`).
  */
 import { toWire } from './errors.js';
 import { FNV_OFFSET, fnvBytes, fnvNumber, fnvString } from './hash.js';
@@ -181,30 +182,6 @@ export class SessionTable {
       }),
     };
   }
-}
-
-/**
- * A peer's snapshot data (§7): the state machine's bytes and the session table's, which
- * together stand for the state after the snapshot's last entry.
- */
-export function packSnapshot(machine: Uint8Array, table: SessionTable): Uint8Array {
-  return codec.encode({ machine, sessions: table.snapshot() });
-}
-
-/**
- * The parts of `packSnapshot`'s bytes. Bytes that are no such envelope are a snapshot taken
- * before client sessions (the state machine's bytes alone): they come with an empty table.
- * Throws TypeError for an envelope whose parts are wrong.
- */
-export function unpackSnapshot(data: Uint8Array): { machine: Uint8Array; table: SessionTable } {
-  const v = decodeOrUndecodable(data);
-  const isEnvelope = typeof v === 'object' && v !== null && !Array.isArray(v) && ('machine' in v || 'sessions' in v);
-  if (!isEnvelope) return { machine: data, table: new SessionTable() };
-  const { machine, sessions } = v as { machine?: unknown; sessions?: unknown };
-  if (!(machine instanceof Uint8Array) || !(sessions instanceof Uint8Array)) {
-    throw new TypeError('not a snapshot of a state machine with its session table');
-  }
-  return { machine, table: SessionTable.restore(sessions) };
 }
 
 const UNDECODABLE: unique symbol = Symbol('undecodable');

@@ -1,8 +1,9 @@
 /**
  * Deterministic simulation of the consensus core (docs/architecture.md, "Testing, bottom to top", level 3): many seeded
  * runs of 3 and 5 cores with message loss, delay, reordering, duplication, partitions and
- * crash-restarts, the safety invariants checked after every event (test/sim/checker.ts) and
- * liveness checked after healing (test/sim/random-run.ts).
+ * crash-restarts, each peer applying through the real apply side (the kv behind the client
+ * session table, src/state-machines/replicated.ts), the safety invariants checked after every
+ * event (test/sim/checker.ts) and liveness checked after healing (test/sim/random-run.ts).
  *
  * Environment:
  *   SIM_SEEDS=N     seeds per cluster size (default 1000)
@@ -87,6 +88,10 @@ describe('simulation: seeded runs with faults, invariants after every event', fu
           expect(runs.filter((r) => r.installs > 0).length, 'runs that installed a leader snapshot').to.be.greaterThan(runs.length / 10);
           expect(runs.filter((r) => r.configDone > 0).length, 'runs that completed membership changes').to.be.greaterThan(runs.length / 10);
           expect(runs.filter((r) => r.transfersDone > 0).length, 'runs that transferred leadership').to.be.greaterThan(runs.length / 5);
+          // The real apply side (kv behind the session table): commands applied, and sessions
+          // that expired by the log's clock, alike on every peer.
+          expect(runs.filter((r) => r.commandsOk > 5).length, 'runs whose kv applied commands').to.be.greaterThan(runs.length * 0.8);
+          expect(runs.filter((r) => r.sessionExpired > 0).length, 'runs with expired client sessions').to.be.greaterThan(runs.length / 2);
         });
       }
     });

@@ -4,7 +4,8 @@
  *  - `SessionTable` (src/sessions.ts): dedupe by (client, seq), results forgotten by the client's
  *    ack, refusals (unknown/expired sessions, stale copies, bad entries, state machine errors),
  *    expiry by the log's own clock, determinism (equal logs give equal tables, also for a table
- *    restored from a snapshot midway), and the snapshot format (`packSnapshot`/`unpackSnapshot`);
+ *    restored from a snapshot midway), and the snapshot format (`packSnapshot`/`unpackSnapshot`,
+ *    src/state-machines/replicated.ts);
  *  - `ClientSession` (src/client-session.ts): one registration per session however many ops
  *    begin at once, the ack sent with each op, and a new session after an expiry.
  *
@@ -16,7 +17,8 @@ import { ClientSession, type Register, type Ticket } from '../src/client-session
 import { Rng } from '../src/rng.js';
 import { InvalidCommandError } from '../src/errors.js';
 import { codec, encodeCommand, encodeLogCommand, type WireError } from '../src/messages.js';
-import { packSnapshot, SessionTable, unpackSnapshot, type Outcome } from '../src/sessions.js';
+import { SessionTable, type Outcome } from '../src/sessions.js';
+import { packSnapshot, unpackSnapshot } from '../src/state-machines/replicated.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

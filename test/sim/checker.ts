@@ -12,7 +12,10 @@
  *  - Leader Completeness: an entry committed in term T is in the log of every leader of a
  *    term > T (checked when a leader is elected, when an entry is first seen committed, and
  *    continuously through Leader Append-Only).
- *  - State Machine Safety: no two peers apply different entries at the same index.
+ *  - State Machine Safety: no two peers apply different entries at the same index; the real
+ *    apply side (src/state-machines/replicated.ts) gives every entry the same outcome and the
+ *    same applied digest after it on every peer; peers that snapshot at the same index hold
+ *    the same state (the same bytes), and a snapshot restored is one taken at its index.
  *  - Durability: a granted vote and an AppendEntries success leave a peer only once what
  *    they claim is on its disk; a leader is elected only with its own term and vote on disk;
  *    a committed entry is on a majority of disks when it is first seen committed and is
@@ -25,6 +28,7 @@
 import { hasQuorum, jointConfig, stableConfig, type Config } from '../../src/config.js';
 import type { CoreState } from '../../src/core/index.js';
 import type { ConfigEntry, Entry, PeerMessage, PersistRequest, Snapshot } from '../../src/messages.js';
+import type { Outcome } from '../../src/state-machines/replicated.js';
 
 export class InvariantViolation extends Error {
   override readonly name = 'InvariantViolation';
@@ -47,15 +51,6 @@ export interface Disk {
   snapshot: Snapshot | null;
 }
 
-/** The sim's state machine is the list of fingerprints applied; a snapshot is that list as JSON. */
-export function encodeApplied(applied: readonly string[]): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify(applied));
-}
-
-export function decodeApplied(data: Uint8Array): string[] {
-  return JSON.parse(new TextDecoder().decode(data)) as string[];
-}
-
 function configOfEntry(e: ConfigEntry): Config {
   return e.old === undefined ? stableConfig(e.peers) : jointConfig(e.old, e.peers);
 }
@@ -68,7 +63,7 @@ export interface PeerView {
   /** Bumped on every restart. */
   readonly incarnation: number;
   readonly disk: Disk;
-  /** The state machine: fingerprints of the entries applied since the last restart. */
+  /** Fingerprints of the entries its state machine applied since the last restart (or that its snapshot stands for). */
   readonly applied: readonly string[];
 }
 
@@ -127,6 +122,17 @@ interface Committed {
   fp: string;
   /** The lowest term of a peer seen applying it: the entry was committed in this term or earlier. */
   commitTerm: number;
+  /** The state machine's answer to it and the applied digest after it, as the first peer to apply it had them. */
+  outcome?: string;
+  digest?: number;
+}
+
+/** A snapshot some peer took: the state at its index, and the entries that state stands for. */
+interface TakenSnapshot {
+  term: number;
+  data: Uint8Array;
+  digest: number;
+  applied: readonly string[];
 }
 
 export type RequestStatus = 'pending' | 'acked' | 'notLeader' | 'lost' | 'unknown';
@@ -151,6 +157,8 @@ export class SafetyChecker {
   private readonly committed: (Committed | undefined)[] = [];
   /** command fingerprint → index where it was applied. */
   private readonly appliedAt = new Map<string, number>();
+  /** index → the snapshot taken there (the first one; any other must be the same). */
+  private readonly snapshots = new Map<number, TakenSnapshot>();
   /** `${voter}@${term}` → candidate granted. */
   private readonly granted = new Map<string, string>();
   readonly requests = new Map<number, ClientRequestRecord>();
@@ -437,9 +445,65 @@ export class SafetyChecker {
     this.checkLeadersHave(i, c);
   }
 
-  /** A snapshot restored into `p`'s state machine must hold exactly the committed entries. */
-  onRestore(p: PeerView, snapshot: Snapshot, applied: readonly string[]): void {
+  /**
+   * The real state machine of `p` answered entry `e` with `outcome`, and its applied digest is
+   * `digest` after it: every peer that applies the same index must say the same.
+   */
+  onApplied(p: PeerView, e: Entry, outcome: Outcome | null, digest: number): void {
+    const c = this.committed[e.index]!;
+    const answer = outcome === null ? '-' : JSON.stringify(outcome);
+    if (c.digest === undefined) {
+      c.digest = digest;
+      c.outcome = answer;
+      return;
+    }
+    if (c.digest !== digest) {
+      throw new InvariantViolation(
+        'State Machine Safety',
+        `${p.id} has applied digest ${digest} after entry ${e.index}, where another peer had ${c.digest}`,
+      );
+    }
+    if (c.outcome !== answer) {
+      throw new InvariantViolation(
+        'State Machine Safety',
+        `${p.id} answers entry ${e.index} with ${answer}, where another peer answered ${c.outcome}`,
+      );
+    }
+  }
+
+  /** `p` took a snapshot at `index`: the state there is the same on every peer that takes one. */
+  onSnapshotTaken(p: PeerView, index: number, data: Uint8Array, digest: number): void {
+    const c = this.committed[index];
+    if (c === undefined || c.digest !== digest) {
+      throw new InvariantViolation(
+        'State Machine Safety',
+        `${p.id} snapshots at ${index} with digest ${digest}, not the digest applied there (${c?.digest})`,
+      );
+    }
+    const seen = this.snapshots.get(index);
+    if (seen === undefined) {
+      this.snapshots.set(index, { term: c.term, data, digest, applied: p.applied.slice() });
+      return;
+    }
+    if (!sameBytes(seen.data, data)) {
+      throw new InvariantViolation('State Machine Safety', `${p.id} snapshots at ${index} a state other than another peer's there`);
+    }
+  }
+
+  /**
+   * A snapshot restored into `p`'s state machine must be one a peer took at its index, and hold
+   * exactly the committed entries. Returns the fingerprints of those entries.
+   */
+  onRestore(p: PeerView, snapshot: Snapshot): string[] {
     const meta = snapshot.meta;
+    const taken = this.snapshots.get(meta.index);
+    if (taken === undefined || taken.term !== meta.term || taken.digest !== meta.digest || !sameBytes(taken.data, snapshot.data)) {
+      throw new InvariantViolation(
+        'State Machine Safety',
+        `${p.id} restores a snapshot at ${meta.index} (term ${meta.term}) that no peer took there`,
+      );
+    }
+    const applied = taken.applied;
     if (applied.length !== meta.index) {
       throw new InvariantViolation('State Machine Safety', `${p.id} restores a snapshot at ${meta.index} holding ${applied.length} entries`);
     }
@@ -449,6 +513,7 @@ export class SafetyChecker {
         throw new InvariantViolation('State Machine Safety', `${p.id} restores a snapshot whose entry ${i} is ${applied[i - 1]}, not ${c.fp}`);
       }
     }
+    return applied.slice();
   }
 
   private checkLeadersHave(i: number, c: Committed): void {
@@ -557,6 +622,12 @@ export class SafetyChecker {
   committedAt(i: number): { term: number; fp: string } | undefined {
     return this.committed[i];
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /**

@@ -2,12 +2,14 @@
  * One randomized simulation run, everything drawn from its seed: the core options, the
  * network's delays/drops/duplication, the disk's delays, a fault schedule (crashes of any
  * peer or of the leader, whole-cluster crashes, partitions, isolated leaders, lossy links,
- * heals) and client traffic. Invariants are checked after every event (SafetyChecker).
+ * heals) and client traffic (kv commands, idempotent or under client sessions that open and
+ * expire). Invariants are checked after every event (SafetyChecker).
  *
  * After the chaos phase the run checks liveness: everything is healed and restarted, the
  * network stops losing messages, and within bounded virtual time there must be a leader that
  * has committed an entry of its term, fresh proposals must be acknowledged, and every live
- * peer must have applied the same entries, including every command ever acknowledged.
+ * peer must have applied the same entries, including every command ever acknowledged, and
+ * hold the same state (applied digest, kv and session table).
  */
 import { isVoter, voters } from '../../src/config.js';
 import { Rng } from './rng.js';
@@ -45,6 +47,10 @@ export interface RunSummary {
   configDone: number;
   /** Leadership transfers completed (§3.10). */
   transfersDone: number;
+  /** Commands answered at their proposer: applied by the kv, refused by it, refused for an expired session. */
+  commandsOk: number;
+  commandsRefused: number;
+  sessionExpired: number;
 }
 
 /** A failed run: the message starts with SEED=<n>, then the rule, the peers and a trace. */
@@ -173,6 +179,18 @@ export function runRandomized(o: RandomRunOptions): RunSummary {
       sim.at(sim.now + issue5Rng.int(100, 500), 'transfer', transferer);
     };
     if (transfers) sim.at(issue5Rng.int(100, 400), 'transfer', transferer);
+    // Client sessions (thesis §6.3) on their own PRNG: now and then the commands move to a newly
+    // registered session, whose timeout (in log time) partitions and idle spells can outlast.
+    const sessionRng = new Rng(o.seed ^ 0x5e55);
+    const opener = (): void => {
+      if (!clientsOn) return;
+      const leader = sim.leader();
+      const live = sim.ids.filter((id) => sim.isUp(id));
+      const target = leader !== null && sessionRng.chance(0.8) ? leader : live.length > 0 ? sessionRng.pick(live) : null;
+      if (target !== null) sim.openSession(target, sessionRng.pick([200, 1_000, 10_000]));
+      sim.at(sim.now + sessionRng.int(200, 1_000), 'session', opener);
+    };
+    sim.at(sessionRng.int(0, 500), 'session', opener);
     sim.runUntil(o.chaosMs);
 
     // Liveness: heal, restart, stop losing messages.
@@ -182,6 +200,7 @@ export function runRandomized(o: RandomRunOptions): RunSummary {
     sim.net.longDelayP = 0;
     for (const id of sim.ids) sim.restart(id);
     checkLiveness(sim);
+    const outcomes = [...sim.outcomes.values()];
     return {
       seed: o.seed,
       peers: o.peers,
@@ -201,6 +220,9 @@ export function runRandomized(o: RandomRunOptions): RunSummary {
       configChanges,
       configDone: [...sim.adminResults.values()].filter((r) => r.kind.startsWith('config') && r.outcome === 'ok').length,
       transfersDone: [...sim.adminResults.values()].filter((r) => r.kind.startsWith('transfer') && r.outcome === 'ok').length,
+      commandsOk: outcomes.filter((o) => o === 'ok').length,
+      commandsRefused: outcomes.filter((o) => o !== 'ok' && o !== 'SESSION_EXPIRED').length,
+      sessionExpired: outcomes.filter((o) => o === 'SESSION_EXPIRED').length,
     };
   } catch (err) {
     const e = err as Error;
@@ -356,6 +378,14 @@ function checkLiveness(sim: Simulator): void {
     for (let i = 0; i < reference.length; i++) {
       if (applied[i] !== reference[i]) fail(`${id} applied ${applied[i]} at ${i + 1}, ${referenceId} applied ${reference[i]}`);
     }
+  }
+  // The same state: the applied digest, and the kv and session table (as snapshot bytes).
+  const state = sim.peer(referenceId).machine.snapshot();
+  for (const id of members()) {
+    const m = sim.peer(id).machine;
+    if (m.appliedDigest !== sim.peer(referenceId).machine.appliedDigest) fail(`${id} has another applied digest than ${referenceId}`);
+    const mine = m.snapshot();
+    if (mine.length !== state.length || mine.some((b, i) => b !== state[i])) fail(`${id} holds another state than ${referenceId}`);
   }
   // Nothing acknowledged to a client is lost.
   for (const r of sim.checker.requests.values()) {

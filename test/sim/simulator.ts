@@ -17,7 +17,15 @@
  *    so a core that mutated a message it received (or one it sent) would throw.
  *  - Time: each live core is ticked every `tickMs` virtual ms, skewed per peer by up to
  *    `clockDrift`, each peer with its own phase.
- *  - Clients: `propose` sends commands (8-byte payloads, unique) to a peer; the random driver
+ *  - State machine: each peer runs the real apply side (src/state-machines/replicated.ts: the
+ *    built-in kv behind the client session table, the applied digest, real snapshot bytes);
+ *    beside it the peer keeps the fingerprints of the entries it applied, which the checker
+ *    reads. The checker compares every entry's outcome and the applied digest after it across
+ *    the peers that apply that index, and the state a snapshot holds across the peers that
+ *    take one at the same index.
+ *  - Clients: `propose` sends kv commands (each unique: it carries its request id) to a peer,
+ *    stamped with the virtual clock (the log time sessions expire by), under the client
+ *    session `openSession` registered last, if any, or as idempotent commands; the random driver
  *    sends them mostly to the current leader, sometimes to a random peer (→ NOT_LEADER).
  *
  * The SafetyChecker runs after every event: every step of a core, every disk write, every
@@ -28,8 +36,18 @@
  * `isolate`, `partition`, `heal`, `ignore(type)`, `crash`, `restart`, `propose`.
  */
 import { createCore, step, type CoreOptions, type CoreState, type Effect, type FetchReason, type Input } from '../../src/core/index.js';
-import type { Entry, OpRequest, PeerMessage, PersistRequest } from '../../src/messages.js';
-import { decodeApplied, encodeApplied, fingerprint, InvariantViolation, SafetyChecker, type Disk, type PeerView } from './checker.js';
+import {
+  encodeLogCommand,
+  type Entry,
+  type LogCommand,
+  type OpRequest,
+  type PeerMessage,
+  type PersistRequest,
+  type Snapshot,
+} from '../../src/messages.js';
+import { KvStateMachine } from '../../src/state-machines/kv.js';
+import { ReplicatedStateMachine } from '../../src/state-machines/replicated.js';
+import { fingerprint, InvariantViolation, SafetyChecker, type Disk, type PeerView } from './checker.js';
 import { Rng } from './rng.js';
 
 export interface NetworkOptions {
@@ -94,6 +112,8 @@ export interface SimPeer extends PeerView {
   incarnation: number;
   disk: Disk;
   applied: string[];
+  /** The apply side, as the consensus actor runs it: the kv behind the session table. */
+  machine: ReplicatedStateMachine;
   /** Writes handed to the disk and not yet durable. */
   queued: PersistRequest[];
   flushScheduled: boolean;
@@ -247,6 +267,7 @@ export class Simulator {
         incarnation: 0,
         disk: { term: 0, votedFor: null, entries: [], snapshot: null },
         applied: [],
+        machine: new ReplicatedStateMachine(new KvStateMachine()),
         queued: [],
         flushScheduled: false,
         tickEvery: Math.max(1, Math.round(this.tickMs * (1 + (this.rng.next() * 2 - 1) * (opts.clockDrift ?? 0)))),
@@ -300,8 +321,10 @@ export class Simulator {
       entries: p.disk.entries.slice(snapshot?.meta.index ?? 0),
       snapshot,
     });
-    // The state machine restarts from the snapshot (the sim's machine: fingerprints applied).
-    p.applied = snapshot ? decodeApplied(snapshot.data) : [];
+    // The state machine restarts from the snapshot, as the consensus actor's does.
+    p.machine = new ReplicatedStateMachine(new KvStateMachine());
+    p.applied = [];
+    if (snapshot) this.restoreMachine(p, snapshot);
     p.queued = [];
     p.flushScheduled = false;
     p.pending = new Set();
@@ -371,7 +394,15 @@ export class Simulator {
         return;
       case 'apply':
         this.checker.onApply(p, e.entries, e.requestIds);
-        for (const entry of e.entries) p.applied.push(fingerprint(entry));
+        // One entry at a time, so that the digest after each can be compared across peers.
+        for (let k = 0; k < e.entries.length; k++) {
+          const entry = e.entries[k]!;
+          const [outcome] = p.machine.apply([entry]);
+          p.applied.push(fingerprint(entry));
+          this.checker.onApplied(p, entry, outcome ?? null, p.machine.appliedDigest);
+          const rid = e.requestIds[k];
+          if (rid !== null && rid !== undefined && outcome) this.outcomes.set(rid, outcome.ok ? 'ok' : outcome.error.code);
+        }
         for (const id of e.requestIds) if (id !== null) p.pending.delete(id);
         return;
       case 'clientError': {
@@ -421,22 +452,25 @@ export class Simulator {
       }
       case 'takeSnapshot': {
         // As the consensus actor does: the machine's state now, handed back in a step of its own.
-        if (p.applied.length !== e.index) {
-          throw new InvariantViolation('Sanity', `${p.id} asks for a snapshot at ${e.index} having applied ${p.applied.length}`);
+        if (p.applied.length !== e.index || p.machine.appliedIndex !== e.index) {
+          throw new InvariantViolation(
+            'Sanity',
+            `${p.id} asks for a snapshot at ${e.index} having applied ${p.applied.length} (its machine ${p.machine.appliedIndex})`,
+          );
         }
-        const data = encodeApplied(p.applied);
+        const data = p.machine.snapshot();
+        const digest = p.machine.appliedDigest;
+        this.checker.onSnapshotTaken(p, e.index, data, digest);
         const incarnation = p.incarnation;
         this.followUps.push(() => {
           this.record(`${p.id} snapshot taken at ${e.index}`);
-          if (p.incarnation === incarnation && p.core) this.input(p, { type: 'snapshotTaken', index: e.index, data, digest: 0 });
+          if (p.incarnation === incarnation && p.core) this.input(p, { type: 'snapshotTaken', index: e.index, data, digest });
         });
         this.stats.snapshots++;
         return;
       }
       case 'restore': {
-        const applied = decodeApplied(e.snapshot.data);
-        this.checker.onRestore(p, e.snapshot, applied);
-        p.applied = applied;
+        this.restoreMachine(p, e.snapshot);
         this.stats.installs++;
         this.record(`${p.id} restores snapshot at ${e.snapshot.meta.index}`);
         return;
@@ -444,6 +478,16 @@ export class Simulator {
       default:
         assertNever(e);
     }
+  }
+
+  /**
+   * Restore `p`'s state machine from a snapshot (installed, or on its disk at a restart). The
+   * checker first matches it with the one taken at its index, and gives back the fingerprints of
+   * the entries it stands for.
+   */
+  private restoreMachine(p: SimPeer, snapshot: Snapshot): void {
+    p.applied = this.checker.onRestore(p, snapshot);
+    p.machine.restore(snapshot);
   }
 
   /** Complete `id`'s queued disk writes now (manual harness). */
@@ -591,6 +635,7 @@ export class Simulator {
     p.queued = [];
     p.flushScheduled = false;
     p.applied = [];
+    p.machine = new ReplicatedStateMachine(new KvStateMachine());
     p.pending.clear();
     p.incarnation++;
     this.checker.onCrash(id);
@@ -625,24 +670,56 @@ export class Simulator {
     return ids;
   }
 
-  /** Propose `count` fresh commands to `id`; returns the request ids. */
+  /** Propose `count` fresh kv commands to `id`; returns the request ids. */
   propose(id: string, count = 1): number[] {
     const p = this.peer(id);
     if (!p.core) return [];
     const requests: OpRequest[] = [];
     for (let k = 0; k < count; k++) {
       const rid = this.nextRequestId++;
-      const data = new Uint8Array(8);
-      const view = new DataView(data.buffer);
-      view.setUint32(0, rid);
-      view.setUint32(4, this.rng.int(0, 0xffffffff));
-      requests.push({ id: rid, command: data });
-      this.checker.onPropose(rid, fingerprint({ type: 'command', index: 0, term: 0, data }), id);
-      p.pending.add(rid);
+      const command = kvCommand(rid, this.rng.int(0, 0xffffffff));
+      const s = this.session;
+      const logCommand: LogCommand = s ? { type: 'op', client: s.client, seq: rid, ack: this.sessionAck(s), command } : { type: 'idempotent', command };
+      requests.push(this.request(id, rid, logCommand));
+      if (s) s.seqs.push(rid);
     }
     this.record(`propose ${requests.map((r) => r.id).join(',')} to ${id}`);
-    this.input(p, { type: 'propose', requests });
+    this.input(p, { type: 'propose', requests, now: this.now });
     return requests.map((r) => r.id);
+  }
+
+  /**
+   * Register a new client session at `id` (thesis §6.3); the commands proposed from now on run
+   * in it (whether or not its registration commits: if not, they are refused SESSION_EXPIRED
+   * alike on every peer). Returns the registration's request id.
+   */
+  openSession(id: string, timeoutMs: number): number | null {
+    const p = this.peer(id);
+    if (!p.core) return null;
+    const rid = this.nextRequestId++;
+    const client = `s${rid}`;
+    this.session = { client, seqs: [], acked: 0 };
+    this.record(`register ${client} (${rid}) at ${id}, timeout ${timeoutMs}`);
+    this.input(p, { type: 'propose', requests: [this.request(id, rid, { type: 'register', client, timeoutMs })], now: this.now });
+    return rid;
+  }
+
+  /** The client session commands go under, if any; its seqs are request ids. */
+  private session: { client: string; seqs: number[]; acked: number } | null = null;
+  /** How each command's entry came out at its proposer ('ok' or the error code), by request id. */
+  readonly outcomes = new Map<number, string>();
+
+  /** The lowest seq of the session the client still waits for: its ack (§6.3). */
+  private sessionAck(s: { seqs: number[]; acked: number }): number {
+    while (s.acked < s.seqs.length && this.checker.requests.get(s.seqs[s.acked]!)!.status !== 'pending') s.acked++;
+    return s.seqs[s.acked] ?? this.nextRequestId - 1;
+  }
+
+  private request(peer: string, rid: number, command: LogCommand): OpRequest {
+    const data = encodeLogCommand(command);
+    this.checker.onPropose(rid, fingerprint({ type: 'command', index: 0, term: 0, data }), peer);
+    this.peer(peer).pending.add(rid);
+    return { id: rid, command: data };
   }
 
   // -------------------------------------------------------------------------------------------
@@ -823,6 +900,24 @@ export class Simulator {
         log.slice(log.firstCachedIndex, log.lastIndex),
       )}] from ${log.firstCachedIndex} disk [${terms(p.disk.entries)}]`;
     });
+  }
+}
+
+/**
+ * A kv command drawn from `r` on a few keys, so that commands meet: set, cas, delete, get. It
+ * carries its request id (a field the kv ignores), so that no two commands are the same bytes.
+ */
+function kvCommand(rid: number, r: number): Record<string, unknown> {
+  const key = `k${r & 7}`;
+  switch ((r >>> 3) & 3) {
+    case 0:
+      return { type: 'set', key, value: rid, id: rid };
+    case 1:
+      return { type: 'cas', key, expected: (r >>> 5) & 1 ? null : rid - 1 - ((r >>> 6) & 7), value: rid, id: rid };
+    case 2:
+      return { type: 'delete', key, id: rid };
+    default:
+      return { type: 'get', key, id: rid };
   }
 }
 
