@@ -142,7 +142,9 @@ async function setConfigNow(id: string, peers: string[], options: OpOptions): Pr
   if (unknown.length > 0) throw new ConfigError(`unknown peer(s): ${unknown.join(', ')} (start them first)`);
 
   const self = await status(id);
-  if (self.peers.length > 0 || self.lastIndex > 0) {
+  // A peer that has heard a leader belongs to a running cluster even while its log is still
+  // empty (a new follower whose first AppendEntries was a probe that it refused).
+  if (self.peers.length > 0 || self.lastIndex > 0 || self.leader !== null) {
     // A running cluster: a membership change, decided by its leader.
     await submitWithRetry(handle, { kind: 'config', peers: [...peers] }, timeoutMs);
     return;
