@@ -8,7 +8,7 @@ import { outcome, settle, simCluster, stepUntil } from './helpers/sim-cluster.js
 import type { Simulator } from './sim/simulator.js';
 
 describe('§7 snapshots and InstallSnapshot', function () {
-  const SNAP = { snapshotThreshold: 10, snapshotChunkBytes: 32, maxCachedEntries: 4 };
+  const SNAP = { snapshotThreshold: 10, snapshotChunkBytes: 8, maxCachedEntries: 4 };
 
   /** `rounds` rounds of 10 commands through p1, each stabilized (several snapshots at threshold 10). */
   function write(sim: Simulator, rounds: number): void {
@@ -37,7 +37,7 @@ describe('§7 snapshots and InstallSnapshot', function () {
     };
     sim.heal();
     settle(sim, 5);
-    expect(chunks.length, 'many chunks of 32 bytes').to.be.above(10);
+    expect(chunks.length, 'many chunks of 8 bytes').to.be.above(10);
     expect(sim.core('p3').log.snapshotIndex).to.be.above(30);
     expect(sim.peer('p3').applied).to.deep.equal(sim.peer('p1').applied);
   });
@@ -47,7 +47,7 @@ describe('§7 snapshots and InstallSnapshot', function () {
     leaveBehind(sim, 'p3', 6);
     sim.heal();
     sim.tick(1, ['p1']);
-    stepUntil(sim, () => (sim.core('p3').incoming?.received ?? 0) > 64, 'p3 is receiving the snapshot');
+    stepUntil(sim, () => (sim.core('p3').incoming?.received ?? 0) > 16, 'p3 is receiving the snapshot');
     sim.crash('p3');
     sim.restart('p3');
     expect(sim.core('p3').incoming).to.equal(null);
