@@ -59,6 +59,7 @@ import {
   type FaultPlan,
   type LinkFaults,
 } from './transport/faults.js';
+import { lockDataDir, type DataDirLock } from './log/dir-lock.js';
 import { TcpSwitchboard, validateOptions as validateNetworkOptions, type TcpStats, type TcpTlsOptions } from './transport/tcp.js';
 
 export interface NodeOptions {
@@ -251,6 +252,8 @@ class NodeHandle {
   transport: TcpSwitchboard | null = null;
   /** Remote peers this node knows from `options.network.peers`. */
   remotePeers: ReadonlySet<string> = new Set();
+  /** This node's exclusive lock on its data directory, released when it stops. */
+  dataDirLock: DataDirLock | null = null;
 
   constructor(
     readonly id: string,
@@ -539,6 +542,7 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
     }
   }
   const handle = new NodeHandle(id, new ClientSession(positiveInt(options.sessionTimeoutMs, 'sessionTimeoutMs', DEFAULT_SESSION_TIMEOUT_MS)));
+  handle.dataDirLock = lockDataDir(spec.dataDir, id); // before LMDB opens it; refused: nothing changed
   nodes.set(id, handle);
   try {
     if (network !== undefined) {
@@ -559,6 +563,7 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
     if (nodes.get(id) === handle) nodes.delete(id);
     handle.state = 'stopped';
     await handle.transport?.close();
+    handle.dataDirLock.release();
     throw err;
   }
   handle.state = 'running';
@@ -925,6 +930,7 @@ function retire(handle: NodeHandle, inFlightMessage: string): Promise<void> {
   handle.state = 'stopped';
   if (nodes.get(handle.id) === handle) nodes.delete(handle.id);
   stopped.set(handle.id, handle.stoppedError());
+  handle.dataDirLock?.release();
   handle.failAll(new NodeStoppedError(handle.id, inFlightMessage));
   // A networked node's listener and connections go with it (so its port can be reused).
   const transport = handle.transport;
