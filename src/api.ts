@@ -481,7 +481,10 @@ function running(id: string): NodeHandle {
   return handle;
 }
 
-/** Start a supervised peer: its log actor (LMDB under `dataDir`), then its consensus actor. */
+/**
+ * Start a supervised peer: its log actor (LMDB under `dataDir`), then its consensus actor.
+ * Rejects with DataDirLockedError, having changed nothing, when `dataDir` has another owner.
+ */
 export async function startNode(id: string, options: NodeOptions): Promise<void> {
   validateId(id);
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');

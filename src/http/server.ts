@@ -463,7 +463,7 @@ function checkOrigin(s: ServerState, req: http.IncomingMessage, res: http.Server
 }
 
 /** How deeply arrays and objects nest in JSON text (brackets inside strings do not count). */
-export function jsonDepth(text: string): number {
+function jsonDepth(text: string): number {
   let depth = 0;
   let max = 0;
   let inString = false;
