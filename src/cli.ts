@@ -7,6 +7,8 @@
  *       --data ./data/n1 --http 127.0.0.1:8001 [--http-peers n2=127.0.0.1:8002,...] \
  *       [--cluster-id ID] [--bootstrap] [--log text|json] [--tls-ca F --tls-cert F --tls-key F]
  *       [--http-tls-cert F --http-tls-key F [--http-tls-ca F]]
+ *       [--http-allowed-hosts NAME[:PORT],...] [--http-allowed-origins URL,...]
+ *       [--http-max-connections N] [--http-max-inflight N]
  *   actor-raft put KEY VALUE   --endpoints http://127.0.0.1:8001,http://127.0.0.1:8002
  *   actor-raft get KEY         --endpoints ...
  *   actor-raft del KEY         --endpoints ...
@@ -25,6 +27,8 @@ const USAGE = `usage:
                   [--http-peers ID=HOST:PORT,...] [--cluster-id ID] [--bootstrap] [--log text|json]
                   [--tls-ca FILE --tls-cert FILE --tls-key FILE]
                   [--http-tls-cert FILE --http-tls-key FILE [--http-tls-ca FILE]]
+                  [--http-allowed-hosts NAME[:PORT],...] [--http-allowed-origins URL,...]
+                  [--http-max-connections N] [--http-max-inflight N]
   actor-raft put KEY VALUE --endpoints URL,...
   actor-raft get KEY       --endpoints URL,...
   actor-raft del KEY       --endpoints URL,...
@@ -74,6 +78,18 @@ function parseMap(value: string, what: string): Record<string, string> {
   return out;
 }
 
+/** `a,b,c` → ['a', 'b', 'c'] (empty items dropped). */
+function parseList(value: string): string[] {
+  return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+}
+
+function positiveFlag(flags: Map<string, string | true>, name: string): number | undefined {
+  const v = flag(flags, name);
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < 1 || !Number.isSafeInteger(Number(v))) throw new UsageError(`--${name} must be a positive integer, got '${v}'`);
+  return Number(v);
+}
+
 // ---------------------------------------------------------------------------------------------
 // actor-raft node
 
@@ -101,6 +117,11 @@ async function runNode(flags: Map<string, string | true>): Promise<void> {
     throw new UsageError('--http-tls-cert and --http-tls-key go together (and --http-tls-ca needs them)');
   }
   const httpTls = httpCert ? { cert: httpCert, key: httpKey!, ...(httpCa ? { ca: httpCa, requestCert: true } : {}) } : undefined;
+  // What web pages may do (src/http/server.ts, "Web pages"), and the server's bounds.
+  const httpAllowedHosts = flags.has('http-allowed-hosts') ? parseList(flag(flags, 'http-allowed-hosts', true)) : undefined;
+  const httpAllowedOrigins = flags.has('http-allowed-origins') ? parseList(flag(flags, 'http-allowed-origins', true)) : undefined;
+  const httpMaxConnections = positiveFlag(flags, 'http-max-connections');
+  const httpMaxInFlight = positiveFlag(flags, 'http-max-inflight');
 
   const log = (event: string, fields: Record<string, unknown>, text: string) => {
     if (json) console.log(JSON.stringify({ time: new Date().toISOString(), node: id, event, ...fields }));
@@ -123,6 +144,11 @@ async function runNode(flags: Map<string, string | true>): Promise<void> {
     listen: httpListen,
     peerHttp: httpUrls(httpPeers, httpTls !== undefined),
     ...(httpTls ? { tls: httpTls } : {}),
+    ...(httpAllowedHosts ? { allowedHosts: httpAllowedHosts } : {}),
+    ...(httpAllowedOrigins ? { allowedOrigins: httpAllowedOrigins } : {}),
+    ...(httpMaxConnections ? { maxConnections: httpMaxConnections } : {}),
+    ...(httpMaxInFlight ? { maxInFlightRequests: httpMaxInFlight } : {}),
+    onInternalError: (err) => log('http-error', { error: String(err) }, `http: internal error: ${String(err)}`),
   });
   log('up', { listen, http: http.address(), dataDir }, `up: peers on ${listen}, http on ${http.address()}, data in ${dataDir}`);
 

@@ -20,7 +20,8 @@ export type RaftErrorCode =
   | 'INVALID_COMMAND'
   | 'STORAGE_ERROR'
   | 'SESSION_EXPIRED'
-  | 'STALE_REQUEST';
+  | 'STALE_REQUEST'
+  | 'DATA_DIR_LOCKED';
 
 export class RaftError extends Error {
   readonly isRaftError = true;
@@ -181,6 +182,20 @@ export class StaleRequestError extends RaftError {
   }
 }
 
+/**
+ * The data directory is owned by another live process, or by another node of this process
+ * (`holderPid` is then this process's pid): nothing was opened or changed. See src/log/dir-lock.ts.
+ */
+export class DataDirLockedError extends RaftError {
+  constructor(
+    readonly dir: string,
+    readonly holderPid: number | null,
+    message = `data directory ${dir} is in use by ${holderPid === null ? 'another process' : `process ${holderPid}`}`,
+  ) {
+    super('DATA_DIR_LOCKED', message);
+  }
+}
+
 export function isRaftError(e: unknown): e is RaftError {
   return typeof e === 'object' && e !== null && (e as { isRaftError?: unknown }).isRaftError === true;
 }
@@ -227,6 +242,8 @@ export function fromWire(w: WireError): RaftError {
       return new NodeStoppedError('', w.message);
     case 'NODE_EXISTS':
       return new NodeExistsError('', w.message);
+    case 'DATA_DIR_LOCKED':
+      return new DataDirLockedError('', null, w.message);
     default:
       return new StateMachineError(w.message);
   }

@@ -9,6 +9,7 @@ import {
   ConfigInProgressError,
   TransferFailedError,
   ConfigError,
+  DataDirLockedError,
   fromWire,
   InvalidCommandError,
   isRaftError,
@@ -57,6 +58,7 @@ const CASES: Record<RaftErrorCode, Case> = {
   STORAGE_ERROR: { cls: StorageError, make: () => new StorageError('MDB_MAP_FULL') },
   SESSION_EXPIRED: { cls: SessionExpiredError, make: () => new SessionExpiredError() },
   STALE_REQUEST: { cls: StaleRequestError, make: () => new StaleRequestError() },
+  DATA_DIR_LOCKED: { cls: DataDirLockedError, make: () => new DataDirLockedError('/var/lib/raft/n1', 4242) },
 };
 const ALL = Object.entries(CASES) as [RaftErrorCode, Case][];
 

@@ -13,9 +13,9 @@ import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import { op, read, setConfig, stopNode } from '../src/api/index.js';
-import { LeadershipLostError, NotLeaderError, SessionExpiredError, TimeoutError } from '../src/errors.js';
+import { LeadershipLostError, NotLeaderError, SessionExpiredError, StorageError, TimeoutError } from '../src/errors.js';
 import { startHttpServer, type HttpBackend, type HttpServer, type HttpServerOptions } from '../src/http/server.js';
-import { startPeers, stopAll, tempDir, waitForConverged, waitForLeader } from './helpers/cluster.js';
+import { startPeers, stopAll, tempDir, waitFor, waitForConverged, waitForLeader } from './helpers/cluster.js';
 
 interface Reply {
   status: number;
@@ -67,6 +67,8 @@ function request(addr: string, method: string, target: string, o: RequestOptions
 }
 
 const bytes5000 = () => Buffer.alloc(5000, 0xab);
+/** The content type a cas body must be sent with. */
+const JSON_TYPE = { 'Content-Type': 'application/json' };
 
 function splitAddr(addr: string): [string, number] {
   const i = addr.lastIndexOf(':');
@@ -249,7 +251,7 @@ describe('http: kv interface over an in-process cluster', function () {
     expect((await request(addr(follower), 'GET', '/kv/counter')).text).to.equal('three');
     // A string stored by a text PUT is the JSON string for cas.
     await request(addr(leader), 'PUT', '/kv/s', { body: 'plain' });
-    r = await request(addr(leader), 'POST', '/kv/s/cas', { body: '{"expected":"plain","value":"next"}' });
+    r = await request(addr(leader), 'POST', '/kv/s/cas', { body: '{"expected":"plain","value":"next"}', headers: JSON_TYPE });
     expect(r.json()).to.deep.equal({ swapped: true });
   });
 
@@ -315,10 +317,10 @@ describe('http: kv interface over an in-process cluster', function () {
     expect((await request(a, 'PUT', `/kv/${'k'.repeat(1024)}`, { body: 'max' })).status).to.equal(204);
     await expectError(request(a, 'PUT', '/kv/j', { body: '{"a":', headers: { 'Content-Type': 'application/json' } }), 400, /bad JSON/);
     await expectError(request(a, 'PUT', '/kv/j', { body: 'null', headers: { 'Content-Type': 'application/json' } }), 400, /null/);
-    await expectError(request(a, 'POST', '/kv/j/cas', { body: 'not json' }), 400, /bad JSON/);
-    await expectError(request(a, 'POST', '/kv/j/cas', { body: '[1,2]' }), 400);
-    await expectError(request(a, 'POST', '/kv/j/cas', { body: '{"value":1}' }), 400, /expected/);
-    await expectError(request(a, 'POST', '/kv/j/cas', { body: '{"expected":1,"value":null}' }), 400, /null/);
+    await expectError(request(a, 'POST', '/kv/j/cas', { body: 'not json', headers: JSON_TYPE }), 400, /bad JSON/);
+    await expectError(request(a, 'POST', '/kv/j/cas', { body: '[1,2]', headers: JSON_TYPE }), 400);
+    await expectError(request(a, 'POST', '/kv/j/cas', { body: '{"value":1}', headers: JSON_TYPE }), 400, /expected/);
+    await expectError(request(a, 'POST', '/kv/j/cas', { body: '{"expected":1,"value":null}', headers: JSON_TYPE }), 400, /null/);
     const r405 = await expectError(request(a, 'POST', '/kv/j', { body: 'x' }), 405);
     expect(r405.headers.allow).to.equal('GET, HEAD, PUT, DELETE');
     expect((await expectError(request(a, 'GET', '/kv/j/cas'), 405)).headers.allow).to.equal('POST');
@@ -353,7 +355,7 @@ describe('http: kv interface over an in-process cluster', function () {
     } finally {
       agent.destroy();
     }
-    const cas = await request(a, 'POST', '/kv/limit/cas', { body: JSON.stringify({ expected: null, value: 'z'.repeat(2000) }) });
+    const cas = await request(a, 'POST', '/kv/limit/cas', { body: JSON.stringify({ expected: null, value: 'z'.repeat(2000) }), headers: JSON_TYPE });
     expect(cas.status).to.equal(413);
     // A client that waits for 100 Continue is refused before it sends the body.
     const refused = await new Promise<number>((resolve, reject) => {
@@ -408,7 +410,7 @@ describe('http: kv interface over an in-process cluster', function () {
       ['DELETE', '/kv/redirected', undefined],
       ['POST', '/kv/redirected/cas', '{"expected":null,"value":1}'],
     ] as const) {
-      const r = await request(a, method, target, body === undefined ? {} : { body });
+      const r = await request(a, method, target, body === undefined ? {} : { body, headers: method === 'POST' ? JSON_TYPE : {} });
       expect(r.status, method).to.equal(307);
       expect(r.headers.location).to.equal(`${leaderUrl}${target}`);
     }
@@ -485,6 +487,234 @@ describe('http: kv interface over an in-process cluster', function () {
       agent.destroy();
       await s.close();
     }
+  });
+
+  describe('web pages and bounds (issue 14)', function () {
+    const EVIL = 'http://evil.example';
+    const nested = (depth: number) => '['.repeat(depth) + '1' + ']'.repeat(depth);
+
+    /** A raw HTTP/1.0 request without a Host header; resolves with the status line's code. */
+    const withoutHost = (a: string, target: string) =>
+      new Promise<number>((resolve, reject) => {
+        const [host, port] = splitAddr(a);
+        const sock = net.connect({ host, port }, () => sock.write(`GET ${target} HTTP/1.0\r\n\r\n`));
+        let got = '';
+        sock.on('data', (c: Buffer) => (got += c.toString('latin1')));
+        sock.on('error', reject);
+        sock.on('close', () => resolve(Number(/^HTTP\/1\.[01] (\d{3})/.exec(got)?.[1] ?? 0)));
+      });
+
+    it('answers only to its own names in Host (421 otherwise, and nothing is written)', async function () {
+      const s = await serve({
+        node: leader,
+        listen: '127.0.0.1:0',
+        allowedHosts: ['raft.internal', 'api.example:9000'],
+        peerHttp: { [leader]: 'http://raft-a.internal:8123' },
+      });
+      const a = s.address();
+      const port = splitAddr(a)[1];
+      const status = async (host: string) => (await request(a, 'GET', '/status', { headers: { Host: host } })).status;
+      for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST.:${port}`, `[::1]:${port}`, 'raft.internal', 'raft.internal:1234', 'api.example:9000', 'raft-a.internal:8123']) {
+        expect(await status(host), host).to.equal(200);
+      }
+      for (const host of [`evil.example:${port}`, 'evil.example', `localhost:${port + 1}`, 'localhost', `10.1.2.3:${port}`, 'api.example:9001', 'raft-a.internal:8124', 'a b']) {
+        const r = await request(a, 'GET', '/status', { headers: { Host: host } });
+        expect(r.status, host).to.equal(421);
+        expect(r.json(), host).to.include({ code: 'HOST_NOT_ALLOWED' });
+      }
+      // DNS rebinding: a page at evil.example:<port>, its name now resolving to 127.0.0.1.
+      const put = await request(a, 'PUT', '/kv/rebound', { body: 'pwned', headers: { Host: `evil.example:${port}` } });
+      expect(put.status).to.equal(421);
+      expect(await read(leader, { type: 'get', key: 'rebound' })).to.equal(null);
+      // No Host at all (HTTP/1.0): not a browser.
+      expect(await withoutHost(a, '/status')).to.equal(200);
+    });
+
+    it('listening on a wildcard address, any IP address of the machine is one of its names', async function () {
+      const s = await serve({ node: leader, listen: '0.0.0.0:0' });
+      const port = splitAddr(s.address())[1];
+      const a = `127.0.0.1:${port}`;
+      for (const host of [`10.1.2.3:${port}`, `[fe80::1]:${port}`, `localhost:${port}`]) {
+        expect((await request(a, 'GET', '/status', { headers: { Host: host } })).status, host).to.equal(200);
+      }
+      for (const host of [`evil.example:${port}`, `10.1.2.3:${port + 1}`]) {
+        expect((await request(a, 'GET', '/status', { headers: { Host: host } })).status, host).to.equal(421);
+      }
+    });
+
+    it('refuses writes from a foreign Origin (403) and grants CORS only to listed origins', async function () {
+      const app = 'http://app.example:3000';
+      const s = await serve({ node: leader, listen: '127.0.0.1:0', allowedOrigins: [`${app}/`] });
+      const a = s.address();
+      // The attack of issue 14: a page of evil.example posts a cas with text/plain.
+      const casBody = JSON.stringify({ expected: null, value: 'pwned' });
+      const attack = await request(a, 'POST', '/kv/origin-cas/cas', { body: casBody, headers: { Origin: EVIL, 'Content-Type': 'text/plain' } });
+      expect(attack.status).to.equal(403);
+      expect(attack.json()).to.include({ code: 'ORIGIN_NOT_ALLOWED' });
+      expect(attack.headers['access-control-allow-origin']).to.equal(undefined);
+      for (const [method, target, body] of [
+        ['PUT', '/kv/origin-put', 'pwned'],
+        ['DELETE', '/kv/origin-put', undefined],
+        ['POST', '/kv/origin-cas/cas', casBody],
+      ] as const) {
+        for (const origin of [EVIL, 'null', `http://localhost:${splitAddr(a)[1]}`]) {
+          const r = await request(a, method, target, { body, headers: { Origin: origin, ...(method === 'POST' ? JSON_TYPE : {}) } });
+          expect(r.status, `${method} from ${origin}`).to.equal(403);
+        }
+      }
+      expect(await read(leader, { type: 'get', key: 'origin-cas' })).to.equal(null);
+      expect(await read(leader, { type: 'get', key: 'origin-put' })).to.equal(null);
+      // A preflight from a foreign origin gets no grant.
+      const foreignPreflight = await request(a, 'OPTIONS', '/kv/x', { headers: { Origin: EVIL, 'Access-Control-Request-Method': 'PUT' } });
+      expect(foreignPreflight.status).to.equal(403);
+      expect(foreignPreflight.headers['access-control-allow-origin']).to.equal(undefined);
+      // A GET from a foreign origin is answered, with no grant: the page cannot read it.
+      const get = await request(a, 'GET', '/status', { headers: { Origin: EVIL } });
+      expect(get.status).to.equal(200);
+      expect(get.headers['access-control-allow-origin']).to.equal(undefined);
+
+      // A listed origin: preflight answered, writes granted.
+      const preflight = await request(a, 'OPTIONS', '/kv/origin-app', {
+        headers: { Origin: app, 'Access-Control-Request-Method': 'PUT', 'Access-Control-Request-Headers': 'content-type' },
+      });
+      expect(preflight.status).to.equal(204);
+      expect(preflight.headers['access-control-allow-origin']).to.equal(app);
+      expect(preflight.headers['access-control-allow-methods']).to.include('PUT');
+      expect(preflight.headers['access-control-allow-headers']).to.match(/content-type/i);
+      const put = await request(a, 'PUT', '/kv/origin-app', { body: 'from the app', headers: { Origin: app } });
+      expect(put.status).to.equal(204);
+      expect(put.headers['access-control-allow-origin']).to.equal(app);
+      expect((await request(a, 'GET', '/kv/origin-app', { headers: { Origin: app } })).headers['access-control-allow-origin']).to.equal(app);
+      // The server's own origin is not foreign.
+      const own = await request(a, 'PUT', '/kv/origin-own', { body: 'same origin', headers: { Origin: `http://${a}` } });
+      expect(own.status).to.equal(204);
+      expect(own.headers['access-control-allow-origin']).to.equal(undefined);
+    });
+
+    it('cas takes only Content-Type: application/json (415 otherwise); text PUT still works', async function () {
+      const a = addr(leader);
+      const body = JSON.stringify({ expected: null, value: 1 });
+      for (const type of [undefined, 'text/plain', 'text/plain; charset=utf-8', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+        const r = await request(a, 'POST', '/kv/ct/cas', { body, headers: type === undefined ? {} : { 'Content-Type': type } });
+        expect(r.status, String(type)).to.equal(415);
+        expect(r.json(), String(type)).to.include({ code: 'UNSUPPORTED_MEDIA_TYPE' });
+      }
+      expect(await read(leader, { type: 'get', key: 'ct' })).to.equal(null);
+      const ok = await request(a, 'POST', '/kv/ct/cas', { body, headers: { 'Content-Type': 'application/json; charset=utf-8' } });
+      expect(ok.json()).to.deep.equal({ swapped: true });
+      expect((await request(a, 'PUT', '/kv/ct-text', { body: 'plain', headers: { 'Content-Type': 'text/plain' } })).status).to.equal(204);
+      expect((await request(a, 'GET', '/kv/ct-text')).text).to.equal('plain');
+    });
+
+    it('JSON nested too deeply is a 400 with a plain message, never a 500; brackets in strings do not count', async function () {
+      const a = addr(leader);
+      for (const [what, target, body] of [
+        ['PUT 65 deep', '/kv/deep', nested(65)],
+        ['PUT 100000 deep', '/kv/deep', nested(100_000)],
+        ['PUT 64 deep (the value in its command is deeper)', '/kv/deep', nested(64)],
+        ['cas value 64 deep', '/kv/deep/cas', `{"expected":null,"value":${nested(64)}}`],
+        ['cas expected 65 deep', '/kv/deep/cas', `{"expected":${nested(65)},"value":1}`],
+      ] as const) {
+        const r = await request(a, target.endsWith('/cas') ? 'POST' : 'PUT', target, { body, headers: JSON_TYPE });
+        expect(r.status, what).to.equal(400);
+        expect(r.json().code, what).to.equal('BAD_REQUEST');
+        expect(r.json().error, what).to.match(/nested/).and.not.match(/TypeError|at .*\.js/);
+      }
+      expect(await read(leader, { type: 'get', key: 'deep' })).to.equal(null);
+      const shallow = nested(20);
+      expect((await request(a, 'PUT', '/kv/deep', { body: shallow, headers: JSON_TYPE })).status).to.equal(204);
+      expect((await request(a, 'GET', '/kv/deep')).text).to.equal(shallow);
+      const bracketsInString = JSON.stringify('['.repeat(200) + '\\"{');
+      expect((await request(a, 'PUT', '/kv/deep-string', { body: bracketsInString, headers: JSON_TYPE })).status).to.equal(204);
+      expect(await read(leader, { type: 'get', key: 'deep-string' })).to.equal(JSON.parse(bracketsInString));
+    });
+
+    it('a 500 says "internal error" and its code, never the error\'s text (which goes to onInternalError)', async function () {
+      const seen: unknown[] = [];
+      let next: Error = new Error('secret detail in /srv/raft/internal.js');
+      const backend: HttpBackend = {
+        op: async () => {
+          throw next;
+        },
+        read: async () => 'v',
+        status: async () => ({ role: 'leader', term: 1 }),
+      };
+      const s = await serve({ node: 'stub', listen: '127.0.0.1:0', backend, onInternalError: (err) => seen.push(err) });
+      const plain = await request(s.address(), 'PUT', '/kv/x', { body: 'v' });
+      expect(plain.status).to.equal(500);
+      expect(plain.json()).to.deep.equal({ error: 'internal error', code: 'INTERNAL' });
+      next = new StorageError('MDB_PANIC in /srv/raft/data.mdb');
+      const storage = await request(s.address(), 'DELETE', '/kv/x');
+      expect(storage.status).to.equal(500);
+      expect(storage.json()).to.deep.equal({ error: 'internal error', code: 'STORAGE_ERROR' });
+      expect(seen.map((e) => (e as Error).message)).to.deep.equal(['secret detail in /srv/raft/internal.js', 'MDB_PANIC in /srv/raft/data.mdb']);
+    });
+
+    it('bounds the requests in flight: one more gets 503 with Retry-After, and is served once they are done', async function () {
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let reads = 0;
+      const backend: HttpBackend = {
+        op: async () => null,
+        read: async () => {
+          reads++;
+          await gate;
+          return 'v';
+        },
+        status: async () => ({ role: 'leader', term: 1 }),
+      };
+      const s = await serve({ node: 'stub', listen: '127.0.0.1:0', backend, maxInFlightRequests: 2 });
+      const a = s.address();
+      const held = [request(a, 'GET', '/kv/a'), request(a, 'GET', '/kv/b')];
+      await waitFor('two reads in flight', async () => (reads === 2 ? true : undefined));
+      const refused = await request(a, 'GET', '/kv/c');
+      expect(refused.status).to.equal(503);
+      expect(refused.headers['retry-after']).to.equal('1');
+      expect(refused.json()).to.include({ code: 'OVERLOADED' });
+      expect((await request(a, 'PUT', '/kv/c', { body: 'x' })).status).to.equal(503);
+      release();
+      for (const r of await Promise.all(held)) expect(r.text).to.equal('v');
+      expect((await request(a, 'GET', '/kv/c')).status).to.equal(200);
+    });
+
+    it('bounds the connections: one more is closed at once, and a freed slot is usable again', async function () {
+      const backend: HttpBackend = { op: async () => null, read: async () => 'v', status: async () => ({ role: 'leader', term: 1 }) };
+      const s = await serve({ node: 'stub', listen: '127.0.0.1:0', backend, maxConnections: 2 });
+      const a = s.address();
+      const agents = [0, 1].map(() => new http.Agent({ keepAlive: true, maxSockets: 1 }));
+      try {
+        // Two keep-alive connections, each answered once (so the server has counted both).
+        for (const agent of agents) expect((await request(a, 'GET', '/status', { agent })).status).to.equal(200);
+        const [host, port] = splitAddr(a);
+        const third = await new Promise<string>((resolve) => {
+          const sock = net.connect({ host, port }, () => sock.write(`GET /status HTTP/1.1\r\nHost: ${a}\r\n\r\n`));
+          let got = '';
+          sock.on('data', (c: Buffer) => (got += c.toString()));
+          sock.on('error', () => undefined);
+          sock.on('close', () => resolve(got));
+        });
+        expect(third).to.equal('');
+        agents[0]!.destroy();
+        await waitFor('a freed connection slot', async () => ((await request(a, 'GET', '/status')).status === 200 ? true : undefined));
+      } finally {
+        for (const agent of agents) agent.destroy();
+      }
+    });
+
+    it('refuses bad security options', async function () {
+      for (const bad of [
+        { allowedHosts: ['http://x'] },
+        { allowedHosts: ['a:99999'] },
+        { allowedOrigins: ['null'] },
+        { allowedOrigins: ['app.example'] },
+        { maxConnections: 0 },
+        { maxInFlightRequests: 1.5 },
+      ]) {
+        let err: unknown;
+        await startHttpServer({ node: 'x', listen: '127.0.0.1:0', ...bad } as HttpServerOptions).catch((e) => (err = e));
+        expect(err instanceof TypeError || err instanceof RangeError, JSON.stringify(bad)).to.equal(true);
+      }
+    });
   });
 
   describe('TLS', function () {
@@ -567,7 +797,7 @@ describe('http: kv interface over an in-process cluster', function () {
 
   describe('fuzz', function () {
     const seed = Number(process.env.HTTP_FUZZ_SEED ?? 0x5eed1);
-    const ALLOWED = new Set([200, 204, 307, 400, 404, 405, 408, 413, 431, 503]);
+    const ALLOWED = new Set([200, 204, 307, 400, 403, 404, 405, 408, 413, 415, 421, 431, 503]);
 
     it(`survives a few hundred random, malformed, oversized and aborted requests (seed ${seed})`, async function () {
       this.timeout(120_000);
@@ -633,6 +863,8 @@ describe('http: kv interface over an in-process cluster', function () {
         if (ct !== undefined) headers['Content-Type'] = ct;
         if (int(4) === 0) headers['X-Fuzz'] = bytes(int(40)).toString('base64');
         if (int(10) === 0) headers.Expect = '100-continue';
+        if (int(12) === 0) headers.Host = pick(['evil.example', `localhost:${splitAddr(a)[1]}`, 'x', '[::1]:1']);
+        if (int(12) === 0) headers.Origin = pick(['http://evil.example', 'null', `http://${a}`, '%%%']);
         const what = `${method} ${target.slice(0, 60)} (${body === undefined ? 'no body' : `${Buffer.byteLength(body)} bytes`})`;
         try {
           const r = await request(a, method, target, { body, headers, chunked: int(3) === 0 });
@@ -736,7 +968,7 @@ describe('http: kv interface over an in-process cluster', function () {
       ['POST', '/kv/x/cas', '{"expected":null,"value":1}'],
       ['GET', '/status', undefined],
     ] as const) {
-      const r = await request(ghost.address(), method, target, body === undefined ? {} : { body });
+      const r = await request(ghost.address(), method, target, body === undefined ? {} : { body, headers: method === 'POST' ? JSON_TYPE : {} });
       expect(r.status, `${method} ${target}`).to.equal(503);
       expect(r.json().code).to.equal('UNKNOWN_NODE');
       expect(r.headers['retry-after']).to.equal('1');

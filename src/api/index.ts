@@ -19,6 +19,7 @@ import type { ConsensusControl, PeerStatus } from '../control.js';
 import { ClientSession } from '../client-session.js';
 import { ConfigError, fromWire, NodeExistsError, SessionExpiredError, TransferFailedError } from '../errors.js';
 import { checkCommand, codec, encodeCommand, encodeLogCommand, type SessionCommand, type WireError } from '../messages.js';
+import { lockDataDir } from '../log/dir-lock.js';
 import { TcpSwitchboard, type TcpStats } from '../transport/tcp.js';
 import { currentFaults } from './nemesis.js';
 import { NodeHandle } from './node-handle.js';
@@ -60,7 +61,10 @@ export interface NodeStatus extends PeerStatus {
   droppedReplies: number;
 }
 
-/** Start a supervised peer: its log actor (LMDB under `dataDir`), then its consensus actor. */
+/**
+ * Start a supervised peer: its log actor (LMDB under `dataDir`), then its consensus actor.
+ * Rejects with DataDirLockedError, having changed nothing, when `dataDir` has another owner.
+ */
 export async function startNode(id: string, options: NodeOptions): Promise<void> {
   validateId(id);
   validateNodeOptions(id, options);
@@ -69,6 +73,7 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
 
   const spec = peerSpec(id, options, currentFaults);
   const handle = new NodeHandle(id, new ClientSession(sessionTimeoutMs(options)), forgetFailed);
+  handle.dataDirLock = lockDataDir(spec.dataDir, id); // before LMDB opens it; refused: nothing changed
   nodes.set(id, handle);
   try {
     const network = options.network;
@@ -82,6 +87,7 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
     if (nodes.get(id) === handle) nodes.delete(id);
     handle.state = 'stopped';
     await handle.transport?.close();
+    handle.dataDirLock.release();
     throw err;
   }
   handle.state = 'running';

@@ -20,6 +20,7 @@ import {
   type OpRequest,
   type ReadQuery,
 } from '../messages.js';
+import type { DataDirLock } from '../log/dir-lock.js';
 import type { TcpSwitchboard } from '../transport/tcp.js';
 import { events } from './events.js';
 
@@ -47,6 +48,8 @@ export class NodeHandle {
   failure: Error | null = null;
   /** Set once the peer's tree has started. */
   supervisor!: PeerSupervisor;
+  /** This node's exclusive lock on its data directory, released when it stops. */
+  dataDirLock: DataDirLock | null = null;
   private port: MessagePort | null = null;
   private control: ControlProxy | null = null;
   private readonly pending = new Map<number, PendingOp>();

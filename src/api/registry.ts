@@ -53,6 +53,7 @@ export function forgetFailed(handle: NodeHandle, reason: Error): void {
 function forget(handle: NodeHandle): void {
   if (nodes.get(handle.id) === handle) nodes.delete(handle.id);
   stopped.set(handle.id, handle.stoppedError());
+  handle.dataDirLock?.release();
 }
 
 let configLock: Promise<unknown> = Promise.resolve();

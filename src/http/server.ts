@@ -33,7 +33,28 @@
  *   decimal strings, Maps as objects). The header `X-Raft-Value-Type` says which
  *   (`string`, `bytes`, `json`).
  * - `cas` compares and stores JSON values: `"expected": null` matches a missing key; a string
- *   stored by a text PUT is the JSON string. `value` must not be null.
+ *   stored by a text PUT is the JSON string. `value` must not be null. Its body must be sent
+ *   as `Content-Type: application/json` (or `+json`); anything else is 415.
+ * - JSON bodies may nest arrays and objects at most MAX_JSON_DEPTH (64) levels deep, checked
+ *   before parsing; deeper is 400 (as is a value the log cannot carry).
+ *
+ * ## Web pages (see docs/security.md)
+ *
+ * A browser lets any page send requests to this server; these rules keep them harmless:
+ * - **Host.** The `Host` header must be one of the server's names: its listen address (any of
+ *   the machine's IP addresses when it listens on a wildcard address), `localhost`,
+ *   `127.0.0.1` or `[::1]` with the server's port, the host of `peerHttp[node]`, or one of
+ *   `allowedHosts`; else 421 `HOST_NOT_ALLOWED` (this stops DNS rebinding, where a page's own
+ *   name is made to resolve to this machine). Requests without `Host` (HTTP/1.0) are served.
+ * - **Origin.** A request whose `Origin` is listed in `allowedOrigins` gets a CORS grant
+ *   (`Access-Control-Allow-Origin`, and preflights a 204 with the methods and `Content-Type`).
+ *   Any other origin but the server's own gets no grant (its page cannot read the answer), and
+ *   403 `ORIGIN_NOT_ALLOWED` for anything but GET and HEAD (preflights included). Requests
+ *   without `Origin` (curl, the CLI, other programs) are not affected.
+ * - A cross-origin "simple" request (no preflight) can only be a GET, HEAD or POST with a form
+ *   or `text/plain` body: POST (cas) requires JSON (415), PUT and DELETE always preflight.
+ * - **Bounds.** At most `maxConnections` connections (more are closed at once) and
+ *   `maxInFlightRequests` requests being answered (more get 503 `OVERLOADED`, `Retry-After: 1`).
  *
  * ## Followers, leaders, errors
  *
@@ -55,8 +76,11 @@
  *   started (`NODE_STOPPED` / `UNKNOWN_NODE`), 503 leadership lost or actor restarted while
  *   the op was in flight (`"outcome":"unknown"`), 504 timeout (`"outcome":"unknown"`: the
  *   write may still be applied), 409 the client session expired while the write was in doubt
- *   (`SESSION_EXPIRED`, `"outcome":"unknown"`; it will not be applied any more), 500 anything else. Unparseable requests get a 400 (431 for
- *   headers too large) and their connection closed; nothing a client sends stops the server.
+ *   (`SESSION_EXPIRED`, `"outcome":"unknown"`; it will not be applied any more), 403/415/421 and
+ *   503 `OVERLOADED` as in "Web pages", 500 anything else (`{"error":"internal error"}` with the
+ *   error's code: its text goes to `onInternalError`, never to the client). Unparseable
+ *   requests get a 400 (431 for headers too large) and their connection closed; nothing a
+ *   client sends stops the server.
  *
  * ## Metrics (`GET /metrics`)
  *
@@ -73,9 +97,10 @@
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import * as api from '../api/index.js';
 import { isRaftError, NotLeaderError, type RaftError } from '../errors.js';
+import { checkCommand } from '../messages.js';
 import type { TcpStats } from '../transport/tcp.js';
 import { positiveInt } from '../validate.js';
 
@@ -114,6 +139,20 @@ export interface HttpServerOptions {
   opTimeoutMs?: number;
   /** The API functions to call (default: this process's `op`, `read`, `status`). */
   backend?: HttpBackend;
+  /**
+   * Further names clients may use in the `Host` header, besides the listen address,
+   * `localhost`, `127.0.0.1`, `[::1]` and the host of `peerHttp[node]`: `name` (any port) or
+   * `name:port` (`[v6]:port`). Any other Host gets 421 (see "Web pages" above).
+   */
+  allowedHosts?: string[];
+  /** Origins (`scheme://host[:port]`) whose web pages may call this server (CORS). Default: none. */
+  allowedOrigins?: string[];
+  /** Most client connections open at once (`server.maxConnections`, default 1024); more are closed at once. */
+  maxConnections?: number;
+  /** Most requests being answered at once (default 256); more get 503 with `Retry-After`. */
+  maxInFlightRequests?: number;
+  /** Called with the error behind every 500 (whose answer says only "internal error"). */
+  onInternalError?: (err: unknown) => void;
 }
 
 export interface HttpServer {
@@ -125,6 +164,14 @@ export interface HttpServer {
 
 const DEFAULT_MAX_BODY = 1 << 20;
 const DEFAULT_OP_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_CONNECTIONS = 1024;
+const DEFAULT_MAX_IN_FLIGHT = 256;
+/** Deepest nesting of arrays and objects accepted in a JSON body (checked before parsing). */
+export const MAX_JSON_DEPTH = 64;
+/** Methods that change nothing: a page of a foreign origin may send them (it gets no CORS grant to read the answer). */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** The names of this machine's loopback interface, always allowed in `Host` (with the server's port). */
+const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
 export const MAX_KEY_BYTES = 1024;
 /** How long, and how much, a client whose request body was refused may go on sending before it is cut. */
 const DRAIN_GRACE_MS = 5_000;
@@ -156,6 +203,17 @@ function checkOptions(o: HttpServerOptions): void {
   if (typeof o.node !== 'string' || o.node === '') throw new TypeError('options.node must be a peer id');
   positiveInt(o.maxBodyBytes, 'options.maxBodyBytes');
   positiveInt(o.opTimeoutMs, 'options.opTimeoutMs');
+  positiveInt(o.maxConnections, 'options.maxConnections');
+  positiveInt(o.maxInFlightRequests, 'options.maxInFlightRequests');
+  for (const h of o.allowedHosts ?? []) {
+    if (typeof h !== 'string' || parseHost(h) === null) throw new TypeError(`options.allowedHosts: expected a host name or host:port, got ${JSON.stringify(h)}`);
+  }
+  for (const origin of o.allowedOrigins ?? []) {
+    if (typeof origin !== 'string' || normalOrigin(origin) === null) {
+      throw new TypeError(`options.allowedOrigins: expected an origin like https://app.example:8443, got ${JSON.stringify(origin)}`);
+    }
+  }
+  if (o.onInternalError !== undefined && typeof o.onInternalError !== 'function') throw new TypeError('options.onInternalError must be a function');
   for (const [peer, url] of Object.entries(o.peerHttp ?? {})) {
     let ok = false;
     try {
@@ -183,6 +241,14 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     timeoutMs: options.opTimeoutMs ?? DEFAULT_OP_TIMEOUT_MS,
     ops: new Map(),
     requests: new Map(),
+    scheme: options.tls ? 'https' : 'http',
+    port: 0, // set once listening
+    allowedHosts: new Set(),
+    allowIpLiterals: isWildcard(host),
+    allowedOrigins: new Set((options.allowedOrigins ?? []).map((o) => normalOrigin(o)!)),
+    maxInFlight: options.maxInFlightRequests ?? DEFAULT_MAX_IN_FLIGHT,
+    inFlight: 0,
+    onInternalError: options.onInternalError ?? (() => undefined),
   };
 
   let server: http.Server | https.Server;
@@ -199,6 +265,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   } else {
     server = http.createServer();
   }
+  server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   server.keepAliveTimeout = 5_000;
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
@@ -207,7 +274,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     handle(state, req, res).catch((err) => {
       // handle() answers every error itself; this is a last resort that must never throw.
       try {
-        send(state, req, res, 500, { error: `internal error: ${String(err)}`, code: 'INTERNAL' });
+        state.onInternalError(err);
+        send(state, req, res, 500, { error: 'internal error', code: 'INTERNAL' });
       } catch {
         res.destroy();
       }
@@ -250,6 +318,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   });
   // After listening, a server error (rare: EMFILE on accept) must not crash the process.
   server.on('error', () => undefined);
+  state.port = (server.address() as AddressInfo).port;
+  state.allowedHosts = allowedHostSet(host, state.port, options);
 
   let closing: Promise<void> | null = null;
   return {
@@ -277,6 +347,134 @@ interface ServerState {
   ops: Map<string, number>;
   /** `method code` → count, every request. */
   requests: Map<string, number>;
+  scheme: 'http' | 'https';
+  /** The port the server listens on. */
+  port: number;
+  /** Allowed `Host` values, normalized: `name:port`, or `name` for any port. */
+  allowedHosts: Set<string>;
+  /** Listening on a wildcard address: every IP address of the machine is one of its names. */
+  allowIpLiterals: boolean;
+  /** Origins granted CORS, normalized (`URL.origin`). */
+  allowedOrigins: Set<string>;
+  maxInFlight: number;
+  /** Requests being answered now. */
+  inFlight: number;
+  onInternalError: (err: unknown) => void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Web pages: Host, Origin, in-flight bound
+
+/** `name` or `name:port` (`[v6]` or `[v6]:port`), lower-cased, without a trailing dot; null if malformed. */
+function parseHost(value: string): { name: string; port: number | null } | null {
+  const m = /^(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(?::(\d{1,5}))?$/i.exec(value.trim());
+  if (!m) return null;
+  const port = m[2] === undefined ? null : Number(m[2]);
+  if (port !== null && port > 65535) return null;
+  const name = m[1]!.toLowerCase().replace(/\.$/, '');
+  return name === '' ? null : { name, port };
+}
+
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '[::]' || host === '';
+}
+
+function bracketed(host: string): string {
+  return net.isIPv6(host) ? `[${host.toLowerCase()}]` : host.toLowerCase();
+}
+
+/** The `Host` values this server answers to (see HttpServerOptions.allowedHosts). */
+function allowedHostSet(listenHost: string, port: number, o: HttpServerOptions): Set<string> {
+  const out = new Set(LOOPBACK_NAMES.map((n) => `${n}:${port}`));
+  if (!isWildcard(listenHost)) out.add(`${bracketed(listenHost)}:${port}`);
+  const advertised = o.peerHttp?.[o.node];
+  if (advertised !== undefined) {
+    // URL.hostname keeps an IPv6 address in brackets, as Host does.
+    const u = new URL(advertised);
+    out.add(`${u.hostname.toLowerCase()}:${u.port === '' ? (u.protocol === 'https:' ? 443 : 80) : u.port}`);
+  }
+  for (const h of o.allowedHosts ?? []) {
+    const p = parseHost(h)!;
+    out.add(p.port === null ? p.name : `${p.name}:${p.port}`);
+  }
+  return out;
+}
+
+/**
+ * Whether the request's `Host` is one of this server's names. A page that got a name of its
+ * own to resolve to this machine (DNS rebinding) sends that name: refused. A request without
+ * `Host` (HTTP/1.0) does not come from a browser, which always sends one.
+ */
+function hostAllowed(s: ServerState, req: http.IncomingMessage): boolean {
+  const value = req.headers.host;
+  if (value === undefined) return true;
+  const h = parseHost(value);
+  if (h === null) return false;
+  const port = h.port ?? (s.scheme === 'https' ? 443 : 80);
+  if (s.allowedHosts.has(h.name) || s.allowedHosts.has(`${h.name}:${port}`)) return true;
+  // An IP address cannot be rebound: a page whose origin it is is served from it.
+  const ip = h.name.startsWith('[') ? h.name.slice(1, -1) : h.name;
+  return s.allowIpLiterals && net.isIP(ip) !== 0 && port === s.port;
+}
+
+/** `scheme://host[:port]` as `URL.origin` spells it; null for anything else (`null`, paths). */
+function normalOrigin(value: string): string | null {
+  try {
+    const u = new URL(value);
+    if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.origin === 'null') return null;
+    return u.origin;
+  } catch {
+    return null;
+  }
+}
+
+/** The request's origin is this server itself (scheme and Host). */
+function sameOrigin(s: ServerState, req: http.IncomingMessage, origin: string): boolean {
+  const host = req.headers.host;
+  return host !== undefined && normalOrigin(`${s.scheme}://${host}`) === origin;
+}
+
+/**
+ * The CORS and Origin rules (see "Web pages"): a listed origin gets its grant headers (and a
+ * preflight its answer, 204: true); a foreign one none, and 403 for anything but GET/HEAD.
+ */
+function checkOrigin(s: ServerState, req: http.IncomingMessage, res: http.ServerResponse): boolean {
+  const value = req.headers.origin;
+  if (value === undefined) return false;
+  const origin = normalOrigin(value);
+  const method = req.method ?? '';
+  if (origin !== null && s.allowedOrigins.has(origin)) {
+    res.setHeader('Access-Control-Allow-Origin', origin);
+    res.setHeader('Vary', 'Origin');
+    res.setHeader('Access-Control-Expose-Headers', 'Location, Retry-After, X-Raft-Value-Type');
+    if (method !== 'OPTIONS' || req.headers['access-control-request-method'] === undefined) return false;
+    res.setHeader('Access-Control-Allow-Methods', 'GET, HEAD, PUT, POST, DELETE');
+    res.setHeader('Access-Control-Allow-Headers', 'Content-Type');
+    res.setHeader('Access-Control-Max-Age', '600');
+    return true;
+  }
+  if (origin !== null && sameOrigin(s, req, origin)) return false;
+  if (!SAFE_METHODS.has(method) || req.headers['access-control-request-method'] !== undefined) {
+    throw new HttpError(403, 'requests from this origin are not allowed (list it with --http-allowed-origins)', { code: 'ORIGIN_NOT_ALLOWED' });
+  }
+  return false;
+}
+
+/** How deeply arrays and objects nest in JSON text (brackets inside strings do not count). */
+function jsonDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) max = Math.max(max, ++depth);
+    else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return max;
 }
 
 type Route = { kind: 'kv'; key: string } | { kind: 'cas'; key: string } | { kind: 'status' } | { kind: 'metrics' };
@@ -372,11 +570,24 @@ function isBytesType(req: http.IncomingMessage): boolean {
 }
 
 function parseJson(body: Buffer): unknown {
+  const text = body.toString('utf8');
+  // Before parsing: nothing below (the parser, the command checks, msgpack) meets a deeper value.
+  if (jsonDepth(text) > MAX_JSON_DEPTH) throw new HttpError(400, `JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
   try {
-    return JSON.parse(body.toString('utf8'));
+    return JSON.parse(text);
   } catch (err) {
-    throw new HttpError(400, `bad JSON: ${(err as Error).message}`);
+    throw new HttpError(400, err instanceof SyntaxError ? `bad JSON: ${err.message}` : 'bad JSON');
   }
+}
+
+/** A command the log could not carry (a value too deep for it) is the client's fault: 400. */
+function storable<T>(command: T): T {
+  try {
+    checkCommand(command);
+  } catch (err) {
+    throw new HttpError(400, `the value cannot be stored: ${(err as Error).message}`);
+  }
+  return command;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -411,6 +622,15 @@ async function handle(s: ServerState, req: http.IncomingMessage, res: http.Serve
   await null;
   let r: Route | null = null;
   try {
+    if (!hostAllowed(s, req)) {
+      throw new HttpError(421, 'the Host header is not a name of this server (add it with --http-allowed-hosts)', { code: 'HOST_NOT_ALLOWED' });
+    }
+    if (checkOrigin(s, req, res)) return sendText(s, req, res, 204, '', undefined); // a granted CORS preflight
+    if (s.inFlight >= s.maxInFlight) {
+      throw new HttpError(503, `too many requests in flight (at most ${s.maxInFlight}); retry later`, { code: 'OVERLOADED' }, { 'Retry-After': '1' });
+    }
+    s.inFlight++;
+    res.once('close', () => s.inFlight--);
     r = route(req.url);
     const method = req.method ?? '';
     if (!allowed(r).includes(method)) {
@@ -426,6 +646,10 @@ async function handle(s: ServerState, req: http.IncomingMessage, res: http.Serve
       case 'metrics':
         return sendText(s, req, res, 200, await metrics(s), 'text/plain; version=0.0.4; charset=utf-8');
       case 'cas': {
+        if (!isJsonType(req)) {
+          // Also what keeps an HTML form or a "simple" cross-origin POST (text/plain) out.
+          throw new HttpError(415, 'cas takes a JSON body: send Content-Type: application/json', { code: 'UNSUPPORTED_MEDIA_TYPE' });
+        }
         const body = parseJson(await readBody(req, s.maxBody));
         if (typeof body !== 'object' || body === null || Array.isArray(body)) {
           throw new HttpError(400, 'cas body must be a JSON object {"expected": ..., "value": ...}');
@@ -433,14 +657,14 @@ async function handle(s: ServerState, req: http.IncomingMessage, res: http.Serve
         const b = body as Record<string, unknown>;
         if (!('expected' in b) || !('value' in b)) throw new HttpError(400, 'cas body needs both "expected" and "value" (expected null: the key is missing)');
         if (b.value === null) throw new HttpError(400, 'null cannot be stored (it reads back as missing); use DELETE');
-        const swapped = await s.backend.op(s.node, { type: 'cas', key: r.key, expected: b.expected, value: b.value }, { timeoutMs: s.timeoutMs });
+        const swapped = await s.backend.op(s.node, storable({ type: 'cas', key: r.key, expected: b.expected, value: b.value }), { timeoutMs: s.timeoutMs });
         return ok(200, { swapped: swapped === true });
       }
       case 'kv':
         switch (method) {
           case 'PUT': {
             const value = putValue(req, await readBody(req, s.maxBody));
-            await s.backend.op(s.node, { type: 'set', key: r.key, value }, { timeoutMs: s.timeoutMs });
+            await s.backend.op(s.node, storable({ type: 'set', key: r.key, value }), { timeoutMs: s.timeoutMs });
             return ok(204, null);
           }
           case 'DELETE': {
@@ -467,7 +691,10 @@ function errorAnswer(s: ServerState, req: http.IncomingMessage, err: unknown): {
   if (err instanceof HttpError) {
     return { status: err.status, body: { error: err.message, code: httpCode(err.status), ...err.extra }, headers: err.headers };
   }
-  if (!isRaftError(err)) return { status: 500, body: { error: `internal error: ${String(err)}`, code: 'INTERNAL' }, headers: {} };
+  if (!isRaftError(err)) {
+    s.onInternalError(err);
+    return { status: 500, body: { error: 'internal error', code: 'INTERNAL' }, headers: {} };
+  }
   const e = err as RaftError;
   const body = { error: e.message, code: e.code };
   switch (e.code) {
@@ -496,7 +723,9 @@ function errorAnswer(s: ServerState, req: http.IncomingMessage, err: unknown): {
     case 'INVALID_COMMAND':
       return { status: 400, body, headers: {} };
     default:
-      return { status: 500, body, headers: {} };
+      // Storage and state machine failures: the code says which; the text stays in the log.
+      s.onInternalError(err);
+      return { status: 500, body: { error: 'internal error', code: e.code }, headers: {} };
   }
 }
 
