@@ -17,7 +17,7 @@ import { heldDataDirs, LOCK_FILE, lockDataDir } from '../src/log/dir-lock.js';
 import { TEST_TIMING, tempDir, waitFor } from './helpers/cluster.js';
 
 const DIST_SRC = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src');
-const API = JSON.stringify(path.join(DIST_SRC, 'api.js'));
+const API = JSON.stringify(path.join(DIST_SRC, 'api', 'index.js'));
 const DIR_LOCK = JSON.stringify(path.join(DIST_SRC, 'log', 'dir-lock.js'));
 
 /** Names, sizes and modification times of everything under `dir` (and `dir` itself). */

@@ -828,7 +828,7 @@ interface NodeStatusLike {
   droppedReplies?: number;
 }
 
-/** The transport counters metrics use (what `transportStats` of src/api.ts reports). */
+/** The transport counters metrics use (what `transportStats` of src/api/index.ts reports). */
 export type TransportCounters = TcpStats;
 
 async function transportCounters(s: ServerState): Promise<Partial<TransportCounters> | null> {
