@@ -1,6 +1,7 @@
 /**
  * The bookkeeping of linearizable reads (after etcd/raft's `read_only.go`): ReadIndex rounds
- * (thesis §6.4) and the leader's lease (thesis §6.4.1). Pure data: the step function sends the
+ * (thesis §6.4), the reads a peer that does not lead holds until a leader gives them a read
+ * index, and the leader's lease (thesis §6.4.1). Pure data: the step function sends the
  * heartbeats that carry a round (`readSeq`), turns what these functions return into effects,
  * and decides when a round may start (§6.4 step 1: an entry of the leader's term committed).
  */
@@ -124,7 +125,7 @@ export function takeAppliedReads(r: ReadState, lastApplied: number): number[] {
 }
 
 /**
- * Leadership ended (or changed hands): the rounds of this leadership can no longer confirm
+ * Our leadership ended: the rounds of this leadership can no longer confirm
  * anything, so every read waiting for one is taken off and returned: our own clients' ids
  * (`local`), to be asked of the next leader, and the followers' batches (`refused`), to be
  * refused so they ask the next leader themselves. Reads that already hold a confirmed read
@@ -143,9 +144,8 @@ export function takeUnconfirmedReads(r: ReadState): { local: number[]; refused: 
   return { local, refused };
 }
 
-// Forwarded reads. A peer that does not lead asks a leader for a read index (thesis §6.4:
-// "the follower issues a request to the leader to obtain the current readIndex") and holds the
-// reads until an answer comes, re-sending the request while none does: a lost request or
+// Forwarded reads. A peer that does not lead asks a leader for a read index (thesis §6.4, reads
+// served by followers) and holds the reads until an answer comes, re-sending the request while none does: a lost request or
 // answer costs a heartbeat interval, not the read's whole timeout.
 //
 // Safety of re-sending, to the same leader or to another one: a leader answers a request only
