@@ -1,6 +1,7 @@
 /**
  * The bookkeeping of linearizable reads (after etcd/raft's `read_only.go`): ReadIndex rounds
- * (thesis §6.4) and the leader's lease (thesis §6.4.1). Pure data: the step function sends the
+ * (thesis §6.4), the reads a peer that does not lead holds until a leader gives them a read
+ * index, and the leader's lease (thesis §6.4.1). Pure data: the step function sends the
  * heartbeats that carry a round (`readSeq`), turns what these functions return into effects,
  * and decides when a round may start (§6.4 step 1: an entry of the leader's term committed).
  */
@@ -124,21 +125,92 @@ export function takeAppliedReads(r: ReadState, lastApplied: number): number[] {
 }
 
 /**
- * Leadership changed: every read not yet confirmed is dropped, and returned: the local and
- * forwarded-to-the-leader client ids (`failed`), and the followers' batches to refuse. Reads
- * that already hold a confirmed read index stay until it is applied.
+ * Our leadership ended: the rounds of this leadership can no longer confirm
+ * anything, so every read waiting for one is taken off and returned: our own clients' ids
+ * (`local`), to be asked of the next leader, and the followers' batches (`refused`), to be
+ * refused so they ask the next leader themselves. Reads that already hold a confirmed read
+ * index stay until it is applied.
  */
-export function abortUnconfirmedReads(r: ReadState): { failed: number[]; refused: ForwardedBatch[] } {
-  const failed: number[] = [];
+export function takeUnconfirmedReads(r: ReadState): { local: number[]; refused: ForwardedBatch[] } {
+  const local: number[] = [];
   const refused: ForwardedBatch[] = [];
   const batches = [...r.waiting, ...(r.inRound?.batches ?? [])];
   r.waiting = [];
   r.inRound = null;
   for (const b of batches) {
-    if (b.kind === 'local') failed.push(...b.ids);
+    if (b.kind === 'local') local.push(...b.ids);
     else refused.push(b);
   }
-  for (const ids of r.forwarded.values()) failed.push(...ids);
+  return { local, refused };
+}
+
+// Forwarded reads. A peer that does not lead asks a leader for a read index (thesis §6.4, reads
+// served by followers) and holds the reads until an answer comes, re-sending the request while none does: a lost request or
+// answer costs a heartbeat interval, not the read's whole timeout.
+//
+// Safety of re-sending, to the same leader or to another one: a leader answers a request only
+// from a commit index it took after the request reached it, and only once a quorum has
+// confirmed it still led after that (or within its lease, §6.4.1). Any write acknowledged
+// before the read was issued was committed before then, so it is at or below that commit
+// index: the State Machine Safety and Leader Completeness properties (§5.4) put it in every
+// later leader's log, and a leader of a later term has committed an entry of its own term
+// (§6.4 step 1) before it answers, so its commit index covers it too. So any leader's answer
+// to a request sent after the read was issued is a valid read index for it, whichever request
+// of ours it answers and however late; answers are idempotent (the first one serves the reads,
+// later ones find the id gone). The one thing that must never happen is a read joining a
+// request that was sent before the read was issued: an answer to that request may predate it.
+
+/** Hold reads `ids` under forward id `id`, not yet sent (they are sent with `takeDueForward`). */
+export function holdForwarded(r: ReadState, id: number, ids: number[]): void {
+  r.forwarded.set(id, { ids, sentTo: null, sentAt: 0 });
+}
+
+/**
+ * The held reads due to be (re)sent to `leader` at tick `now`: those not yet sent to it, and
+ * those sent more than `retryTicks` ago and unanswered. They go as one request, under the id
+ * of the newest of them: the others were held earlier, so each of their reads was issued
+ * before that request was first sent, and its answer serves them too (see above). Marked as
+ * sent; null if none is due.
+ */
+export function takeDueForward(r: ReadState, leader: string, now: number, retryTicks: number): number | null {
+  const due: number[] = [];
+  for (const [id, f] of r.forwarded) if (f.sentTo !== leader || now - f.sentAt > retryTicks) due.push(id);
+  if (due.length === 0) return null;
+  const id = due[due.length - 1]!;
+  const keep = r.forwarded.get(id)!;
+  for (const older of due.slice(0, -1)) {
+    keep.ids.push(...r.forwarded.get(older)!.ids);
+    r.forwarded.delete(older);
+  }
+  keep.sentTo = leader;
+  keep.sentAt = now;
+  return id;
+}
+
+/** The held reads answered by forward id `id`, taken off; undefined if none is held (a late or repeated answer). */
+export function takeForwarded(r: ReadState, id: number): number[] | undefined {
+  const f = r.forwarded.get(id);
+  if (f === undefined) return undefined;
+  r.forwarded.delete(id);
+  return f.ids;
+}
+
+/**
+ * We lead now: the reads we held for a leader wait for our own ReadIndex round instead, whose
+ * read index is taken after they were issued (see above). Returned as client ids.
+ */
+export function takeAllForwarded(r: ReadState): number[] {
+  const ids: number[] = [];
+  for (const f of r.forwarded.values()) ids.push(...f.ids);
   r.forwarded.clear();
-  return { failed, refused };
+  return ids;
+}
+
+/**
+ * Leader: a follower's request `id` is already waiting for a round or in the round in flight
+ * (it sent it again, its answer not come yet): that round answers it, once.
+ */
+export function isQueued(r: ReadState, from: string, id: number): boolean {
+  const same = (b: ReadBatch) => b.kind === 'forwarded' && b.from === from && b.id === id;
+  return r.waiting.some(same) || (r.inRound?.batches.some(same) ?? false);
 }

@@ -64,17 +64,22 @@ import {
 } from './progress.js';
 import { RaftLog } from './raft-log.js';
 import {
-  abortUnconfirmedReads,
   extendLease,
   giveUpLease,
+  holdForwarded,
   holdsLease,
+  isQueued,
   newReadState,
   nextRound,
   openRound,
   recordAck,
   resetForLeadership,
+  takeAllForwarded,
   takeAppliedReads,
   takeConfirmedRound,
+  takeDueForward,
+  takeForwarded,
+  takeUnconfirmedReads,
 } from './reads.js';
 import { nextRandom } from '../rng.js';
 import type { ClientErrorCode, CoreOptions, CoreState, Effect, FetchReason, Input, Progress, Role, Status, StepResult } from './types.js';
@@ -274,6 +279,8 @@ export function step(state: CoreState, input: Input): StepResult {
     default:
       assertNever(input);
   }
+  // A leader learned of: the reads we hold for one are asked of it at once.
+  if (state.leader !== ctx.leaderBefore) forwardHeldReads(state, ctx);
   finish(state, ctx);
   return { state, effects: ctx.effects };
 }
@@ -344,6 +351,8 @@ function onTick(s: CoreState, ctx: StepContext, ticks: number): void {
     else if (s.options.preVote) startPreVote(s, ctx);
     else becomeCandidate(s, ctx);
   }
+  // Requests for a read index that went unanswered for a heartbeat interval go again.
+  forwardHeldReads(s, ctx);
 }
 
 /**
@@ -446,8 +455,10 @@ function resetElectionTimer(s: CoreState): void {
 // Role changes: the only writers of `role`
 
 function becomeFollower(s: CoreState, ctx: StepContext, term: number, leader: string | null): void {
-  if (s.role === 'leader' || term > s.currentTerm || leader !== s.leader) abortReads(s, ctx);
-  if (s.role === 'leader') endLeadership(s, ctx, leader);
+  if (s.role === 'leader') {
+    endReadRounds(s, ctx);
+    endLeadership(s, ctx, leader);
+  }
   s.preVote = null;
   if (term > s.currentTerm) {
     s.currentTerm = term;
@@ -468,7 +479,6 @@ function becomeFollower(s: CoreState, ctx: StepContext, term: number, leader: st
 function becomeCandidate(s: CoreState, ctx: StepContext, transfer = false): void {
   if (s.role === 'leader') throw new Error('illegal transition: leader -> candidate');
   const config = s.config!;
-  abortReads(s, ctx);
   s.preVote = null;
   s.role = 'candidate';
   s.currentTerm += 1;
@@ -506,6 +516,10 @@ function becomeLeader(s: CoreState, ctx: StepContext): void {
   s.quorumCheckElapsed = 0;
   s.recentlyActive.clear();
   resetForLeadership(s.reads);
+  // The reads we held for a leader wait for our own rounds, once we have committed an entry
+  // of this term (§6.4 step 1).
+  const held = takeAllForwarded(s.reads);
+  if (held.length > 0) s.reads.waiting.push({ kind: 'local', ids: held });
   const next = s.log.lastIndex + 1;
   s.progress.clear();
   s.configChange = null;
@@ -598,9 +612,10 @@ const HANDLERS: Record<Role, Handler> = {
         return countVotes(s, ctx);
       case 'appendEntriesReply':
       case 'installSnapshotReply':
-      case 'readIndexReply':
       case 'timeoutNow':
         return;
+      case 'readIndexReply':
+        return handleReadIndexReply(s, ctx, m); // the reads we hold wait for a leader
       case 'readIndex':
         return replyReadIndex(s, ctx, m.from, m.id, 0, false);
     }
@@ -625,6 +640,8 @@ const HANDLERS: Record<Role, Handler> = {
         return handleSnapshotReply(s, ctx, m);
       case 'readIndex':
         if (holdsLease(s)) return replyReadIndex(s, ctx, m.from, m.id, s.commitIndex, true);
+        // A request sent again while the first is still waiting: that round answers it.
+        if (isQueued(s.reads, m.from, m.id)) return;
         s.reads.waiting.push({ kind: 'forwarded', from: m.from, id: m.id });
         return startReadRound(s, ctx);
     }
@@ -1453,18 +1470,28 @@ function onRead(s: CoreState, ctx: StepContext, ids: number[]): void {
     return startReadRound(s, ctx);
   }
   if (s.role === 'follower' && s.leader !== null) {
-    // A follower asks the leader for a read index, then serves the reads itself. The id is
-    // random, not a counter: a counter restarts with the peer, and a late answer to its
-    // previous incarnation's request would then pass for an answer to a new one.
-    const id = randomForwardId(s);
-    s.reads.forwarded.set(id, ids);
-    ctx.effects.push({
-      type: 'send',
-      message: { type: 'readIndex', term: s.currentTerm, from: s.id, to: s.leader, id },
-    });
-    return;
+    // A follower asks the leader for a read index, then serves the reads itself.
+    holdForwarded(s.reads, randomForwardId(s), ids);
+    return forwardHeldReads(s, ctx);
   }
   ctx.effects.push({ type: 'clientError', ids, code: 'NOT_LEADER', leader: s.leader });
+}
+
+/**
+ * A follower that knows its leader asks it for a read index for the reads it holds: those it
+ * has not asked this leader about, and those asked more than a heartbeat interval ago and
+ * still unanswered (the request or its answer was lost), as one request (`takeDueForward`).
+ * Forward ids are random, not a counter: a counter restarts with the peer, and a late answer
+ * to its previous incarnation's request would then pass for an answer to a new one.
+ */
+function forwardHeldReads(s: CoreState, ctx: StepContext): void {
+  if (s.role !== 'follower' || s.leader === null || s.reads.forwarded.size === 0) return;
+  const id = takeDueForward(s.reads, s.leader, s.ticks, s.options.heartbeatTicks);
+  if (id === null) return;
+  ctx.effects.push({
+    type: 'send',
+    message: { type: 'readIndex', term: s.currentTerm, from: s.id, to: s.leader, id },
+  });
 }
 
 function randomForwardId(s: CoreState): number {
@@ -1510,13 +1537,14 @@ function replyReadIndex(s: CoreState, ctx: StepContext, to: string, id: number, 
 }
 
 function handleReadIndexReply(s: CoreState, ctx: StepContext, m: ReadIndexReply): void {
-  const ids = s.reads.forwarded.get(m.id);
-  if (ids === undefined) return;
-  s.reads.forwarded.delete(m.id);
+  const held = s.reads.forwarded.get(m.id);
+  if (held === undefined) return; // answered already (answers are idempotent), or not ours
   if (!m.ok) {
-    ctx.effects.push({ type: 'clientError', ids, code: 'NOT_LEADER', leader: s.leader === m.from ? null : s.leader });
-    return;
+    // The peer asked does not lead (any more): the reads stay held for the leader we know of,
+    // asked at once if that is another peer; else at the next retry, or of the next leader.
+    return forwardHeldReads(s, ctx);
   }
+  const ids = takeForwarded(s.reads, m.id)!;
   s.reads.awaitingApply.push({ readIndex: m.readIndex, ids });
   releaseAppliedReads(s, ctx);
 }
@@ -1528,12 +1556,14 @@ function releaseAppliedReads(s: CoreState, ctx: StepContext): void {
 }
 
 /**
- * Leadership changed: reads not yet confirmed fail (NOT_LEADER, safe to retry: a read has
- * no effect). Reads that already hold a confirmed read index stay until it is applied.
+ * Our leadership ends: its rounds can confirm nothing more. Our clients' reads waiting for one
+ * are held for the next leader (`forwardHeldReads`), not failed; the followers' requests are
+ * refused, and they ask the next leader themselves. Reads that already hold a confirmed read
+ * index stay until it is applied.
  */
-function abortReads(s: CoreState, ctx: StepContext): void {
-  const { failed, refused } = abortUnconfirmedReads(s.reads);
+function endReadRounds(s: CoreState, ctx: StepContext): void {
+  const { local, refused } = takeUnconfirmedReads(s.reads);
   for (const b of refused) replyReadIndex(s, ctx, b.from, b.id, 0, false);
-  if (failed.length > 0) ctx.effects.push({ type: 'clientError', ids: failed, code: 'NOT_LEADER', leader: null });
+  if (local.length > 0) holdForwarded(s.reads, randomForwardId(s), local);
 }
 

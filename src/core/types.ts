@@ -212,6 +212,15 @@ export interface PendingWrite {
 /** Reads waiting for a ReadIndex round: local client ids, or a follower's forwarded batch. */
 export type ReadBatch = { kind: 'local'; ids: number[] } | { kind: 'forwarded'; from: string; id: number };
 
+/** Client reads a non-leader asked a leader a read index for (thesis §6.4), under one forward id. */
+export interface ForwardedRead {
+  ids: number[];
+  /** The leader it was last sent to; null while none was known since it was held. */
+  sentTo: string | null;
+  /** The tick it was last sent. */
+  sentAt: number;
+}
+
 /** ReadIndex bookkeeping (thesis §6.4). */
 export interface ReadState {
   /** Leader: the latest confirmation round started; AppendEntries carry it as `readSeq`. */
@@ -222,8 +231,12 @@ export interface ReadState {
   waiting: ReadBatch[];
   /** Leader: the round in flight (at most one; reads arriving meanwhile share the next). */
   inRound: { round: number; readIndex: number; batches: ReadBatch[] } | null;
-  /** Follower: batches forwarded to the leader, by (random) forward id. */
-  forwarded: Map<number, number[]>;
+  /**
+   * Reads of this peer's clients that a leader is asked to give a read index for, by (random)
+   * forward id, held until an answer comes: re-sent while unanswered, and across changes of
+   * leader (see `reads.ts`). Oldest first (insertion order).
+   */
+  forwarded: Map<number, ForwardedRead>;
   /** Reads with a confirmed read index, waiting until it is applied. */
   awaitingApply: { readIndex: number; ids: number[] }[];
   /** Leader with lease reads: the rounds sent and not yet acknowledged by a quorum, with the tick each started. */
