@@ -4,8 +4,30 @@
  */
 import { EXIT, UsageError, type CommandSpec, type Invocation, type OptionSpec } from './args.js';
 import { CLIENT_OPTIONS, ClusterError, clientFrom, expectOk, send, type Answer, type Client } from './client.js';
-import { runNode, NODE_OPTIONS } from './node.js';
 import { cell, print } from './output.js';
+
+/** `actor-raft node`'s options (read in node.ts). */
+export const NODE_OPTIONS: OptionSpec[] = [
+  { name: 'id', type: 'string', value: 'ID', help: 'this peer\'s id', required: true },
+  { name: 'listen', type: 'string', value: 'HOST:PORT', help: 'address for the other peers (TCP)', required: true },
+  { name: 'peers', type: 'string', value: 'ID=HOST:PORT,...', help: 'every peer\'s TCP address, this one included (commas, no spaces)', required: true },
+  { name: 'data', type: 'string', value: 'DIR', help: 'data directory (one owner at a time)', required: true },
+  { name: 'http', type: 'string', value: 'HOST:PORT', help: 'address for clients (HTTP)', required: true },
+  { name: 'http-peers', type: 'string', value: 'ID=HOST:PORT,...', help: 'the peers\' HTTP addresses, for redirects to the leader' },
+  { name: 'cluster-id', type: 'string', value: 'ID', help: 'nodes of different cluster ids refuse each other (default actor-raft)' },
+  { name: 'bootstrap', type: 'boolean', help: 'form the cluster of --peers (once, on one node; a no-op with a configuration)' },
+  { name: 'log', type: 'string', value: 'FORMAT', help: 'text (default) or json, one object per line' },
+  { name: 'tls-ca', type: 'string', value: 'FILE', help: 'mutual TLS between peers: the cluster CA (PEM)' },
+  { name: 'tls-cert', type: 'string', value: 'FILE', help: 'mutual TLS between peers: this node\'s certificate' },
+  { name: 'tls-key', type: 'string', value: 'FILE', help: 'mutual TLS between peers: this node\'s key' },
+  { name: 'http-tls-cert', type: 'string', value: 'FILE', help: 'HTTPS for clients: the server certificate' },
+  { name: 'http-tls-key', type: 'string', value: 'FILE', help: 'HTTPS for clients: the server key' },
+  { name: 'http-tls-ca', type: 'string', value: 'FILE', help: 'HTTPS for clients: require client certificates signed by this CA' },
+  { name: 'http-allowed-hosts', type: 'string', value: 'NAME[:PORT],...', help: 'more names clients may use in the Host header' },
+  { name: 'http-allowed-origins', type: 'string', value: 'URL,...', help: 'origins whose web pages may call the HTTP interface (CORS)' },
+  { name: 'http-max-connections', type: 'string', value: 'N', help: 'most client connections open at once (default 1024)' },
+  { name: 'http-max-inflight', type: 'string', value: 'N', help: 'most requests answered at once (default 256)' },
+];
 
 const JSON_VALUES: OptionSpec = { name: 'json', type: 'boolean', help: 'the values are JSON (a number stays a number, an object an object)' };
 
@@ -20,7 +42,8 @@ export const COMMANDS: CommandSpec[] = [
       '--bootstrap and are brought in by the leader. A node without a configuration says so',
       'in its log every few seconds.',
     ],
-    run: runNode,
+    // Loaded only here: the client commands need none of the actors, workers and LMDB.
+    run: async (inv) => (await import('./node.js')).runNode(inv),
   },
   {
     name: 'get',

@@ -1,35 +1,15 @@
 /**
  * `actor-raft node`: one networked peer in this process (its supervised actors, TCP between
  * peers, HTTP for clients), logging what an operator needs to see, until SIGINT or SIGTERM.
+ * Its options are declared in commands.ts (NODE_OPTIONS); the client commands do not load
+ * this module (nor the actors and LMDB it starts).
  */
 import { events, setConfig, startNode, status, stopNode } from '../api/index.js';
 import { startHttpServer } from '../http/server.js';
-import { choiceOption, EXIT, hostPort, parseList, parsePeerMap, positiveOption, str, UsageError, type Invocation, type OptionSpec } from './args.js';
+import { choiceOption, EXIT, hostPort, parseList, parsePeerMap, positiveOption, str, UsageError, type Invocation } from './args.js';
 
 /** How often a node without a configuration says so. */
 const WAITING_LOG_MS = 5_000;
-
-export const NODE_OPTIONS: OptionSpec[] = [
-  { name: 'id', type: 'string', value: 'ID', help: 'this peer\'s id', required: true },
-  { name: 'listen', type: 'string', value: 'HOST:PORT', help: 'address for the other peers (TCP)', required: true },
-  { name: 'peers', type: 'string', value: 'ID=HOST:PORT,...', help: 'every peer\'s TCP address, this one included (commas, no spaces)', required: true },
-  { name: 'data', type: 'string', value: 'DIR', help: 'data directory (one owner at a time)', required: true },
-  { name: 'http', type: 'string', value: 'HOST:PORT', help: 'address for clients (HTTP)', required: true },
-  { name: 'http-peers', type: 'string', value: 'ID=HOST:PORT,...', help: 'the peers\' HTTP addresses, for redirects to the leader' },
-  { name: 'cluster-id', type: 'string', value: 'ID', help: 'nodes of different cluster ids refuse each other (default actor-raft)' },
-  { name: 'bootstrap', type: 'boolean', help: 'form the cluster of --peers (once, on one node; a no-op with a configuration)' },
-  { name: 'log', type: 'string', value: 'FORMAT', help: 'text (default) or json, one object per line' },
-  { name: 'tls-ca', type: 'string', value: 'FILE', help: 'mutual TLS between peers: the cluster CA (PEM)' },
-  { name: 'tls-cert', type: 'string', value: 'FILE', help: 'mutual TLS between peers: this node\'s certificate' },
-  { name: 'tls-key', type: 'string', value: 'FILE', help: 'mutual TLS between peers: this node\'s key' },
-  { name: 'http-tls-cert', type: 'string', value: 'FILE', help: 'HTTPS for clients: the server certificate' },
-  { name: 'http-tls-key', type: 'string', value: 'FILE', help: 'HTTPS for clients: the server key' },
-  { name: 'http-tls-ca', type: 'string', value: 'FILE', help: 'HTTPS for clients: require client certificates signed by this CA' },
-  { name: 'http-allowed-hosts', type: 'string', value: 'NAME[:PORT],...', help: 'more names clients may use in the Host header' },
-  { name: 'http-allowed-origins', type: 'string', value: 'URL,...', help: 'origins whose web pages may call the HTTP interface (CORS)' },
-  { name: 'http-max-connections', type: 'string', value: 'N', help: 'most client connections open at once (default 1024)' },
-  { name: 'http-max-inflight', type: 'string', value: 'N', help: 'most requests answered at once (default 256)' },
-];
 
 export async function runNode(inv: Invocation): Promise<number> {
   const id = str(inv, 'id')!;
@@ -124,11 +104,9 @@ function reportWhileUnconfigured(id: string, log: Log): NodeJS.Timeout {
           clearInterval(timer);
           return;
         }
-        log(
-          'waiting',
-          { config: null },
-          'no cluster configuration yet: waiting to be added by a running cluster\'s leader; to form a new cluster, start one node (once) with --bootstrap and the full --peers list',
-        );
+        const message =
+          'no cluster configuration yet: waiting to be added by a running cluster\'s leader; to form a new cluster, start one node (once) with --bootstrap and the full --peers list';
+        log('waiting', { config: null, message }, message);
       },
       () => undefined,
     );
