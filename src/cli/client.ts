@@ -133,6 +133,11 @@ export async function send(c: Client, method: string, path: string, body?: { byt
         url = new URL(location, url);
         continue;
       }
+      if (answer.status === 503 && method !== 'GET' && outcomeUnknown(answer)) {
+        // Leadership lost (or an actor restarted) under this write: sending it again elsewhere
+        // could apply it twice.
+        throw new ClusterError(`${url.origin}: ${errorText(answer)} (the outcome is unknown: the write may still be applied)`, EXIT.unavailable);
+      }
       if (answer.status === 503) {
         noLeader = true;
         failures.push(`${url.origin}: ${errorText(answer)}`);
@@ -180,6 +185,14 @@ function requestOnce(c: Client, method: string, url: URL, body: { bytes: Buffer;
     });
     req.end(body?.bytes);
   });
+}
+
+function outcomeUnknown(a: Answer): boolean {
+  try {
+    return (JSON.parse(a.body.toString('utf8')) as { outcome?: unknown }).outcome === 'unknown';
+  } catch {
+    return false;
+  }
 }
 
 /** The message of an error answer (`{"error": ..., "code": ...}`), or its text. */
