@@ -87,7 +87,7 @@ async function singleNode(root: string, extra: string[] = [], scheme = 'http'): 
 }
 
 describe('actor-raft command line: parsing and exit codes', function () {
-  this.timeout(60_000);
+  this.timeout(120_000); // a CLI process per line: slow on a loaded machine
 
   it('an unknown option, an extra argument or a missing value is exit 2 with one line pointing to --help', async () => {
     const typo = await run(['get', 'k', '--endpoint', 'http://127.0.0.1:1']);

@@ -280,7 +280,7 @@ export function choiceOption<T extends string>(value: string | undefined, name: 
 }
 
 /** A string option's value (options of type string are never booleans). */
-export function str(inv: Invocation, name: string): string | undefined {
+export function stringOption(inv: Invocation, name: string): string | undefined {
   const v = inv.options[name];
   return typeof v === 'string' ? v : undefined;
 }

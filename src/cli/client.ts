@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { EXIT, str, UsageError, type Invocation, type OptionSpec } from './args.js';
+import { EXIT, stringOption, UsageError, type Invocation, type OptionSpec } from './args.js';
 
 export const DEFAULT_ENDPOINT = 'http://127.0.0.1:8001';
 export const ENDPOINTS_ENV = 'ACTOR_RAFT_ENDPOINTS';
@@ -53,13 +53,13 @@ export interface Answer {
 
 /** A client from a command's options and the environment. */
 export function clientFrom(inv: Invocation, env: NodeJS.ProcessEnv = process.env): Client {
-  const output = str(inv, 'output') ?? 'plain';
+  const output = stringOption(inv, 'output') ?? 'plain';
   if (!(OUTPUT_FORMATS as readonly string[]).includes(output)) throw new UsageError(`--output is one of ${OUTPUT_FORMATS.join(', ')}; got '${output}'`);
   const tls = tlsOptions(inv);
-  const list = str(inv, 'endpoints') ?? (env[ENDPOINTS_ENV] || DEFAULT_ENDPOINT);
+  const list = stringOption(inv, 'endpoints') ?? (env[ENDPOINTS_ENV] || DEFAULT_ENDPOINT);
   const endpoints = list.split(',').map((e) => e.trim()).filter((e) => e !== '').map((e) => endpointUrl(e, tls !== undefined));
   if (endpoints.length === 0) throw new UsageError('--endpoints is empty');
-  const timeout = str(inv, 'timeout');
+  const timeout = stringOption(inv, 'timeout');
   const seconds = timeout === undefined ? DEFAULT_TIMEOUT_S : Number(timeout);
   if (!(seconds > 0) || !Number.isFinite(seconds)) throw new UsageError(`--timeout must be a positive number of seconds, got '${timeout}'`);
   return { endpoints, output: output as OutputFormat, token: token(inv, env), timeoutMs: seconds * 1000, tls };
@@ -79,7 +79,7 @@ function endpointUrl(endpoint: string, tls: boolean): string {
 }
 
 function token(inv: Invocation, env: NodeJS.ProcessEnv): string | undefined {
-  const file = str(inv, 'token-file');
+  const file = stringOption(inv, 'token-file');
   const value = file === undefined ? env[TOKEN_ENV] : readOptionFile(file, 'token-file').toString('utf8');
   const t = value?.trim();
   if (file !== undefined && !t) throw new UsageError(`--token-file ${file} is empty`);
@@ -88,7 +88,7 @@ function token(inv: Invocation, env: NodeJS.ProcessEnv): string | undefined {
 }
 
 function tlsOptions(inv: Invocation): https.AgentOptions | undefined {
-  const [ca, cert, key] = (['cacert', 'cert', 'key'] as const).map((n) => str(inv, n));
+  const [ca, cert, key] = (['cacert', 'cert', 'key'] as const).map((n) => stringOption(inv, n));
   if ((cert === undefined) !== (key === undefined)) throw new UsageError('--cert and --key go together');
   if (ca === undefined && cert === undefined) return undefined;
   return {

@@ -6,29 +6,29 @@
  */
 import { events, setConfig, startNode, status, stopNode } from '../api/index.js';
 import { startHttpServer } from '../http/server.js';
-import { choiceOption, EXIT, hostPort, parseList, parsePeerMap, positiveOption, str, UsageError, type Invocation } from './args.js';
+import { choiceOption, EXIT, hostPort, parseList, parsePeerMap, positiveOption, stringOption, UsageError, type Invocation } from './args.js';
 
 /** How often a node without a configuration says so. */
 const WAITING_LOG_MS = 5_000;
 
 export async function runNode(inv: Invocation): Promise<number> {
-  const id = str(inv, 'id')!;
-  const listen = hostPort(str(inv, 'listen')!, '--listen', true);
-  const allPeers = parsePeerMap(str(inv, 'peers')!, '--peers');
+  const id = stringOption(inv, 'id')!;
+  const listen = hostPort(stringOption(inv, 'listen')!, '--listen', true);
+  const allPeers = parsePeerMap(stringOption(inv, 'peers')!, '--peers');
   if (!(id in allPeers)) throw new UsageError(`--peers must include this node (${id})`);
-  const dataDir = str(inv, 'data')!;
-  const httpListen = hostPort(str(inv, 'http')!, '--http', true);
-  const httpPeersFlag = str(inv, 'http-peers');
+  const dataDir = stringOption(inv, 'data')!;
+  const httpListen = hostPort(stringOption(inv, 'http')!, '--http', true);
+  const httpPeersFlag = stringOption(inv, 'http-peers');
   const httpPeers = httpPeersFlag === undefined ? {} : parsePeerMap(httpPeersFlag, '--http-peers', true);
-  const clusterId = str(inv, 'cluster-id') ?? 'actor-raft';
-  const json = choiceOption(str(inv, 'log'), 'log', ['text', 'json'], 'text') === 'json';
+  const clusterId = stringOption(inv, 'cluster-id') ?? 'actor-raft';
+  const json = choiceOption(stringOption(inv, 'log'), 'log', ['text', 'json'], 'text') === 'json';
   const tls = peerTls(inv);
   const httpTls = clientTls(inv);
   // What web pages may do (src/http/server.ts, "Web pages"), and the server's bounds.
-  const allowedHosts = str(inv, 'http-allowed-hosts');
-  const allowedOrigins = str(inv, 'http-allowed-origins');
-  const maxConnections = positiveOption(str(inv, 'http-max-connections'), 'http-max-connections');
-  const maxInFlight = positiveOption(str(inv, 'http-max-inflight'), 'http-max-inflight');
+  const allowedHosts = stringOption(inv, 'http-allowed-hosts');
+  const allowedOrigins = stringOption(inv, 'http-allowed-origins');
+  const maxConnections = positiveOption(stringOption(inv, 'http-max-connections'), 'http-max-connections');
+  const maxInFlight = positiveOption(stringOption(inv, 'http-max-inflight'), 'http-max-inflight');
 
   const log = (event: string, fields: Record<string, unknown>, text: string) => {
     if (json) console.log(JSON.stringify({ time: new Date().toISOString(), node: id, event, ...fields }));
@@ -116,7 +116,7 @@ function reportWhileUnconfigured(id: string, log: Log): NodeJS.Timeout {
 }
 
 function peerTls(inv: Invocation): { ca: string; cert: string; key: string } | undefined {
-  const [ca, cert, key] = ['tls-ca', 'tls-cert', 'tls-key'].map((n) => str(inv, n));
+  const [ca, cert, key] = ['tls-ca', 'tls-cert', 'tls-key'].map((n) => stringOption(inv, n));
   if ([ca, cert, key].some((f) => f !== undefined) && [ca, cert, key].some((f) => f === undefined)) {
     throw new UsageError('--tls-ca, --tls-cert and --tls-key go together');
   }
@@ -125,9 +125,9 @@ function peerTls(inv: Invocation): { ca: string; cert: string; key: string } | u
 
 /** HTTPS for clients; with a CA, clients must present a certificate it signed. */
 function clientTls(inv: Invocation): { cert: string; key: string; ca?: string; requestCert?: boolean } | undefined {
-  const cert = str(inv, 'http-tls-cert');
-  const key = str(inv, 'http-tls-key');
-  const ca = str(inv, 'http-tls-ca');
+  const cert = stringOption(inv, 'http-tls-cert');
+  const key = stringOption(inv, 'http-tls-key');
+  const ca = stringOption(inv, 'http-tls-ca');
   if ((cert === undefined) !== (key === undefined) || (ca !== undefined && cert === undefined)) {
     throw new UsageError('--http-tls-cert and --http-tls-key go together (and --http-tls-ca needs them)');
   }
