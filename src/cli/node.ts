@@ -1,0 +1,139 @@
+/**
+ * `actor-raft node`: one networked peer in this process (its supervised actors, TCP between
+ * peers, HTTP for clients), logging what an operator needs to see, until SIGINT or SIGTERM.
+ * Its options are declared in commands.ts (NODE_OPTIONS); the client commands do not load
+ * this module (nor the actors and LMDB it starts).
+ */
+import { events, setConfig, startNode, status, stopNode } from '../api/index.js';
+import { startHttpServer } from '../http/server.js';
+import { choiceOption, EXIT, hostPort, parseList, parsePeerMap, positiveOption, stringOption, UsageError, type Invocation } from './args.js';
+
+/** How often a node without a configuration says so. */
+const WAITING_LOG_MS = 5_000;
+
+export async function runNode(inv: Invocation): Promise<number> {
+  const id = stringOption(inv, 'id')!;
+  const listen = hostPort(stringOption(inv, 'listen')!, '--listen', true);
+  const allPeers = parsePeerMap(stringOption(inv, 'peers')!, '--peers');
+  if (!(id in allPeers)) throw new UsageError(`--peers must include this node (${id})`);
+  const dataDir = stringOption(inv, 'data')!;
+  const httpListen = hostPort(stringOption(inv, 'http')!, '--http', true);
+  const httpPeersFlag = stringOption(inv, 'http-peers');
+  const httpPeers = httpPeersFlag === undefined ? {} : parsePeerMap(httpPeersFlag, '--http-peers', true);
+  const clusterId = stringOption(inv, 'cluster-id') ?? 'actor-raft';
+  const json = choiceOption(stringOption(inv, 'log'), 'log', ['text', 'json'], 'text') === 'json';
+  const tls = peerTls(inv);
+  const httpTls = clientTls(inv);
+  // What web pages may do (src/http/server.ts, "Web pages"), and the server's bounds.
+  const allowedHosts = stringOption(inv, 'http-allowed-hosts');
+  const allowedOrigins = stringOption(inv, 'http-allowed-origins');
+  const maxConnections = positiveOption(stringOption(inv, 'http-max-connections'), 'http-max-connections');
+  const maxInFlight = positiveOption(stringOption(inv, 'http-max-inflight'), 'http-max-inflight');
+
+  const log = (event: string, fields: Record<string, unknown>, text: string) => {
+    if (json) console.log(JSON.stringify({ time: new Date().toISOString(), node: id, event, ...fields }));
+    else console.log(`${new Date().toISOString()}  ${id}  ${text}`);
+  };
+  events.on('role', (n) => {
+    if (n.id !== id) return;
+    log('role', n, `${n.role} in term ${n.term}${n.leader ? `, leader ${n.leader}` : ', no leader known'}`);
+  });
+  events.on('restart', (n) => log('restart', n, `restarted: ${n.reason}`));
+  events.on('failed', (n) => {
+    log('failed', n, `stopped by its supervisor: ${n.reason}`);
+    process.exitCode = 1;
+  });
+
+  const peers = Object.fromEntries(Object.entries(allPeers).filter(([p]) => p !== id));
+  await startNode(id, { stateMachine: 'kv', dataDir, network: { listen, peers, clusterId, ...(tls ? { tls } : {}) } });
+  const http = await startHttpServer({
+    node: id,
+    listen: httpListen,
+    peerHttp: httpUrls(httpPeers, httpTls !== undefined),
+    ...(httpTls ? { tls: httpTls } : {}),
+    ...(allowedHosts !== undefined ? { allowedHosts: parseList(allowedHosts) } : {}),
+    ...(allowedOrigins !== undefined ? { allowedOrigins: parseList(allowedOrigins) } : {}),
+    ...(maxConnections ? { maxConnections } : {}),
+    ...(maxInFlight ? { maxInFlightRequests: maxInFlight } : {}),
+    onInternalError: (err) => log('http-error', { error: String(err) }, `http: internal error: ${String(err)}`),
+  });
+  log('up', { listen, http: http.address(), dataDir }, `up: peers on ${listen}, http on ${http.address()}, data in ${dataDir}`);
+
+  if (inv.options.bootstrap === true) await bootstrap(id, allPeers, log);
+  const waiting = reportWhileUnconfigured(id, log);
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    clearInterval(waiting);
+    log('stop', { signal }, `stopping (${signal})`);
+    await http.close();
+    await stopNode(id).catch(() => undefined);
+    log('stopped', {}, 'stopped; the data stays in the data directory');
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  return EXIT.ok;
+}
+
+type Log = (event: string, fields: Record<string, unknown>, text: string) => void;
+
+/** Form the cluster of `allPeers` on a blank node (§4.1's first configuration), and say which. */
+async function bootstrap(id: string, allPeers: Record<string, string>, log: Log): Promise<void> {
+  const s = await status(id);
+  if (s.peers.length > 0 || s.lastIndex > 0) {
+    log('bootstrap-skipped', { peers: s.peers }, `--bootstrap: this node already has a configuration (${s.peers.join(', ') || 'in its log'}); nothing to do`);
+    return;
+  }
+  const ids = Object.keys(allPeers);
+  await setConfig(id, ids);
+  const members = ids.map((p) => `${p} at ${allPeers[p]}`).join(', ');
+  log('bootstrap', { peers: allPeers }, `bootstrapped a cluster of ${ids.length}: ${members}`);
+}
+
+/**
+ * Every few seconds while this node has no configuration, say so and what to do: otherwise a
+ * cluster that was never bootstrapped looks the same as one that is merely slow.
+ */
+function reportWhileUnconfigured(id: string, log: Log): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    status(id).then(
+      (s) => {
+        if (s.config !== null) {
+          clearInterval(timer);
+          return;
+        }
+        const message =
+          'no cluster configuration yet: waiting to be added by a running cluster\'s leader; to form a new cluster, start one node (once) with --bootstrap and the full --peers list';
+        log('waiting', { config: null, message }, message);
+      },
+      () => undefined,
+    );
+  }, WAITING_LOG_MS);
+  timer.unref();
+  return timer;
+}
+
+function peerTls(inv: Invocation): { ca: string; cert: string; key: string } | undefined {
+  const [ca, cert, key] = ['tls-ca', 'tls-cert', 'tls-key'].map((n) => stringOption(inv, n));
+  if ([ca, cert, key].some((f) => f !== undefined) && [ca, cert, key].some((f) => f === undefined)) {
+    throw new UsageError('--tls-ca, --tls-cert and --tls-key go together');
+  }
+  return ca !== undefined ? { ca, cert: cert!, key: key! } : undefined;
+}
+
+/** HTTPS for clients; with a CA, clients must present a certificate it signed. */
+function clientTls(inv: Invocation): { cert: string; key: string; ca?: string; requestCert?: boolean } | undefined {
+  const cert = stringOption(inv, 'http-tls-cert');
+  const key = stringOption(inv, 'http-tls-key');
+  const ca = stringOption(inv, 'http-tls-ca');
+  if ((cert === undefined) !== (key === undefined) || (ca !== undefined && cert === undefined)) {
+    throw new UsageError('--http-tls-cert and --http-tls-key go together (and --http-tls-ca needs them)');
+  }
+  return cert !== undefined ? { cert, key: key!, ...(ca !== undefined ? { ca, requestCert: true } : {}) } : undefined;
+}
+
+function httpUrls(peers: Record<string, string>, tls: boolean): Record<string, string> {
+  return Object.fromEntries(Object.entries(peers).map(([p, a]) => [p, a.includes('://') ? a : `${tls ? 'https' : 'http'}://${a}`]));
+}
