@@ -12,6 +12,12 @@
  *
  * Control calls (status, setConfig, stop, wiring) travel over comlink and are typed in
  * `src/control.ts`; nothing on the op path or between peers uses anything but this codec.
+ *
+ * Encode once, validate once: the API packs a command once; the leader packs each entry once
+ * (`entryBytes`), and inside every message an entry is those bytes (`ENTRY_EXT`), which a
+ * receiver keeps with the entry it decodes, sends on and stores in LMDB unchanged. An entry's
+ * shape is checked once per hop, by the guard of the port it arrives on (`isPeerMessage`,
+ * `isLogRequest`, `isLogReply`); the log stores check only its place in the log.
  */
 import { addExtension, Packr, Unpackr } from 'msgpackr';
 
@@ -462,27 +468,49 @@ class PackedEntry {
   constructor(readonly bytes: Uint8Array) {}
 }
 
-/**
- * The packed bytes of each entry met so far: made by `entryBytes` (the first time an entry is
- * sent or stored) or kept from the message or store the entry was decoded from. Entries are
- * never modified once made (the core treats them as values), so the bytes stay true.
- */
-const packedEntries = new WeakMap<Entry, Uint8Array>();
+/** An ENTRY_EXT just unpacked: where its payload lies in the message, unpacked once the message is. */
+class PendingEntry {
+  constructor(readonly payload: Uint8Array) {}
+}
 
-/** Entries of the message being decoded, still waiting for their payload to be unpacked. */
-const unresolved: { entry: Record<string, unknown>; payload: Uint8Array }[] = [];
+/** Returns the object it is given, so that a subclass can add a private field to any object. */
+class Itself {
+  constructor(o: object) {
+    return o;
+  }
+}
+
+/**
+ * The packed bytes an entry carries: set by `entryBytes` (the first time an entry is sent or
+ * stored) or kept from the message or store the entry was decoded from. A private field on the
+ * entry itself: unseen by the entry's keys, spreads, deep equality and the codec, and left
+ * behind by a copy (`{ ...e }`), which is packed anew. (A WeakMap did the same at several times
+ * the cost per entry.) Entries are never modified once made (the core treats them as values),
+ * so the bytes stay true.
+ */
+class EntryBytes extends Itself {
+  #bytes: Uint8Array;
+  private constructor(entry: object, bytes: Uint8Array) {
+    super(entry);
+    this.#bytes = bytes;
+  }
+
+  static get(entry: object): Uint8Array | undefined {
+    return #bytes in entry ? (entry as EntryBytes).#bytes : undefined;
+  }
+
+  static keep(entry: object, bytes: Uint8Array): void {
+    if (!(#bytes in entry) && Object.isExtensible(entry)) new EntryBytes(entry, bytes);
+  }
+}
 
 addExtension({
   Class: PackedEntry,
   type: ENTRY_EXT,
   pack: (p: PackedEntry) => p.bytes,
-  // msgpackr cannot unpack inside an unpack without copying the whole message, so the entry is
-  // an empty object until `Codec.decode` has finished the message and fills it in.
-  unpack: (payload: Uint8Array) => {
-    const entry: Record<string, unknown> = {};
-    unresolved.push({ entry, payload });
-    return entry;
-  },
+  // msgpackr cannot unpack inside an unpack without copying the whole message, so the payload
+  // waits until `Codec.decode` has finished the message (see `unpackEntries`).
+  unpack: (payload: Uint8Array) => new PendingEntry(payload),
 });
 
 /**
@@ -508,15 +536,15 @@ export function canonicalEntry(e: Entry, copyData = false): Entry {
 }
 
 /**
- * The entry packed alone with this codec (an owned buffer; do not modify it): packed the first
+ * The entry packed alone with this codec (do not modify or transfer it): packed the first
  * time it is asked for, then the same bytes every time after, and the bytes it arrived in for
  * an entry decoded from a message or read from the log store.
  */
 export function entryBytes(e: Entry): Uint8Array {
-  let bytes = packedEntries.get(e);
+  let bytes = EntryBytes.get(e);
   if (bytes === undefined) {
-    bytes = codec.encode(canonicalEntry(e));
-    packedEntries.set(e, bytes);
+    bytes = codec.encodeSmall(canonicalEntry(e));
+    EntryBytes.keep(e, bytes);
   }
   return bytes;
 }
@@ -528,7 +556,7 @@ export function entryBytes(e: Entry): Uint8Array {
  */
 export function decodeEntryBytes(bytes: Uint8Array): unknown {
   const value = codec.decode(bytes);
-  if (typeof value === 'object' && value !== null) packedEntries.set(value as Entry, bytes);
+  if (typeof value === 'object' && value !== null) EntryBytes.keep(value, bytes);
   return value;
 }
 
@@ -543,14 +571,31 @@ function withPackedEntries(value: unknown): unknown {
   return value;
 }
 
-/** Fill in the entries of the message just unpacked from their payloads (see `ENTRY_EXT`). */
-function resolveEntries(unpackr: Unpackr): void {
-  // An entry's payload could itself hold entries (never a valid entry): those are resolved too.
-  for (let item = unresolved.pop(); item !== undefined; item = unresolved.pop()) {
-    const value: unknown = unpackr.unpack(item.payload);
-    if (typeof value !== 'object' || value === null) continue; // an empty object: no entry
-    Object.assign(item.entry, value);
-    packedEntries.set(item.entry as unknown as Entry, item.payload);
+/**
+ * Unpack, in place, the entries of a message just unpacked from `source` (see `ENTRY_EXT`):
+ * each payload must be exactly one value, and the entry keeps it as its packed bytes. A payload
+ * anywhere but in a message's entries is left as it is, which no guard accepts.
+ */
+function unpackEntries(value: unknown, source: Uint8Array, unpackr: Unpackr): void {
+  if (typeof value !== 'object' || value === null) return;
+  const m = value as { type?: unknown; entries?: unknown; messages?: unknown };
+  if (m.type === 'bundle' && Array.isArray(m.messages)) {
+    for (const inner of m.messages) unpackEntries(inner, source, unpackr);
+    return;
+  }
+  if (!Array.isArray(m.entries)) return;
+  const entries = m.entries as unknown[];
+  for (let i = 0; i < entries.length; i++) {
+    const pending = entries[i];
+    if (!(pending instanceof PendingEntry)) continue;
+    const { payload } = pending;
+    // Read from the message's own buffer (no new view, no copy); throws unless the payload
+    // holds exactly one value. A payload not inside `source` cannot be: it is read alone.
+    const start = payload.byteOffset - source.byteOffset;
+    const inside = payload.buffer === source.buffer && start >= 0 && start + payload.length <= source.length;
+    const entry: unknown = inside ? unpackr.unpack(source, { start, end: start + payload.length }) : unpackr.unpack(payload);
+    if (typeof entry === 'object' && entry !== null) EntryBytes.keep(entry, payload);
+    entries[i] = entry;
   }
 }
 
@@ -575,14 +620,20 @@ export class Codec {
     return owned;
   }
 
+  /**
+   * Like `encode`, but the bytes may share an ArrayBuffer with others (Node's Buffer pool),
+   * which makes small values much cheaper to keep: never transfer them.
+   */
+  encodeSmall(value: unknown): Uint8Array {
+    return Buffer.from(this.packr.pack(withPackedEntries(value)));
+  }
+
   decode(bytes: Uint8Array): unknown {
-    unresolved.length = 0;
     try {
       const value: unknown = this.unpackr.unpack(bytes);
-      resolveEntries(this.unpackr);
+      unpackEntries(value, bytes, this.unpackr);
       return value;
     } catch (err) {
-      unresolved.length = 0;
       throw new DecodeError(`undecodable message (${bytes.length} bytes): ${(err as Error).message}`);
     }
   }

@@ -416,6 +416,13 @@ describe('codec: entries packed once (ENTRY_EXT)', () => {
     }
   });
 
+  it('a copy of a decoded entry does not carry its bytes: it is packed anew', () => {
+    const [received] = (codec.decode(codec.encode({ ...appendEntries, entries: [command] })) as AppendEntries).entries;
+    const copy = { ...received!, index: 99 } as Entry;
+    expect(codec.decode(entryBytes(copy))).to.deep.equal({ ...command, index: 99 });
+    expect(codec.decode(entryBytes(received!))).to.deep.equal(command);
+  });
+
   it('decodeEntryBytes keeps the stored bytes as the entry\'s packed form', () => {
     const stored = codec.encode(command);
     const e = decodeEntryBytes(stored) as Entry;
@@ -438,7 +445,7 @@ describe('codec: entries packed once (ENTRY_EXT)', () => {
     expect(isPeerMessage(codec.decode(bytes))).to.equal(true);
     // fixext 1 whose payload is the number 7.
     const decoded = codec.decode(replaceEntry(bytes, noop, [0xd4, ENTRY_EXT, 7])) as AppendEntries;
-    expect(decoded.entries).to.deep.equal([{}]);
+    expect(decoded.entries).to.deep.equal([7]);
     expect(isPeerMessage(decoded)).to.equal(false);
   });
 });
