@@ -12,8 +12,14 @@
  *
  * Control calls (status, setConfig, stop, wiring) travel over comlink and are typed in
  * `src/control.ts`; nothing on the op path or between peers uses anything but this codec.
+ *
+ * Encode once, validate once: the API packs a command once; the leader packs each entry once
+ * (`entryBytes`), and inside every message an entry is those bytes (`ENTRY_EXT`), which a
+ * receiver keeps with the entry it decodes, sends on and stores in LMDB unchanged. An entry's
+ * shape is checked once per hop, by the guard of the port it arrives on (`isPeerMessage`,
+ * `isLogRequest`, `isLogReply`); the log stores check only its place in the log.
  */
-import { Packr, Unpackr } from 'msgpackr';
+import { addExtension, Packr, Unpackr } from 'msgpackr';
 
 // ---------------------------------------------------------------------------------------------
 // Log entries
@@ -444,6 +450,155 @@ function codecOptions() {
   return { structures, maxSharedStructures: structures.length, useRecords: true, moreTypes: false };
 }
 
+// ---------------------------------------------------------------------------------------------
+// Entries packed once (encode once: the leader packs an entry, and those bytes travel unchanged
+// through its persist, every AppendEntries and every follower's persist into LMDB)
+
+/**
+ * The msgpack extension type of an entry inside a message (AppendEntries, persist,
+ * readResult): its payload is the entry packed alone with this codec, which is also exactly
+ * what the log store keeps under the entry's index (src/log/lmdb-store.ts). A receiver keeps
+ * the payload with the entry it decodes, so sending the entry on or storing it copies those
+ * bytes and never packs the entry again.
+ */
+export const ENTRY_EXT = 1;
+
+/** An entry's packed bytes, on their way into a message as one ENTRY_EXT. */
+class PackedEntry {
+  constructor(readonly bytes: Uint8Array) {}
+}
+
+/** An ENTRY_EXT just unpacked: where its payload lies in the message, unpacked once the message is. */
+class PendingEntry {
+  constructor(readonly payload: Uint8Array) {}
+}
+
+/** Returns the object it is given, so that a subclass can add a private field to any object. */
+class Itself {
+  constructor(o: object) {
+    return o;
+  }
+}
+
+/**
+ * The packed bytes an entry carries: set by `entryBytes` (the first time an entry is sent or
+ * stored) or kept from the message or store the entry was decoded from. A private field on the
+ * entry itself: unseen by the entry's keys, spreads, deep equality and the codec, and left
+ * behind by a copy (`{ ...e }`), which is packed anew. (A WeakMap did the same at several times
+ * the cost per entry.) Entries are never modified once made (the core treats them as values),
+ * so the bytes stay true.
+ */
+class EntryBytes extends Itself {
+  #bytes: Uint8Array;
+  private constructor(entry: object, bytes: Uint8Array) {
+    super(entry);
+    this.#bytes = bytes;
+  }
+
+  static get(entry: object): Uint8Array | undefined {
+    return #bytes in entry ? (entry as EntryBytes).#bytes : undefined;
+  }
+
+  static keep(entry: object, bytes: Uint8Array): void {
+    if (!(#bytes in entry) && Object.isExtensible(entry)) new EntryBytes(entry, bytes);
+  }
+}
+
+addExtension({
+  Class: PackedEntry,
+  type: ENTRY_EXT,
+  pack: (p: PackedEntry) => p.bytes,
+  // msgpackr cannot unpack inside an unpack without copying the whole message, so the payload
+  // waits until `Codec.decode` has finished the message (see `unpackEntries`).
+  unpack: (payload: Uint8Array) => new PendingEntry(payload),
+});
+
+/**
+ * The entry with only its own fields, in the key order of the codec's shared structures (so
+ * it packs as a compact record whoever built it). With `copyData` the command bytes get a
+ * buffer of their own, so a store never aliases a message buffer it was handed.
+ */
+export function canonicalEntry(e: Entry, copyData = false): Entry {
+  switch (e.type) {
+    case 'noop':
+      return { type: 'noop', index: e.index, term: e.term };
+    case 'command': {
+      // new Uint8Array(view) copies; a Buffer's slice() would not.
+      const data = copyData ? new Uint8Array(e.data) : e.data;
+      // The leader's time is part of the entry (session expiry, thesis §6.3).
+      return e.time === undefined ? { type: 'command', index: e.index, term: e.term, data } : { type: 'command', index: e.index, term: e.term, data, time: e.time };
+    }
+    case 'config':
+      return e.old === undefined
+        ? { type: 'config', index: e.index, term: e.term, peers: [...e.peers] }
+        : { type: 'config', index: e.index, term: e.term, peers: [...e.peers], old: [...e.old] };
+  }
+}
+
+/**
+ * The entry packed alone with this codec (do not modify or transfer it): packed the first
+ * time it is asked for, then the same bytes every time after, and the bytes it arrived in for
+ * an entry decoded from a message or read from the log store.
+ */
+export function entryBytes(e: Entry): Uint8Array {
+  let bytes = EntryBytes.get(e);
+  if (bytes === undefined) {
+    bytes = codec.encodeSmall(canonicalEntry(e));
+    EntryBytes.keep(e, bytes);
+  }
+  return bytes;
+}
+
+/**
+ * Unpack one entry packed alone (as `entryBytes` packs it, e.g. a value read from the log
+ * store), remembering `bytes` as its packed form: `bytes` must not change afterwards. The
+ * result is not checked: pass it through `isEntry`. Throws DecodeError.
+ */
+export function decodeEntryBytes(bytes: Uint8Array): unknown {
+  const value = codec.decode(bytes);
+  if (typeof value === 'object' && value !== null) EntryBytes.keep(value, bytes);
+  return value;
+}
+
+/** The value to pack for `value`: a message that carries entries carries them packed (ENTRY_EXT). */
+function withPackedEntries(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  const m = value as { type?: unknown; entries?: unknown; messages?: unknown };
+  if (m.type === 'bundle' && Array.isArray(m.messages)) return { ...m, messages: m.messages.map(withPackedEntries) };
+  if ((m.type === 'appendEntries' || m.type === 'persist' || m.type === 'readResult') && Array.isArray(m.entries) && m.entries.length > 0) {
+    return { ...m, entries: (m.entries as Entry[]).map((e) => new PackedEntry(entryBytes(e))) };
+  }
+  return value;
+}
+
+/**
+ * Unpack, in place, the entries of a message just unpacked from `source` (see `ENTRY_EXT`):
+ * each payload must be exactly one value, and the entry keeps it as its packed bytes. A payload
+ * anywhere but in a message's entries is left as it is, which no guard accepts.
+ */
+function unpackEntries(value: unknown, source: Uint8Array, unpackr: Unpackr): void {
+  if (typeof value !== 'object' || value === null) return;
+  const m = value as { type?: unknown; entries?: unknown; messages?: unknown };
+  if (m.type === 'bundle' && Array.isArray(m.messages)) {
+    for (const inner of m.messages) unpackEntries(inner, source, unpackr);
+    return;
+  }
+  if (!Array.isArray(m.entries)) return;
+  const entries = m.entries as unknown[];
+  for (let i = 0; i < entries.length; i++) {
+    const pending = entries[i];
+    if (!(pending instanceof PendingEntry)) continue;
+    const { payload } = pending;
+    // Read from the message's own buffer (no new view, no copy); throws unless the payload
+    // holds exactly one value. A payload not inside `source` cannot be: it is read alone.
+    const start = payload.byteOffset - source.byteOffset;
+    const inside = payload.buffer === source.buffer && start >= 0 && start + payload.length <= source.length;
+    const entry: unknown = inside ? unpackr.unpack(source, { start, end: start + payload.length }) : unpackr.unpack(payload);
+    if (typeof entry === 'object' && entry !== null) EntryBytes.keep(entry, payload);
+    entries[i] = entry;
+  }
+}
+
 /** Raised when bytes are not a message of this codec (garbage, truncated, wrong shape). */
 export class DecodeError extends Error {
   override readonly name = 'DecodeError';
@@ -459,15 +614,25 @@ export class Codec {
   private readonly unpackr = new Unpackr(codecOptions());
 
   encode(value: unknown): Uint8Array {
-    const view = this.packr.pack(value);
+    const view = this.packr.pack(withPackedEntries(value));
     const owned = new Uint8Array(view.length);
     owned.set(view);
     return owned;
   }
 
+  /**
+   * Like `encode`, but the bytes may share an ArrayBuffer with others (Node's Buffer pool),
+   * which makes small values much cheaper to keep: never transfer them.
+   */
+  encodeSmall(value: unknown): Uint8Array {
+    return Buffer.from(this.packr.pack(withPackedEntries(value)));
+  }
+
   decode(bytes: Uint8Array): unknown {
     try {
-      return this.unpackr.unpack(bytes);
+      const value: unknown = this.unpackr.unpack(bytes);
+      unpackEntries(value, bytes, this.unpackr);
+      return value;
     } catch (err) {
       throw new DecodeError(`undecodable message (${bytes.length} bytes): ${(err as Error).message}`);
     }
@@ -543,20 +708,32 @@ export function isLogCommand(v: unknown): v is LogCommand {
   }
 }
 
+/**
+ * Whether `v` is a log entry with nothing but its own fields: the bytes an entry arrives in are
+ * what a follower stores and sends on (see `ENTRY_EXT`), so nothing else may ride along.
+ */
 export function isEntry(v: unknown): v is Entry {
   if (typeof v !== 'object' || v === null) return false;
   const e = v as Record<string, unknown>;
   if (!isNum(e.index) || !isNum(e.term)) return false;
   switch (e.type) {
     case 'noop':
-      return true;
+      return definedFields(e) === 3;
     case 'command':
-      return e.data instanceof Uint8Array && (e.time === undefined || (typeof e.time === 'number' && Number.isFinite(e.time)));
+      if (e.time !== undefined && !(typeof e.time === 'number' && Number.isFinite(e.time))) return false;
+      return e.data instanceof Uint8Array && definedFields(e) === (e.time === undefined ? 4 : 5);
     case 'config':
-      return isStrList(e.peers) && (e.old === undefined || isStrList(e.old));
+      return isStrList(e.peers) && (e.old === undefined || isStrList(e.old)) && definedFields(e) === (e.old === undefined ? 4 : 5);
     default:
       return false;
   }
+}
+
+/** How many fields of `o` hold a value (undefined ones are not packed). */
+function definedFields(o: Record<string, unknown>): number {
+  let n = 0;
+  for (const k in o) if (o[k] !== undefined) n++;
+  return n;
 }
 
 const isStrList = (v: unknown): v is string[] => Array.isArray(v) && v.every(isStr);

@@ -10,7 +10,10 @@ import {
   codec,
   decodeAll,
   decodeCommand,
+  decodeEntryBytes,
   DecodeError,
+  ENTRY_EXT,
+  entryBytes,
   encodeCommand,
   isClientRequest,
   isEntry,
@@ -300,9 +303,9 @@ describe('codec: round trips', () => {
     expect(back.entries).to.have.length(10_000);
     expect(back).to.deep.equal(ae);
     expect(isPeerMessage(back)).to.equal(true);
-    // Shared records: no key names on the wire, so an entry costs under 20 bytes (its
-    // 'command' tag alone is 8), against over 40 with keys written out.
-    expect(bytes.length).to.be.lessThan(10_000 * 20);
+    // Shared records: no key names on the wire, so an entry costs under 23 bytes (its
+    // 'command' tag alone is 8, its ENTRY_EXT header 3), against over 40 with keys written out.
+    expect(bytes.length).to.be.lessThan(10_000 * 23);
     const p: PersistRequest = { ...persist, entries };
     expect(roundTrip(p)).to.deep.equal(p);
   });
@@ -350,6 +353,100 @@ describe('codec: round trips', () => {
     expect(decodeAll(codec.encode(appendOk), isPeerMessage)).to.deep.equal({ messages: [appendOk], dropped: 0 });
     expect(decodeAll(new Uint8Array([0xc1]), isPeerMessage)).to.deep.equal({ messages: [], dropped: 1 });
     expect(decodeAll('not bytes', isPeerMessage)).to.deep.equal({ messages: [], dropped: 1 });
+  });
+});
+
+describe('codec: entries packed once (ENTRY_EXT)', () => {
+  /** Where `payload` starts inside `bytes`, or -1. */
+  const find = (bytes: Uint8Array, payload: Uint8Array): number => {
+    outer: for (let i = 0; i + payload.length <= bytes.length; i++) {
+      for (let j = 0; j < payload.length; j++) if (bytes[i + j] !== payload[j]) continue outer;
+      return i;
+    }
+    return -1;
+  };
+  /** The extension header msgpack puts before an n-byte payload (fixext for 1, 2, 4, 8, 16 bytes). */
+  const header = (n: number): number[] => {
+    const fixext: Record<number, number> = { 1: 0xd4, 2: 0xd5, 4: 0xd6, 8: 0xd7, 16: 0xd8 };
+    return fixext[n] !== undefined ? [fixext[n]!, ENTRY_EXT] : [0xc7, n, ENTRY_EXT];
+  };
+  /** `bytes` with the entry `e` (header and payload) replaced by `replacement`. */
+  const replaceEntry = (bytes: Uint8Array, e: Entry, replacement: number[]): Uint8Array => {
+    const payload = codec.encode(e);
+    const at = find(bytes, payload);
+    const start = at - header(payload.length).length;
+    return Uint8Array.of(...bytes.subarray(0, start), ...replacement, ...bytes.subarray(at + payload.length));
+  };
+
+  it('an entry inside a message is one extension whose payload is the entry packed alone (the wire format is pinned)', () => {
+    // The payload is also what the log store keeps under the entry's index.
+    expect(entryBytes(command)).to.deep.equal(codec.encode(command));
+    expect(codec.encode(command)[0], 'a command entry alone is its shared record').to.equal(0x40 + 1);
+    for (const message of [appendEntries, persist, readResult] as AnyMessage[]) {
+      const bytes = codec.encode(message);
+      for (const e of ENTRIES) {
+        const payload = codec.encode(e);
+        const at = find(bytes, payload);
+        expect(at, `${message.type}: ${e.type}`).to.be.greaterThan(2);
+        const h = header(payload.length);
+        expect([...bytes.subarray(at - h.length, at)], `${message.type}: ${e.type}`).to.deep.equal(h);
+      }
+    }
+  });
+
+  it('packs an entry once: the same bytes for every message it goes in', () => {
+    const e: Entry = { type: 'command', index: 9, term: 2, data: Uint8Array.of(1, 2, 3), time: 1_700_000_000_000 };
+    const first = entryBytes(e);
+    expect(entryBytes(e)).to.equal(first);
+    codec.encode({ ...appendEntries, entries: [e] });
+    codec.encode({ ...persist, entries: [e] });
+    expect(entryBytes(e)).to.equal(first);
+  });
+
+  it('a decoded entry keeps the bytes it arrived in, and sending it on copies them unchanged', () => {
+    const received = codec.decode(codec.encode(appendEntries)) as AppendEntries;
+    expect(received).to.deep.equal(appendEntries);
+    const onward = codec.encode({ ...persist, entries: received.entries });
+    for (const e of received.entries) {
+      const bytes = entryBytes(e);
+      // Kept, not packed again: a view into the message it came in.
+      expect(bytes.byteOffset > 0 || bytes.length < bytes.buffer.byteLength, e.type).to.equal(true);
+      expect(bytes).to.deep.equal(codec.encode(e));
+      expect(find(onward, bytes), e.type).to.be.greaterThan(0);
+    }
+  });
+
+  it('a copy of a decoded entry does not carry its bytes: it is packed anew', () => {
+    const [received] = (codec.decode(codec.encode({ ...appendEntries, entries: [command] })) as AppendEntries).entries;
+    const copy = { ...received!, index: 99 } as Entry;
+    expect(codec.decode(entryBytes(copy))).to.deep.equal({ ...command, index: 99 });
+    expect(codec.decode(entryBytes(received!))).to.deep.equal(command);
+  });
+
+  it('decodeEntryBytes keeps the stored bytes as the entry\'s packed form', () => {
+    const stored = codec.encode(command);
+    const e = decodeEntryBytes(stored) as Entry;
+    expect(e).to.deep.equal(command);
+    expect(entryBytes(e)).to.equal(stored);
+  });
+
+  it('a message whose entry payload is not one whole value does not decode', () => {
+    const bytes = codec.encode({ ...appendEntries, entries: [command] });
+    const payload = [...codec.encode(command)];
+    expect(codec.decode(replaceEntry(bytes, command, [...header(payload.length), ...payload]))).to.deep.equal({ ...appendEntries, entries: [command] });
+    // A byte msgpack never uses, at the payload's start.
+    expect(() => codec.decode(replaceEntry(bytes, command, [...header(payload.length), 0xc1, ...payload.slice(1)]))).to.throw(DecodeError);
+    // A nil too many at the payload's end: the entry, then bytes that are not part of it.
+    expect(() => codec.decode(replaceEntry(bytes, command, [...header(payload.length + 1), ...payload, 0xc0]))).to.throw(DecodeError);
+  });
+
+  it('an entry payload that is not an entry leaves an object the guard refuses', () => {
+    const bytes = codec.encode({ ...appendEntries, entries: [noop] });
+    expect(isPeerMessage(codec.decode(bytes))).to.equal(true);
+    // fixext 1 whose payload is the number 7.
+    const decoded = codec.decode(replaceEntry(bytes, noop, [0xd4, ENTRY_EXT, 7])) as AppendEntries;
+    expect(decoded.entries).to.deep.equal([7]);
+    expect(isPeerMessage(decoded)).to.equal(false);
   });
 });
 
@@ -675,6 +772,15 @@ describe('guards: isEntry', () => {
       expect(isEntry({ ...noop, index: bad }), `index ${String(bad)}`).to.equal(false);
       expect(isEntry({ ...command, term: bad }), `term ${String(bad)}`).to.equal(false);
     }
+  });
+
+  it('rejects an entry with a field of another shape (its bytes are stored as they arrive)', () => {
+    for (const e of [...ENTRIES, jointConfigEntry, { ...command, time: 5 }]) {
+      expect(isEntry(e), e.type).to.equal(true);
+      expect(isEntry({ ...e, extra: 1 }), `${e.type} with an extra field`).to.equal(false);
+    }
+    expect(isEntry({ ...noop, time: 5 })).to.equal(false);
+    expect(isEntry({ ...command, time: undefined }), 'an undefined field is no field').to.equal(true);
   });
 
   it('rejects command data that is not a Uint8Array, and peers that are not strings', () => {

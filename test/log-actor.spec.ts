@@ -11,6 +11,7 @@ import type { LogActorControl, LogActorData, LogActorNotice } from '../src/contr
 import {
   codec,
   decodeAll,
+  decodeEntryBytes,
   isLogReply,
   postEncoded,
   type Entry,
@@ -208,15 +209,23 @@ describe('log actor (worker thread over LMDB)', () => {
     port.postMessage(codec.encode({ type: 'bogus', seq: 1 })); // msgpack, not a request
     port.postMessage(codec.encode({ type: 'persist', seq: -1, term: 1, votedFor: null, truncateFrom: 0, entries: [] }));
     port.postMessage('a string, not bytes');
+    // Entries are checked here, at the port, and only here (the store takes them as checked):
+    // a persist with one bad entry is dropped whole, and nothing of it is stored.
+    const [good] = commands(1, 1, 1);
+    const bad = { type: 'command', index: 2, term: 1, data: 'not bytes' } as unknown as Entry;
+    r.consensus.send({ type: 'persist', seq: 1, term: 1, votedFor: null, truncateFrom: 0, entries: [good!, bad] });
+    // Packed by hand with a field no entry has (entryBytes would pack only an entry's fields).
+    const extra = decodeEntryBytes(codec.encode({ type: 'noop', index: 2, term: 1, note: 'extra' })) as Entry;
+    r.consensus.send({ type: 'persist', seq: 1, term: 1, votedFor: null, truncateFrom: 0, entries: [good!, extra] });
     r.consensus.send({ type: 'persist', seq: 1, term: 1, votedFor: null, truncateFrom: 0, entries: commands(1, 1, 1) });
     expect((await r.consensus.expect('persisted')).seq).to.equal(1);
-    r.consensus.send({ type: 'read', id: 1, from: 1, to: 1 });
-    expect((await r.consensus.expect('readResult')).entries).to.have.length(1);
+    r.consensus.send({ type: 'read', id: 1, from: 1, to: 9 });
+    expect((await r.consensus.expect('readResult')).entries).to.deep.equal(commands(1, 1, 1));
     // Each drop is reported to the supervisor as it happens (status shows the count).
     const reports: LogActorNotice[] = [];
-    for (let i = 0; i < 4; i++) reports.push(await r.notices.next());
-    expect(reports).to.deep.equal([1, 2, 3, 4].map((total) => ({ type: 'dropped', total })));
-    expect(await stop(r)).to.deep.equal({ type: 'closed', dropped: 4 });
+    for (let i = 0; i < 6; i++) reports.push(await r.notices.next());
+    expect(reports).to.deep.equal([1, 2, 3, 4, 5, 6].map((total) => ({ type: 'dropped', total })));
+    expect(await stop(r)).to.deep.equal({ type: 'closed', dropped: 6 });
   });
 
   it('attach replaces the consensus port and sends a fresh LogReady', async () => {

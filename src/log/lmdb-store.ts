@@ -29,6 +29,9 @@
  * on durable batches of 64 and 1024 entries: CPU per entry within noise of each other (lmdb's
  * packs straight into its write buffer, ours pays one exact-size copy), and the codec's log
  * took 25% fewer pages, i.e. less to write and sync per commit. So the codec is the cheaper.
+ * An entry's stored value is exactly the payload it travels in inside messages (ENTRY_EXT in
+ * src/messages.ts): a write stores the bytes the entry arrived in, and a read hands back the
+ * stored bytes with the entry, so no entry is packed again on its way to or from the disk.
  *
  * Durability. lmdb-js defaults to `overlappingSync: true` on Linux, where a put's promise
  * resolves when the transaction commits and is visible, and the flush to disk happens
@@ -61,11 +64,10 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { codec, isEntry, isSnapshotMeta, type Entry, type Snapshot } from '../messages.js';
+import { codec, decodeEntryBytes, entryBytes, isEntry, isSnapshotMeta, type Entry, type Snapshot } from '../messages.js';
 import { StorageError } from '../errors.js';
 import type { HardState, LogStore, LogWrite } from './store.js';
 import {
-  canonicalEntry,
   canonicalSnapshot,
   checkWrite,
   DurableTipQueries,
@@ -137,8 +139,14 @@ function decodeSnapshot(bytes: Uint8Array): Snapshot {
   return canonicalSnapshot({ meta: v.meta, data: v.data });
 }
 
+/** A stored entry; it keeps `bytes` (lmdb-js hands out a copy of its own) as its packed form. */
 function decodeEntry(bytes: Uint8Array, index: number): Entry {
-  const e = codec.decode(bytes);
+  let e: unknown;
+  try {
+    e = decodeEntryBytes(bytes);
+  } catch {
+    throw new StorageError(`stored entry ${index} is corrupt`);
+  }
   if (!isEntry(e) || e.index !== index) throw new StorageError(`stored entry ${index} is corrupt`);
   return e;
 }
@@ -309,7 +317,8 @@ export class LmdbLogStore extends DurableTipQueries implements LogStore {
       ops.push({ kind: 'hardState', value: codec.encode({ term: w.term, votedFor: w.votedFor }) });
     }
     if (w.truncateFrom > 0 && w.truncateFrom <= stored) ops.push({ kind: 'remove', from: w.truncateFrom, to: stored });
-    for (const e of w.entries) ops.push({ kind: 'put', index: e.index, value: codec.encode(canonicalEntry(e)) });
+    // The entry's bytes as they arrived (or as the leader packed it): stored, not packed again.
+    for (const e of w.entries) ops.push({ kind: 'put', index: e.index, value: entryBytes(e) });
     const committed = ops.length === 0 ? Promise.resolve() : this.enqueue(ops);
     this.tip = after;
     this.pending.push({ ...w, entries: w.entries.slice() });

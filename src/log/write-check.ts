@@ -7,7 +7,7 @@ import type { HardState } from './store.js';
  * (its "tip"), not against what is already durable: writes are pipelined, and a write
  * issued while an earlier one is still in flight builds on that earlier one.
  */
-import { isEntry, isSnapshotMeta, type Entry, type Snapshot, type SnapshotMeta, type SnapshotWrite } from '../messages.js';
+import { isSnapshotMeta, type Snapshot, type SnapshotMeta, type SnapshotWrite } from '../messages.js';
 import { StorageError } from '../errors.js';
 import type { LogWrite } from './store.js';
 
@@ -110,8 +110,9 @@ export function checkWrite(tip: LogTip, w: LogWrite, termAt: (index: number) => 
     lastTerm = lastIndex >= firstIndex ? termAt(lastIndex) : snapshotTerm;
   }
 
-  for (const e of w.entries as unknown[]) {
-    if (!isEntry(e)) throw new StorageError(`the entry after ${lastIndex} is not a log entry`);
+  // Each entry's shape was checked once, where it entered this thread (the log actor's message
+  // guard, `isLogRequest`); here only its place in the log is.
+  for (const e of w.entries) {
     if (e.index !== lastIndex + 1) {
       throw new StorageError(`entry ${e.index} leaves a gap: the log ends at ${lastIndex}`);
     }
@@ -189,28 +190,6 @@ export function pendingTerm(pending: readonly LogWrite[], index: number): number
     if (e !== undefined) return e.term;
   }
   return undefined;
-}
-
-/**
- * The entry with only its own fields, in the key order of the codec's shared structures (so
- * it packs as a compact record whoever built it). With `copyData` the command bytes get a
- * buffer of their own, so a store never aliases a message buffer it was handed.
- */
-export function canonicalEntry(e: Entry, copyData = false): Entry {
-  switch (e.type) {
-    case 'noop':
-      return { type: 'noop', index: e.index, term: e.term };
-    case 'command': {
-      // new Uint8Array(view) copies; a Buffer's slice() would not.
-      const data = copyData ? new Uint8Array(e.data) : e.data;
-      // The leader's time is part of the entry (session expiry, thesis §6.3).
-      return e.time === undefined ? { type: 'command', index: e.index, term: e.term, data } : { type: 'command', index: e.index, term: e.term, data, time: e.time };
-    }
-    case 'config':
-      return e.old === undefined
-        ? { type: 'config', index: e.index, term: e.term, peers: [...e.peers] }
-        : { type: 'config', index: e.index, term: e.term, peers: [...e.peers], old: [...e.old] };
-  }
 }
 
 /**
