@@ -10,6 +10,7 @@ import {
   TransferFailedError,
   ConfigError,
   fromWire,
+  InsecurePeersError,
   InvalidCommandError,
   isRaftError,
   LeadershipLostError,
@@ -57,6 +58,7 @@ const CASES: Record<RaftErrorCode, Case> = {
   STORAGE_ERROR: { cls: StorageError, make: () => new StorageError('MDB_MAP_FULL') },
   SESSION_EXPIRED: { cls: SessionExpiredError, make: () => new SessionExpiredError() },
   STALE_REQUEST: { cls: StaleRequestError, make: () => new StaleRequestError() },
+  INSECURE_PEERS: { cls: InsecurePeersError, make: () => new InsecurePeersError('add a cluster secret') },
 };
 const ALL = Object.entries(CASES) as [RaftErrorCode, Case][];
 
