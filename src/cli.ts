@@ -6,6 +6,7 @@
  *       --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003 \
  *       --data ./data/n1 --http 127.0.0.1:8001 [--http-peers n2=127.0.0.1:8002,...] \
  *       [--cluster-id ID] [--bootstrap] [--log text|json] [--tls-ca F --tls-cert F --tls-key F]
+ *       [--tls-peer-names ID=NAME,...] [--cluster-secret-file F] [--insecure-peers]
  *       [--http-tls-cert F --http-tls-key F [--http-tls-ca F]]
  *   actor-raft put KEY VALUE   --endpoints http://127.0.0.1:8001,http://127.0.0.1:8002
  *   actor-raft get KEY         --endpoints ...
@@ -23,7 +24,8 @@ class UsageError extends Error {}
 const USAGE = `usage:
   actor-raft node --id ID --listen HOST:PORT --peers ID=HOST:PORT,... --data DIR --http HOST:PORT
                   [--http-peers ID=HOST:PORT,...] [--cluster-id ID] [--bootstrap] [--log text|json]
-                  [--tls-ca FILE --tls-cert FILE --tls-key FILE]
+                  [--tls-ca FILE --tls-cert FILE --tls-key FILE [--tls-peer-names ID=NAME,...]]
+                  [--cluster-secret-file FILE] [--insecure-peers]
                   [--http-tls-cert FILE --http-tls-key FILE [--http-tls-ca FILE]]
   actor-raft put KEY VALUE --endpoints URL,...
   actor-raft get KEY       --endpoints URL,...
@@ -92,7 +94,14 @@ async function runNode(flags: Map<string, string | true>): Promise<void> {
   if (tlsFiles.some((f) => f !== undefined) && tlsFiles.some((f) => f === undefined)) {
     throw new UsageError('--tls-ca, --tls-cert and --tls-key go together');
   }
-  const tls = tlsFiles[0] ? { ca: tlsFiles[0], cert: tlsFiles[1]!, key: tlsFiles[2]! } : undefined;
+  const peerNames = flags.has('tls-peer-names') ? parseNames(flag(flags, 'tls-peer-names', true)) : undefined;
+  if (peerNames && !tlsFiles[0]) throw new UsageError('--tls-peer-names needs --tls-ca, --tls-cert and --tls-key');
+  const tls = tlsFiles[0] ? { ca: tlsFiles[0], cert: tlsFiles[1]!, key: tlsFiles[2]!, ...(peerNames ? { peerNames } : {}) } : undefined;
+  // Peers prove who they are: with TLS, or with a shared secret; beyond loopback one of them
+  // is required unless --insecure-peers (docs/peer-security.md).
+  const clusterSecretFile = flag(flags, 'cluster-secret-file');
+  if (flags.has('insecure-peers') && flags.get('insecure-peers') !== true) throw new UsageError('--insecure-peers takes no value');
+  const insecurePeers = flags.has('insecure-peers');
   // HTTPS for clients; with a CA, clients must present a certificate it signed.
   const httpCert = flag(flags, 'http-tls-cert');
   const httpKey = flag(flags, 'http-tls-key');
@@ -117,7 +126,8 @@ async function runNode(flags: Map<string, string | true>): Promise<void> {
   });
 
   const peers = Object.fromEntries(Object.entries(allPeers).filter(([p]) => p !== id));
-  await startNode(id, { stateMachine: 'kv', dataDir, network: { listen, peers, clusterId, ...(tls ? { tls } : {}) } });
+  const peerSecurity = { ...(tls ? { tls } : {}), ...(clusterSecretFile ? { clusterSecretFile } : {}), ...(insecurePeers ? { insecurePeers } : {}) };
+  await startNode(id, { stateMachine: 'kv', dataDir, network: { listen, peers, clusterId, ...peerSecurity } });
   const http = await startHttpServer({
     node: id,
     listen: httpListen,
@@ -145,6 +155,17 @@ async function runNode(flags: Map<string, string | true>): Promise<void> {
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
+}
+
+/** `n1=a.example.org,n1=spiffe://x/n1,n2=b` → { n1: ['a.example.org', 'spiffe://x/n1'], n2: ['b'] }. */
+function parseNames(value: string): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const item of value.split(',').filter((s) => s !== '')) {
+    const eq = item.indexOf('=');
+    if (eq <= 0 || eq === item.length - 1) throw new UsageError(`--tls-peer-names: expected ID=NAME, got '${item}'`);
+    (out[item.slice(0, eq)] ??= []).push(item.slice(eq + 1));
+  }
+  return out;
 }
 
 function httpUrls(peers: Record<string, string>, tls: boolean): Record<string, string> {

@@ -849,13 +849,14 @@ export class TcpSwitchboard implements Switchboard {
   }
 
   /**
-   * A connection replaced by a better one: end it gracefully (what was written still reaches
-   * the peer, and frames the peer wrote before noticing are still read), then destroy it.
+   * A connection replaced by a better one: nothing more is written on it, what was written
+   * still reaches the peer, and frames the peer wrote before it switched too (both sides pick
+   * the same winner) are still read; destroyed after a grace period. It is not ended at once:
+   * a TLS socket ended while the peer's last frames are in flight loses them.
    */
   private retire(conn: Conn): void {
     if (conn.timer) clearTimeout(conn.timer);
     conn.timer = setTimeout(() => this.drop(conn), RETIRE_GRACE_MS);
-    conn.socket.end();
   }
 
   /** Close a connection at once (its link, if any, notices in onClose). */
@@ -946,7 +947,8 @@ export function validateOptions(o: TcpSwitchboardOptions, prefix = ''): void {
         throw new TypeError(`${prefix}tls.peerNames must map peer ids to lists of certificate names`);
       }
       for (const [peer, list] of Object.entries(names)) {
-        if (!(peer in o.peers)) throw new RangeError(`${prefix}tls.peerNames names '${peer}', which is not one of the peers`);
+        // This node's own entry is allowed (one list for the whole cluster) and unused.
+        if (!(peer in o.peers) && peer !== o.id) throw new RangeError(`${prefix}tls.peerNames names '${peer}', which is not one of the peers`);
         if (!Array.isArray(list) || list.length === 0 || !list.every((n) => typeof n === 'string' && n !== '')) {
           throw new TypeError(`${prefix}tls.peerNames.${peer} must be a non-empty list of certificate names`);
         }
