@@ -6,7 +6,7 @@
  * a cluster with a secret under the forged-hello-then-TimeoutNow attack and the fuzzer.
  */
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -34,7 +34,9 @@ import {
   type TestPki,
 } from './helpers/net.js';
 
-const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.js');
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const CLI = path.join(HERE, '..', 'src', 'cli.js');
+const PEER_SECURITY_DOC = path.join(HERE, '..', '..', 'docs', 'peer-security.md');
 const never = new Promise<void>(() => undefined);
 
 /** A stand-in for a consensus actor: records what reaches it, sends through its ports. */
@@ -349,6 +351,29 @@ describe('peer authentication: switchboards', function () {
       await waitFor('refused', async () => (a.board.stats().authFailures >= 1 ? true : undefined));
       expect(a.actor.received).to.have.length(0);
       expect(b.board.stats().connects).to.equal(0);
+    });
+
+    it("the openssl recipe of docs/peer-security.md makes certificates bound to ids, as it stands", async () => {
+      const doc = fs.readFileSync(PEER_SECURITY_DOC, 'utf8');
+      const m = /<!-- recipe:begin -->\s*```sh\n([\s\S]*?)```\s*<!-- recipe:end -->/.exec(doc);
+      expect(m, 'the recipe block').to.not.equal(null);
+      const out = path.join(dir, 'recipe');
+      fs.mkdirSync(out);
+      execFileSync('sh', ['-e', '-c', m![1]!], { cwd: out, stdio: 'pipe' });
+      const files = (n: string) => ({ tls: { ca: path.join(out, 'ca.pem'), cert: path.join(out, `${n}.pem`), key: path.join(out, `${n}.key`) } });
+      const [pa, pb] = await freePorts(2);
+      const n1 = await board({ id: 'n1', listen: `127.0.0.1:${pa}`, peers: { n2: `127.0.0.1:${pb}` }, clusterId: 'c1', ...files('n1') });
+      const n2 = await board({ id: 'n2', listen: `127.0.0.1:${pb}`, peers: { n1: `127.0.0.1:${pa}` }, clusterId: 'c1', ...files('n2') });
+      n1.actor.send('n2', vote('n1', 'n2'));
+      n2.actor.send('n1', vote('n2', 'n1'));
+      await waitFor('frames both ways', async () => (n1.actor.received.length >= 1 && n2.actor.received.length >= 1 ? true : undefined));
+      // And n3's certificate, valid, is not n2's.
+      await Promise.all(boards.splice(0).map((x) => x.close()));
+      const impostor = await board({ id: 'n2', listen: `127.0.0.1:${pb}`, peers: { n1: `127.0.0.1:${pa}` }, clusterId: 'c1', ...files('n3') });
+      const n1again = await board({ id: 'n1', listen: `127.0.0.1:${pa}`, peers: { n2: `127.0.0.1:${pb}` }, clusterId: 'c1', ...files('n1') });
+      impostor.actor.send('n1', vote('n2', 'n1'));
+      await waitFor('refused', async () => (n1again.board.stats().authFailures >= 1 ? true : undefined));
+      expect(n1again.actor.received).to.have.length(0);
     });
   });
 });
