@@ -17,7 +17,7 @@ import { op, read, setConfig, startNode, status, transportStats, type NetworkOpt
 import { InsecurePeersError } from '../src/errors.js';
 import { codec, type PeerMessage } from '../src/messages.js';
 import type { ConnectPeer } from '../src/transport/switchboard.js';
-import { handshakeProof, TcpSwitchboard, type TcpSwitchboardOptions } from '../src/transport/tcp.js';
+import { certificateNames, handshakeProof, TcpSwitchboard, type TcpSwitchboardOptions } from '../src/transport/tcp.js';
 import { realCluster, tempDir, waitFor, waitForLeader } from './helpers/cluster.js';
 import {
   closed,
@@ -299,6 +299,16 @@ describe('peer authentication: switchboards', function () {
       const enough = writeSecret(dir, 'enough.secret', 'sixteen-bytes!!!');
       await board({ id: 'a', listen: '127.0.0.1:0', peers: { b: '127.0.0.1:1' }, clusterId: 'c1', clusterSecretFile: enough.file });
     });
+  });
+
+  it('reads the names of a certificate: CN, DNS and URI alternative names, quoted values whole', () => {
+    const cert = {
+      subject: { CN: 'someone' },
+      subjectaltname: 'DNS:n1, IP Address:127.0.0.1, URI:spiffe://example.org/raft/n2, DNS:"x, DNS:n3", email:a@b',
+    } as unknown as import('node:tls').PeerCertificate;
+    // A value with a comma cannot smuggle in a second name.
+    expect(certificateNames(cert)).to.deep.equal(['someone', 'n1', 'spiffe://example.org/raft/n2', 'x, DNS:n3']);
+    expect(certificateNames({ subject: { CN: ['a', 'b'] } } as unknown as import('node:tls').PeerCertificate)).to.deep.equal(['a', 'b']);
   });
 
   describe('certificates bound to peer ids', function () {
