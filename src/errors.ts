@@ -21,7 +21,8 @@ export type RaftErrorCode =
   | 'STORAGE_ERROR'
   | 'SESSION_EXPIRED'
   | 'STALE_REQUEST'
-  | 'DATA_DIR_LOCKED';
+  | 'DATA_DIR_LOCKED'
+  | 'INSECURE_PEERS';
 
 export class RaftError extends Error {
   readonly isRaftError = true;
@@ -196,6 +197,17 @@ export class DataDirLockedError extends RaftError {
   }
 }
 
+/**
+ * A networked node would run its peer port unsafely, so it does not start: it would listen
+ * beyond loopback with no way for peers to prove who they are (no TLS, no cluster secret),
+ * or its cluster secret is too short or readable by any user. The message says what to add.
+ */
+export class InsecurePeersError extends RaftError {
+  constructor(message: string) {
+    super('INSECURE_PEERS', message);
+  }
+}
+
 export function isRaftError(e: unknown): e is RaftError {
   return typeof e === 'object' && e !== null && (e as { isRaftError?: unknown }).isRaftError === true;
 }
@@ -234,6 +246,8 @@ export function fromWire(w: WireError): RaftError {
       return new SessionExpiredError(w.message);
     case 'STALE_REQUEST':
       return new StaleRequestError(w.message);
+    case 'INSECURE_PEERS':
+      return new InsecurePeersError(w.message);
     // Raised by the API in the caller's thread; rebuilt for completeness (nodeId is not on
     // the wire, only in the message, like TimeoutError's ms).
     case 'UNKNOWN_NODE':

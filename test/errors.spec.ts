@@ -11,6 +11,7 @@ import {
   ConfigError,
   DataDirLockedError,
   fromWire,
+  InsecurePeersError,
   InvalidCommandError,
   isRaftError,
   LeadershipLostError,
@@ -59,6 +60,7 @@ const CASES: Record<RaftErrorCode, Case> = {
   SESSION_EXPIRED: { cls: SessionExpiredError, make: () => new SessionExpiredError() },
   STALE_REQUEST: { cls: StaleRequestError, make: () => new StaleRequestError() },
   DATA_DIR_LOCKED: { cls: DataDirLockedError, make: () => new DataDirLockedError('/var/lib/raft/n1', 4242) },
+  INSECURE_PEERS: { cls: InsecurePeersError, make: () => new InsecurePeersError('add a cluster secret') },
 };
 const ALL = Object.entries(CASES) as [RaftErrorCode, Case][];
 

@@ -4,7 +4,7 @@
  * sockets, stopped and restarted, and behind mutual TLS.
  */
 import { expect } from 'chai';
-import { Rng } from '../src/rng.js';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -27,7 +27,7 @@ import { codec, type PeerMessage } from '../src/messages.js';
 import type { ConnectPeer } from '../src/transport/switchboard.js';
 import { TcpSwitchboard, type TcpStats } from '../src/transport/tcp.js';
 import { realCluster, TEST_TIMING, waitFor, waitForApplied, waitForLeader } from './helpers/cluster.js';
-import { closed, freePorts, haveOpenssl, makePki, rawConnect, rawFrame } from './helpers/net.js';
+import { closed, freePorts, fuzzPeerPorts, haveOpenssl, makePki, rawConnect, rawFrame, rawHandshake } from './helpers/net.js';
 
 /** A stand-in for a consensus actor: records the port it is given for each peer. */
 function fakeActor() {
@@ -208,13 +208,11 @@ describe('TCP transport: a cluster over loopback', function () {
     return s;
   }
 
-  async function ghostHandshake(): Promise<{ socket: import('node:net').Socket; gone: Promise<Buffer> }> {
+  /** A raw socket that completed the handshake with n1 as the configured peer 'ghost'. */
+  async function ghostHandshake(): Promise<{ socket: import('node:net').Socket; gone: Promise<void> }> {
     const port = Number(addresses.n1!.split(':')[1]);
-    const socket = await rawConnect(port);
-    const gone = closed(socket);
-    const replied = new Promise<void>((resolve) => socket.once('data', () => resolve()));
-    socket.write(rawFrame(codec.encode({ clusterId: 'test-cluster', from: 'ghost', to: 'n1' })));
-    await replied;
+    const { socket, gone, welcomed } = await rawHandshake(port, { clusterId: 'test-cluster', from: 'ghost', to: 'n1' });
+    expect(welcomed, 'the ghost handshake').to.equal(true);
     return { socket, gone };
   }
 
@@ -256,8 +254,8 @@ describe('TCP transport: a cluster over loopback', function () {
     // An unknown peer id is refused as well.
     const socket = await rawConnect(Number(addresses.n2!.split(':')[1]));
     const gone = closed(socket);
-    socket.write(rawFrame(codec.encode({ clusterId: 'test-cluster', from: 'stranger', to: 'n2' })));
-    expect((await gone).length).to.equal(0); // no hello back
+    socket.write(rawFrame(codec.encode({ hs: 'hello', clusterId: 'test-cluster', from: 'stranger', to: 'n2', nonce: crypto.randomBytes(32) })));
+    expect((await gone).length).to.equal(0); // no challenge back
     expect(stats('n2').refused).to.be.at.least(before + 2);
     await commits('after-intruder');
     const s = await status('n2');
@@ -326,32 +324,8 @@ describe('TCP transport: a cluster over loopback', function () {
 
   it('fuzz: seeded random bytes, random frames and oversized headers at the peer port; the cluster stays correct and up', async () => {
     const seed = Number(process.env.TCP_FUZZ_SEED ?? 6);
-    const rng = new Rng(seed);
     const ports = ids.map((id) => Number(addresses[id]!.split(':')[1]));
-    const randomBytes = (n: number) => Uint8Array.from({ length: n }, () => rng.int(0, 255));
-    for (let k = 0; k < 60; k++) {
-      const socket = await rawConnect(rng.pick(ports));
-      const gone = closed(socket);
-      socket.on('error', () => undefined);
-      const hello = rng.chance(0.5);
-      if (hello) socket.write(rawFrame(codec.encode({ clusterId: rng.chance(0.8) ? 'test-cluster' : 'other', from: 'ghost', to: 'n1' })));
-      switch (rng.int(0, 3)) {
-        case 0: // raw garbage, no framing
-          socket.write(randomBytes(rng.int(1, 4096)));
-          break;
-        case 1: // a well-framed random payload
-          socket.write(rawFrame(randomBytes(rng.int(0, 2048))));
-          break;
-        case 2: // a header promising far too much
-          socket.write(rawFrame(randomBytes(8), rng.int(MAX_FRAME + 1, 0xffffffff)));
-          break;
-        default: // a frame cut short
-          socket.write(rawFrame(randomBytes(rng.int(1, 64)), rng.int(100, 1000)));
-      }
-      socket.end();
-      await Promise.race([gone, new Promise((r) => setTimeout(r, 2000))]);
-      socket.destroy();
-    }
+    await fuzzPeerPorts(ports, { clusterId: 'test-cluster', from: 'ghost', to: 'n1' }, { seed, maxFrameBytes: MAX_FRAME });
     const { leader } = await waitForLeader(ids);
     await waitFor('the real peers connected again', async () =>
       stats(leader).connectedPeers.length === ids.length - 1 ? true : undefined,
@@ -498,14 +472,14 @@ describe('TCP transport: mutual TLS', function () {
   });
 
 
-  /** Try a TLS connection to t1 and a hello; resolves with whether a hello came back. */
+  /** Try a TLS connection to t1 and a hello; resolves with whether a challenge came back. */
   async function tryTls(options: tls.ConnectionOptions, from = 't2'): Promise<boolean> {
     const port = Number(addresses.t1!.split(':')[1]);
     return new Promise((resolve) => {
       const socket = tls.connect({ host: '127.0.0.1', port, ...options });
       let answered = false;
       socket.on('secureConnect', () => {
-        socket.write(rawFrame(codec.encode({ clusterId: 'tls-cluster', from, to: 't1' })));
+        socket.write(rawFrame(codec.encode({ hs: 'hello', clusterId: 'tls-cluster', from, to: 't1', nonce: crypto.randomBytes(32) })));
       });
       socket.on('data', () => {
         answered = true;
@@ -536,14 +510,27 @@ describe('TCP transport: mutual TLS', function () {
     // Plain TCP to the TLS port.
     const socket = await rawConnect(Number(addresses.t1!.split(':')[1]));
     const gone = closed(socket);
-    socket.write(rawFrame(codec.encode({ clusterId: 'tls-cluster', from: 't2', to: 't1' })));
+    socket.write(rawFrame(codec.encode({ hs: 'hello', clusterId: 'tls-cluster', from: 't2', to: 't1', nonce: crypto.randomBytes(32) })));
     await gone;
     await waitFor('refusals counted', async () => (transportStats('t1')!.refused >= before + 3 ? true : undefined));
-    // Control: a certificate of the cluster's CA does get a hello back (posing as the
-    // configured peer 'client').
+    // Control: a certificate of the cluster's CA bound to the id claimed does get a challenge
+    // back (posing as the configured peer 'client').
     expect(
       await tryTls({ ca, cert: fs.readFileSync(pki.certs.client!.cert), key: fs.readFileSync(pki.certs.client!.key) }, 'client'),
     ).to.equal(true);
     for (const via of ids) await op(via, { type: 'set', key: `tls-after-${via}`, value: 1 });
+  });
+
+  it("refuses a valid certificate of another name, counting it (the issue's CN=client taken as a peer)", async () => {
+    const before = transportStats('t1')!;
+    const ca = fs.readFileSync(pki.ca);
+    const client = { ca, cert: fs.readFileSync(pki.certs.client!.cert), key: fs.readFileSync(pki.certs.client!.key) };
+    // The certificate of 'client', valid and of the cluster's CA, claiming to be t2.
+    expect(await tryTls(client, 't2')).to.equal(false);
+    // The certificate of t3 claiming to be t2.
+    expect(await tryTls({ ca, cert: fs.readFileSync(pki.certs.t3!.cert), key: fs.readFileSync(pki.certs.t3!.key) }, 't2')).to.equal(false);
+    await waitFor('refusals counted', async () => (transportStats('t1')!.authFailures >= before.authFailures + 2 ? true : undefined));
+    expect(transportStats('t1')!.refused).to.be.at.least(before.refused + 2);
+    for (const via of ids) await op(via, { type: 'set', key: `tls-other-name-${via}`, value: 1 });
   });
 });

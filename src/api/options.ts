@@ -97,8 +97,23 @@ export interface NetworkOptions {
   peers: Record<string, string>;
   /** A connection from a node with another cluster id is refused. */
   clusterId: string;
-  /** Mutual TLS between peers: PEM file paths of the CA, this node's certificate and key. */
+  /**
+   * Mutual TLS between peers: PEM file paths of the CA, this node's certificate and key. Each
+   * peer's certificate must be bound to its id (a DNS or URI subject alternative name or the
+   * CN equal to the id, or a name listed for it in `tls.peerNames`); see docs/peer-security.md.
+   */
   tls?: TcpTlsOptions;
+  /**
+   * A file holding the cluster's shared secret (at least 16 bytes, not readable by other
+   * users): peers prove they know it in every handshake, without sending it. Authenticates
+   * peers without TLS; it does not encrypt the stream nor protect it from tampering.
+   */
+  clusterSecretFile?: string;
+  /**
+   * Listen beyond loopback with neither `tls` nor `clusterSecretFile`: anyone reaching the
+   * port can pose as any peer. Without this, such a node refuses to start (InsecurePeersError).
+   */
+  insecurePeers?: boolean;
   /**
    * Largest peer frame accepted (default 64 MiB); at least maxAppendBytes and
    * snapshotChunkBytes plus 64 KiB. A single command larger than this cannot be replicated.
@@ -249,8 +264,18 @@ export function switchboardOptions(id: string, network: NetworkOptions): TcpSwit
     listen: network.listen,
     peers: { ...network.peers },
     clusterId: network.clusterId,
-    ...(network.tls ? { tls: { ...network.tls } } : {}),
+    ...(network.tls ? { tls: copyTls(network.tls) } : {}),
+    ...(network.clusterSecretFile !== undefined ? { clusterSecretFile: network.clusterSecretFile } : {}),
+    ...(network.insecurePeers !== undefined ? { insecurePeers: network.insecurePeers } : {}),
     ...(network.maxFrameBytes !== undefined ? { maxFrameBytes: network.maxFrameBytes } : {}),
     ...(network.maxQueuedBytes !== undefined ? { maxQueuedBytes: network.maxQueuedBytes } : {}),
+  };
+}
+
+function copyTls(tls: TcpTlsOptions): TcpTlsOptions {
+  const { peerNames, ...files } = tls;
+  return {
+    ...files,
+    ...(peerNames ? { peerNames: Object.fromEntries(Object.entries(peerNames).map(([p, names]) => [p, [...names]])) } : {}),
   };
 }

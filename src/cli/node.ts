@@ -6,6 +6,7 @@
  */
 import { events, setConfig, startNode, status, stopNode } from '../api/index.js';
 import { startHttpServer } from '../http/server.js';
+import type { TcpTlsOptions } from '../transport/tcp.js';
 import { choiceOption, EXIT, hostPort, parseList, parsePeerMap, positiveOption, stringOption, UsageError, type Invocation } from './args.js';
 
 /** How often a node without a configuration says so. */
@@ -45,7 +46,12 @@ export async function runNode(inv: Invocation): Promise<number> {
   });
 
   const peers = Object.fromEntries(Object.entries(allPeers).filter(([p]) => p !== id));
-  await startNode(id, { stateMachine: 'kv', dataDir, network: { listen, peers, clusterId, ...(tls ? { tls } : {}) } });
+  // Peers prove who they are: with TLS, or with a shared secret; beyond loopback one of them
+  // is required unless --insecure-peers (docs/peer-security.md).
+  const clusterSecretFile = stringOption(inv, 'cluster-secret-file');
+  const insecurePeers = inv.options['insecure-peers'] === true;
+  const peerSecurity = { ...(tls ? { tls } : {}), ...(clusterSecretFile ? { clusterSecretFile } : {}), ...(insecurePeers ? { insecurePeers } : {}) };
+  await startNode(id, { stateMachine: 'kv', dataDir, network: { listen, peers, clusterId, ...peerSecurity } });
   const http = await startHttpServer({
     node: id,
     listen: httpListen,
@@ -115,12 +121,26 @@ function reportWhileUnconfigured(id: string, log: Log): NodeJS.Timeout {
   return timer;
 }
 
-function peerTls(inv: Invocation): { ca: string; cert: string; key: string } | undefined {
+function peerTls(inv: Invocation): TcpTlsOptions | undefined {
   const [ca, cert, key] = ['tls-ca', 'tls-cert', 'tls-key'].map((n) => stringOption(inv, n));
   if ([ca, cert, key].some((f) => f !== undefined) && [ca, cert, key].some((f) => f === undefined)) {
     throw new UsageError('--tls-ca, --tls-cert and --tls-key go together');
   }
-  return ca !== undefined ? { ca, cert: cert!, key: key! } : undefined;
+  const names = stringOption(inv, 'tls-peer-names');
+  const peerNames = names !== undefined ? parseNames(names) : undefined;
+  if (peerNames && ca === undefined) throw new UsageError('--tls-peer-names needs --tls-ca, --tls-cert and --tls-key');
+  return ca !== undefined ? { ca, cert: cert!, key: key!, ...(peerNames ? { peerNames } : {}) } : undefined;
+}
+
+/** `n1=a.example.org,n1=spiffe://x/n1,n2=b` → { n1: ['a.example.org', 'spiffe://x/n1'], n2: ['b'] }. */
+function parseNames(value: string): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const item of value.split(',').filter((s) => s !== '')) {
+    const eq = item.indexOf('=');
+    if (eq <= 0 || eq === item.length - 1) throw new UsageError(`--tls-peer-names: expected ID=NAME, got '${item}'`);
+    (out[item.slice(0, eq)] ??= []).push(item.slice(eq + 1));
+  }
+  return out;
 }
 
 /** HTTPS for clients; with a CA, clients must present a certificate it signed. */

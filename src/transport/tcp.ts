@@ -6,9 +6,22 @@
  *
  * Wire format: frames of a 4-byte big-endian length followed by that many bytes of msgpack
  * (src/messages.ts `codec`), exactly the bytes the actor posted (one message or a bundle).
- * The dialer's first frame is a hello `{ clusterId, from, to }`; the acceptor checks it (same
- * cluster, `from` a configured peer, `to` itself) and answers with its own hello. After that
- * the connection carries frames both ways.
+ *
+ * Handshake (docs/peer-security.md), four frames before anything else:
+ *   1. dialer → acceptor  hello     `{ hs, clusterId, from, to, nonce }`
+ *   2. acceptor → dialer  challenge `{ hs, clusterId, from, to, nonce, proof }`
+ *   3. dialer → acceptor  proof     `{ hs, proof }`
+ *   4. acceptor → dialer  welcome   `{ hs }`
+ * Each side checks the cluster id and the ids (`from` a configured peer, `to` itself). With a
+ * cluster secret, each proof is an HMAC-SHA256 under the secret over both ids, the cluster id
+ * and both fresh nonces (`handshakeProof`): each side proves it knows the secret without
+ * sending it, and a recorded handshake replayed on a new connection fails (the other side's
+ * nonce is new). Without a secret the proofs are empty. With TLS, the acceptor checks that the
+ * dialer's client certificate is bound to the id its hello claims, and the dialer that the
+ * server's certificate is bound to the peer it dialed (`certificateNames`). Until the
+ * handshake is done, any other frame closes the connection (`badFrames`); it must be done
+ * within `handshakeTimeoutMs`, in frames of at most 4 KiB. After it the connection carries
+ * peer messages both ways.
  *
  * - Lazy: a peer is dialed when the first frame for it is sent; a failed or lost connection is
  *   dialed again after a capped exponential backoff (50 ms → 2 s) while frames wait.
@@ -21,12 +34,18 @@
  * - Robustness: a frame that does not decode as peer messages from that peer to this node,
  *   a frame longer than `maxFrameBytes` (judged from its header) or a connection closed in the
  *   middle of a frame closes that connection only and counts in `badFrames`; a hello of another
- *   cluster or an unknown peer (or, with TLS, a failed TLS handshake) counts in `refused`.
+ *   cluster or an unknown peer (or, with TLS, a failed TLS handshake) counts in `refused`, and
+ *   a peer that fails to prove its id (certificate of another name, wrong proof) in
+ *   `refused` and `authFailures`.
+ * - Safe defaults: a node that would listen beyond loopback with neither TLS nor a cluster
+ *   secret does not start (InsecurePeersError), unless `insecurePeers` says so.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { InsecurePeersError } from '../errors.js';
 import { codec, isPeerMessage, type Bundle } from '../messages.js';
 import { isPeerId, positiveInt } from '../validate.js';
 import type { ConnectPeer, Switchboard } from './switchboard.js';
@@ -36,6 +55,13 @@ export interface TcpTlsOptions {
   ca: string;
   cert: string;
   key: string;
+  /**
+   * Which certificate names stand for which peer id (an allow-list per peer). A peer listed
+   * here is accepted only with a certificate carrying one of its names; any other peer only
+   * with a certificate carrying its own id. A name counts when it is a DNS or URI subject
+   * alternative name of the certificate, or its subject's CN.
+   */
+  peerNames?: Record<string, string[]>;
 }
 
 export interface TcpSwitchboardOptions {
@@ -53,8 +79,19 @@ export interface TcpSwitchboardOptions {
   maxQueuedBytes?: number;
   /** Mutual TLS: both sides present a certificate signed by `ca`. */
   tls?: TcpTlsOptions;
-  /** A connection that has not completed its hello within this time is closed (default 5 s). */
+  /** A connection that has not completed its handshake within this time is closed (default 5 s). */
   handshakeTimeoutMs?: number;
+  /**
+   * A file holding the cluster's shared secret (at least 16 bytes; trailing whitespace is
+   * ignored; not readable by other users): every peer must prove it knows it in the
+   * handshake. Authenticates peers without TLS; does not encrypt or protect the stream.
+   */
+  clusterSecretFile?: string;
+  /**
+   * Listen beyond loopback with neither TLS nor a cluster secret: anyone who reaches the port
+   * can pose as any peer. Refused unless this is true, and then warned about at start.
+   */
+  insecurePeers?: boolean;
 }
 
 export interface TcpStats {
@@ -68,8 +105,13 @@ export interface TcpStats {
   dropped: number;
   /** Connections closed for a bad frame: undecodable, not a peer message, oversized, truncated. */
   badFrames: number;
-  /** Connections refused: another cluster, an unknown peer, a bad hello, a failed TLS handshake. */
+  /** Connections refused: another cluster, an unknown peer, a failed TLS handshake or proof of id. */
   refused: number;
+  /**
+   * Of those, peers that failed to prove the id they claim (or the dialed peer failed to
+   * prove its): a certificate not bound to that id, a wrong or missing cluster-secret proof.
+   */
+  authFailures: number;
   /** Connections established (hello exchanged), either direction. */
   connects: number;
   /** Of those, connections to a peer that had been connected before and had none then. */
@@ -86,16 +128,38 @@ interface TlsFiles {
 
 type Counter = Exclude<keyof TcpStats, 'connectedPeers'>;
 
+/** The handshake's frames, in order (see the top of this file). */
 interface Hello {
+  hs: 'hello';
   clusterId: string;
   from: string;
   to: string;
+  nonce: Uint8Array;
 }
+interface Challenge {
+  hs: 'challenge';
+  clusterId: string;
+  from: string;
+  to: string;
+  nonce: Uint8Array;
+  proof: Uint8Array;
+}
+interface Proof {
+  hs: 'proof';
+  proof: Uint8Array;
+}
+interface Welcome {
+  hs: 'welcome';
+}
+type Handshake = Hello | Challenge | Proof | Welcome;
 
 const HEADER_BYTES = 4;
 const DEFAULT_MAX_FRAME_BYTES = 64 << 20;
 const DEFAULT_MAX_QUEUED_BYTES = 64 << 20;
-const MAX_HELLO_BYTES = 4096;
+/** Largest handshake frame. */
+const MAX_HANDSHAKE_BYTES = 4096;
+const NONCE_BYTES = 32;
+export const MIN_CLUSTER_SECRET_BYTES = 16;
 const BACKOFF_MIN_MS = 50;
 const BACKOFF_MAX_MS = 2_000;
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
@@ -118,10 +182,120 @@ function formatHostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-function isHello(v: unknown): v is Hello {
+/** Whether `v` is a well-formed handshake frame of kind `hs`. */
+function isHandshake<K extends Handshake['hs']>(v: unknown, hs: K): v is Extract<Handshake, { hs: K }> {
   if (typeof v !== 'object' || v === null) return false;
   const h = v as Record<string, unknown>;
-  return typeof h.clusterId === 'string' && typeof h.from === 'string' && typeof h.to === 'string';
+  if (h.hs !== hs) return false;
+  const ids = typeof h.clusterId === 'string' && typeof h.from === 'string' && typeof h.to === 'string';
+  const nonce = h.nonce instanceof Uint8Array && h.nonce.length === NONCE_BYTES;
+  const proof = h.proof instanceof Uint8Array;
+  switch (hs) {
+    case 'hello':
+      return ids && nonce;
+    case 'challenge':
+      return ids && nonce && proof;
+    case 'proof':
+      return proof;
+    default:
+      return true;
+  }
+}
+
+/**
+ * One side's proof in the handshake: HMAC-SHA256 under the cluster secret over the role (so
+ * one side's proof never serves as the other's), the cluster id, both ids and both nonces,
+ * each field length-prefixed.
+ */
+export function handshakeProof(
+  secret: Uint8Array,
+  role: 'dialer' | 'acceptor',
+  clusterId: string,
+  dialer: string,
+  acceptor: string,
+  dialerNonce: Uint8Array,
+  acceptorNonce: Uint8Array,
+): Buffer {
+  const hmac = crypto.createHmac('sha256', secret);
+  const fields = [`actor-raft peer handshake v1 ${role}`, clusterId, dialer, acceptor, dialerNonce, acceptorNonce];
+  for (const f of fields) {
+    const bytes = typeof f === 'string' ? Buffer.from(f, 'utf8') : f;
+    const length = Buffer.allocUnsafe(4);
+    length.writeUInt32BE(bytes.length, 0);
+    hmac.update(length).update(bytes);
+  }
+  return hmac.digest();
+}
+
+/** Constant-time comparison of a received proof with the expected one. */
+function proofMatches(expected: Uint8Array, received: Uint8Array): boolean {
+  return expected.length === received.length && crypto.timingSafeEqual(expected, received);
+}
+
+/**
+ * Read a cluster secret file: at least MIN_CLUSTER_SECRET_BYTES bytes once trailing whitespace
+ * (a final newline) is cut, and not readable or writable by every user.
+ */
+export function readClusterSecret(file: string): Buffer {
+  const mode = fs.statSync(file).mode;
+  if (process.platform !== 'win32' && (mode & 0o006) !== 0) {
+    throw new InsecurePeersError(
+      `the cluster secret file ${file} can be read or written by every user (mode ${(mode & 0o777).toString(8)}): make it private, e.g. chmod 600 ${file}`,
+    );
+  }
+  const raw = fs.readFileSync(file);
+  let end = raw.length;
+  while (end > 0 && [0x20, 0x09, 0x0a, 0x0d].includes(raw[end - 1]!)) end--;
+  if (end < MIN_CLUSTER_SECRET_BYTES) {
+    throw new InsecurePeersError(
+      `the cluster secret in ${file} has ${end} bytes; it needs at least ${MIN_CLUSTER_SECRET_BYTES} (e.g. openssl rand -hex 32 > ${file})`,
+    );
+  }
+  return raw.subarray(0, end);
+}
+
+/** Whether `host` (as in a listen address) is a loopback address. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || /^::ffff:127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/**
+ * The names a certificate carries that can bind it to a peer id: its DNS and URI subject
+ * alternative names and its subject's CN(s). Node writes the alternative names as
+ * `DNS:a, URI:b, IP Address:c`, with a value holding special characters as a JSON string.
+ */
+export function certificateNames(cert: tls.PeerCertificate): string[] {
+  const names: string[] = [];
+  const cn = cert.subject?.CN as string | string[] | undefined;
+  if (typeof cn === 'string') names.push(cn);
+  else if (Array.isArray(cn)) names.push(...cn.filter((n) => typeof n === 'string'));
+  const san = cert.subjectaltname ?? '';
+  let i = 0;
+  while (i < san.length) {
+    const colon = san.indexOf(':', i);
+    if (colon < 0) break;
+    const type = san.slice(i, colon);
+    let value: string;
+    let end: number;
+    if (san[colon + 1] === '"') {
+      let j = colon + 2;
+      while (j < san.length && san[j] !== '"') j += san[j] === '\\' ? 2 : 1;
+      end = j + 1;
+      try {
+        value = JSON.parse(san.slice(colon + 1, end)) as string;
+      } catch {
+        break;
+      }
+    } else {
+      const comma = san.indexOf(', ', colon);
+      end = comma < 0 ? san.length : comma;
+      value = san.slice(colon + 1, end);
+    }
+    if (type === 'DNS' || type === 'URI') names.push(value);
+    i = end + 2;
+  }
+  return names;
 }
 
 function frame(payload: Uint8Array): Buffer {
@@ -189,10 +363,17 @@ class FrameError extends Error {}
 /** One socket to one peer (dialed or accepted), with its handshake state. */
 interface Conn {
   socket: net.Socket;
-  /** Who dialed it. */
+  /** Who dialed it (for an accepted connection: known once the dialer has proved its id). */
   dialer: string;
-  /** The peer, once known (the dialer knows it from the start). */
+  /** The peer, once known (the dialer knows it from the start; the acceptor once proved). */
   peer: string | null;
+  /** The handshake frame expected next (the dialer starts at 'challenge', the acceptor at 'hello'). */
+  expect: Handshake['hs'];
+  /** This side's fresh nonce, and the other side's once received. */
+  nonce: Uint8Array;
+  theirNonce: Uint8Array | null;
+  /** Acceptor: the id the dialer's hello claims, until its proof arrives. */
+  claimed: string | null;
   open: boolean;
   reader: FrameReader;
   timer: NodeJS.Timeout | null;
@@ -231,6 +412,7 @@ export class TcpSwitchboard implements Switchboard {
     dropped: 0,
     badFrames: 0,
     refused: 0,
+    authFailures: 0,
     connects: 0,
     reconnects: 0,
   };
@@ -246,6 +428,8 @@ export class TcpSwitchboard implements Switchboard {
     private readonly options: TcpSwitchboardOptions,
     private readonly server: net.Server,
     private readonly tlsContext: TlsFiles | null,
+    /** The cluster secret, if configured: both sides of every handshake prove they know it. */
+    private readonly secret: Buffer | null,
   ) {
     this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     this.maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
@@ -269,20 +453,37 @@ export class TcpSwitchboard implements Switchboard {
     }
   }
 
-  /** Validate `options`, read the TLS files, listen; resolves once listening. */
+  /**
+   * Validate `options`, read the TLS files and the cluster secret, refuse an unauthenticated
+   * port beyond loopback (InsecurePeersError), listen; resolves once listening.
+   */
   static async start(options: TcpSwitchboardOptions): Promise<TcpSwitchboard> {
     validateOptions(options);
     const { host, port } = parseHostPort(options.listen, 'listen', true);
     const tlsFiles = options.tls
       ? { ca: fs.readFileSync(options.tls.ca), cert: fs.readFileSync(options.tls.cert), key: fs.readFileSync(options.tls.key) }
       : null;
+    const secret = options.clusterSecretFile === undefined ? null : readClusterSecret(options.clusterSecretFile);
+    if (!tlsFiles && !secret && !isLoopbackHost(host)) {
+      if (options.insecurePeers !== true) {
+        throw new InsecurePeersError(
+          `peer port ${options.listen} is not on loopback and peers would not be authenticated: anyone reaching it could pose as any peer. ` +
+            'Add a cluster secret (network.clusterSecretFile / --cluster-secret-file FILE) or mutual TLS ' +
+            '(network.tls / --tls-ca, --tls-cert, --tls-key), or accept the risk with network.insecurePeers: true / --insecure-peers',
+        );
+      }
+      process.emitWarning(
+        `peer port ${options.listen} accepts unauthenticated peers (insecurePeers): anyone reaching it can pose as any peer and rewrite the log`,
+        { type: 'SecurityWarning', code: 'ACTOR_RAFT_INSECURE_PEERS' },
+      );
+    }
     // The server's handler needs the instance: create it first, attach below.
     let self: TcpSwitchboard | null = null;
     const onSocket = (socket: net.Socket) => self?.accept(socket);
     const server = tlsFiles
       ? tls.createServer({ ...tlsFiles, requestCert: true, rejectUnauthorized: true }, onSocket)
       : net.createServer(onSocket);
-    self = new TcpSwitchboard(options, server, tlsFiles);
+    self = new TcpSwitchboard(options, server, tlsFiles, secret);
     const board = self;
     if (tlsFiles) {
       // A peer without a certificate of the cluster's CA fails here, before any frame.
@@ -427,16 +628,35 @@ export class TcpSwitchboard implements Switchboard {
 
   private dial(link: Link): void {
     const t = this.tlsContext;
+    // With TLS, the server must hold a certificate bound to the peer we mean to reach (in
+    // place of a check of the host name: the peer id is what the cluster trusts).
+    const checkServerIdentity = (_host: string, cert: tls.PeerCertificate): Error | undefined => {
+      if (this.certificateBoundTo(cert, link.peer)) return undefined;
+      this.counters.refused++;
+      this.counters.authFailures++;
+      return new Error(`the certificate of ${link.host}:${link.port} is not bound to peer '${link.peer}'`);
+    };
     const socket = t
-      ? tls.connect({ host: link.host, port: link.port, ca: t.ca, cert: t.cert, key: t.key, rejectUnauthorized: true })
+      ? tls.connect({ host: link.host, port: link.port, ca: t.ca, cert: t.cert, key: t.key, rejectUnauthorized: true, checkServerIdentity })
       : net.connect({ host: link.host, port: link.port });
     const conn = this.track(socket, this.options.id, link.peer);
     link.dialing = conn;
     socket.once(t ? 'secureConnect' : 'connect', () => {
       if (conn.closing) return;
-      const hello: Hello = { clusterId: this.options.clusterId, from: this.options.id, to: link.peer };
-      this.writeRaw(conn, frame(codec.encode(hello)));
+      this.writeHandshake(conn, { hs: 'hello', clusterId: this.options.clusterId, from: this.options.id, to: link.peer, nonce: conn.nonce });
     });
+  }
+
+  /** Whether a peer certificate carries a name that stands for `peer` (see TcpTlsOptions.peerNames). */
+  private certificateBoundTo(cert: tls.PeerCertificate, peer: string): boolean {
+    const allowed = this.options.tls?.peerNames?.[peer] ?? [peer];
+    return certificateNames(cert).some((name) => allowed.includes(name));
+  }
+
+  /** This side's proof for a handshake (empty without a cluster secret). */
+  private proof(role: 'dialer' | 'acceptor', dialer: string, acceptor: string, dialerNonce: Uint8Array, acceptorNonce: Uint8Array): Uint8Array {
+    if (!this.secret) return new Uint8Array(0);
+    return handshakeProof(this.secret, role, this.options.clusterId, dialer, acceptor, dialerNonce, acceptorNonce);
   }
 
   private accept(socket: net.Socket): void {
@@ -452,8 +672,12 @@ export class TcpSwitchboard implements Switchboard {
       socket,
       dialer,
       peer,
+      expect: peer === null ? 'hello' : 'challenge',
+      nonce: crypto.randomBytes(NONCE_BYTES),
+      theirNonce: null,
+      claimed: null,
       open: false,
-      reader: new FrameReader(MAX_HELLO_BYTES),
+      reader: new FrameReader(MAX_HANDSHAKE_BYTES),
       timer: null,
       closing: false,
     };
@@ -477,7 +701,8 @@ export class TcpSwitchboard implements Switchboard {
     return conn;
   }
 
-  private writeRaw(conn: Conn, buf: Buffer): void {
+  private writeHandshake(conn: Conn, message: Handshake): void {
+    const buf = frame(codec.encode(message));
     this.counters.bytesOut += buf.length;
     conn.socket.write(buf);
   }
@@ -494,37 +719,82 @@ export class TcpSwitchboard implements Switchboard {
     for (const payload of frames) {
       if (conn.closing) return;
       if (conn.open) this.onFrame(conn, payload);
-      else this.onHello(conn, payload);
+      else this.onHandshake(conn, payload);
     }
   }
 
-  private onHello(conn: Conn, payload: Uint8Array): void {
-    let hello: unknown;
+  /** A frame before the connection is open: only the handshake frame expected next is taken. */
+  private onHandshake(conn: Conn, payload: Uint8Array): void {
+    let message: unknown;
     try {
-      hello = codec.decode(payload);
+      message = codec.decode(payload);
     } catch {
       return this.bad(conn);
     }
-    if (!isHello(hello)) return this.bad(conn);
-    const me = this.options.id;
-    const dialed = conn.dialer === me;
-    const expectedFrom = dialed ? conn.peer : hello.from;
-    const link = this.links.get(hello.from);
-    if (hello.clusterId !== this.options.clusterId || hello.to !== me || !link || hello.from !== expectedFrom) {
-      this.counters.refused++;
-      return this.drop(conn);
+    switch (conn.expect) {
+      case 'hello':
+        return isHandshake(message, 'hello') ? this.onHello(conn, message) : this.bad(conn);
+      case 'challenge':
+        return isHandshake(message, 'challenge') ? this.onChallenge(conn, message) : this.bad(conn);
+      case 'proof':
+        return isHandshake(message, 'proof') ? this.onProof(conn, message) : this.bad(conn);
+      case 'welcome':
+        return isHandshake(message, 'welcome') ? this.onWelcome(conn) : this.bad(conn);
     }
-    if (!dialed) {
-      conn.dialer = hello.from;
-      conn.peer = hello.from;
-    } else if (link.dialing === conn) {
-      link.dialing = null;
-    }
-    this.establish(link, conn, !dialed);
   }
 
-  /** `conn` has exchanged hellos: make it the link's connection unless a better one exists. */
-  private establish(link: Link, conn: Conn, answerHello: boolean): void {
+  /** Acceptor, step 1: a dialer says who it is; check it and challenge it. */
+  private onHello(conn: Conn, hello: Hello): void {
+    const me = this.options.id;
+    if (hello.clusterId !== this.options.clusterId || hello.to !== me || !this.links.has(hello.from)) return this.refuse(conn, false);
+    if (this.tlsContext && !this.certificateBoundTo((conn.socket as tls.TLSSocket).getPeerCertificate(), hello.from)) {
+      return this.refuse(conn, true);
+    }
+    conn.claimed = hello.from;
+    conn.theirNonce = hello.nonce;
+    conn.expect = 'proof';
+    const proof = this.proof('acceptor', hello.from, me, hello.nonce, conn.nonce);
+    this.writeHandshake(conn, { hs: 'challenge', clusterId: this.options.clusterId, from: me, to: hello.from, nonce: conn.nonce, proof });
+  }
+
+  /** Dialer, step 2: the peer answers with its nonce and its proof; check it and prove ours. */
+  private onChallenge(conn: Conn, challenge: Challenge): void {
+    const me = this.options.id;
+    const peer = conn.peer!;
+    if (challenge.clusterId !== this.options.clusterId || challenge.from !== peer || challenge.to !== me) return this.refuse(conn, false);
+    if (!proofMatches(this.proof('acceptor', me, peer, conn.nonce, challenge.nonce), challenge.proof)) return this.refuse(conn, true);
+    conn.theirNonce = challenge.nonce;
+    conn.expect = 'welcome';
+    this.writeHandshake(conn, { hs: 'proof', proof: this.proof('dialer', me, peer, conn.nonce, challenge.nonce) });
+  }
+
+  /** Acceptor, step 3: the dialer's proof for the id it claimed; it is that peer now. */
+  private onProof(conn: Conn, proof: Proof): void {
+    const peer = conn.claimed!;
+    if (!proofMatches(this.proof('dialer', peer, this.options.id, conn.theirNonce!, conn.nonce), proof.proof)) {
+      return this.refuse(conn, true);
+    }
+    conn.dialer = peer;
+    conn.peer = peer;
+    this.establish(this.links.get(peer)!, conn, true);
+  }
+
+  /** Dialer, step 4: welcomed, the connection is open. */
+  private onWelcome(conn: Conn): void {
+    const link = this.links.get(conn.peer!)!;
+    if (link.dialing === conn) link.dialing = null;
+    this.establish(link, conn, false);
+  }
+
+  /** A handshake that fails: another cluster or peer, or (`auth`) a failed proof of id. */
+  private refuse(conn: Conn, auth: boolean): void {
+    this.counters.refused++;
+    if (auth) this.counters.authFailures++;
+    this.drop(conn);
+  }
+
+  /** `conn` has done its handshake: make it the link's connection unless a better one exists. */
+  private establish(link: Link, conn: Conn, welcome: boolean): void {
     if (conn.timer) clearTimeout(conn.timer);
     conn.timer = null;
     const current = link.conn;
@@ -539,8 +809,8 @@ export class TcpSwitchboard implements Switchboard {
       if (current.dialer === conn.dialer || wins) {
         link.conn = null;
         this.retire(current);
-      } else if (answerHello) {
-        // Accepted but losing: no hello goes back, so the dialer wrote nothing on it.
+      } else if (welcome) {
+        // Accepted but losing: no welcome goes back, so the dialer wrote nothing on it.
         this.drop(conn);
         return;
       } else {
@@ -556,10 +826,7 @@ export class TcpSwitchboard implements Switchboard {
     this.counters.connects++;
     if (link.everConnected && !current) this.counters.reconnects++;
     link.everConnected = true;
-    if (answerHello) {
-      const hello: Hello = { clusterId: this.options.clusterId, from: this.options.id, to: link.peer };
-      this.writeRaw(conn, frame(codec.encode(hello)));
-    }
+    if (welcome) this.writeHandshake(conn, { hs: 'welcome' });
     this.flush(link);
   }
 
@@ -582,13 +849,14 @@ export class TcpSwitchboard implements Switchboard {
   }
 
   /**
-   * A connection replaced by a better one: end it gracefully (what was written still reaches
-   * the peer, and frames the peer wrote before noticing are still read), then destroy it.
+   * A connection replaced by a better one: nothing more is written on it, what was written
+   * still reaches the peer, and frames the peer wrote before it switched too (both sides pick
+   * the same winner) are still read; destroyed after a grace period. It is not ended at once:
+   * a TLS socket ended while the peer's last frames are in flight loses them.
    */
   private retire(conn: Conn): void {
     if (conn.timer) clearTimeout(conn.timer);
     conn.timer = setTimeout(() => this.drop(conn), RETIRE_GRACE_MS);
-    conn.socket.end();
   }
 
   /** Close a connection at once (its link, if any, notices in onClose). */
@@ -673,5 +941,22 @@ export function validateOptions(o: TcpSwitchboardOptions, prefix = ''): void {
     for (const k of ['ca', 'cert', 'key'] as const) {
       if (typeof o.tls[k] !== 'string' || o.tls[k] === '') throw new TypeError(`${prefix}tls.${k} must be a file path`);
     }
+    const names = o.tls.peerNames;
+    if (names !== undefined) {
+      if (typeof names !== 'object' || names === null || Array.isArray(names)) {
+        throw new TypeError(`${prefix}tls.peerNames must map peer ids to lists of certificate names`);
+      }
+      for (const [peer, list] of Object.entries(names)) {
+        // This node's own entry is allowed (one list for the whole cluster) and unused.
+        if (!(peer in o.peers) && peer !== o.id) throw new RangeError(`${prefix}tls.peerNames names '${peer}', which is not one of the peers`);
+        if (!Array.isArray(list) || list.length === 0 || !list.every((n) => typeof n === 'string' && n !== '')) {
+          throw new TypeError(`${prefix}tls.peerNames.${peer} must be a non-empty list of certificate names`);
+        }
+      }
+    }
   }
+  if (o.clusterSecretFile !== undefined && (typeof o.clusterSecretFile !== 'string' || o.clusterSecretFile === '')) {
+    throw new TypeError(`${prefix}clusterSecretFile must be a file path`);
+  }
+  if (o.insecurePeers !== undefined && typeof o.insecurePeers !== 'boolean') throw new TypeError(`${prefix}insecurePeers must be a boolean`);
 }
