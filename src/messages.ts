@@ -47,7 +47,21 @@ export interface ConfigEntry {
   term: number;
   peers: string[];
   old?: string[];
+  /**
+   * Where the members of this configuration are reached (old and new when joint), so every
+   * peer learns a new member's address from the log. Opaque to consensus: no majority looks
+   * at it. Absent in entries written before addresses were carried, and for members added
+   * without one (in-process peers).
+   */
+  addresses?: AddressBook;
 }
+/** How a member is reached: its peer (TCP) address, and its client HTTP address if it serves one. */
+export interface MemberAddress {
+  peer: string;
+  http?: string;
+}
+/** Member id → its addresses. */
+export type AddressBook = Record<string, MemberAddress>;
 export type Entry = NoopEntry | CommandEntry | ConfigEntry;
 
 // ---------------------------------------------------------------------------------------------
@@ -196,6 +210,8 @@ export interface SnapshotMeta {
   old: string[] | null;
   digest: number;
   size: number;
+  /** The configuration's addresses (ConfigEntry.addresses); absent in older snapshots. */
+  addresses?: AddressBook;
 }
 /** A snapshot: its meta and the state machine's bytes (`StateMachine.snapshot()`). */
 export interface Snapshot {
@@ -350,6 +366,10 @@ export interface ClientChangeConfig {
   type: 'changeConfig';
   id: number;
   peers: string[];
+  /** Addresses of members the configuration is to carry (new ones, or new addresses). */
+  addresses?: AddressBook;
+  /** Add `peers` to, or remove them from, the leader's voters instead of replacing them. */
+  edit?: 'add' | 'remove';
 }
 /** Leadership transfer (thesis §3.10) to `target`, or to the most up-to-date voter when null. */
 export interface ClientTransferLeadership {
@@ -553,13 +573,23 @@ export function isEntry(v: unknown): v is Entry {
     case 'command':
       return e.data instanceof Uint8Array && (e.time === undefined || (typeof e.time === 'number' && Number.isFinite(e.time)));
     case 'config':
-      return isStrList(e.peers) && (e.old === undefined || isStrList(e.old));
+      return isStrList(e.peers) && (e.old === undefined || isStrList(e.old)) && (e.addresses === undefined || isAddressBook(e.addresses));
     default:
       return false;
   }
 }
 
 const isStrList = (v: unknown): v is string[] => Array.isArray(v) && v.every(isStr);
+
+/** A map of member ids to `{ peer, http? }` address strings (their form is the transport's to check). */
+export function isAddressBook(v: unknown): v is AddressBook {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  return Object.values(v).every((a: unknown) => {
+    if (typeof a !== 'object' || a === null) return false;
+    const m = a as Record<string, unknown>;
+    return isStr(m.peer) && (m.http === undefined || isStr(m.http));
+  });
+}
 
 export function isSnapshotMeta(v: unknown): v is SnapshotMeta {
   if (typeof v !== 'object' || v === null) return false;
@@ -570,7 +600,8 @@ export function isSnapshotMeta(v: unknown): v is SnapshotMeta {
     isStrList(m.peers) &&
     (m.old === null || isStrList(m.old)) &&
     isNum(m.digest) &&
-    isNum(m.size)
+    isNum(m.size) &&
+    (m.addresses === undefined || isAddressBook(m.addresses))
   );
 }
 
@@ -646,7 +677,7 @@ export function isClientRequest(v: unknown): v is ClientRequest {
     );
   if (m.type === 'ops') return withBytes(m.ops, 'command');
   if (m.type === 'reads') return withBytes(m.reads, 'query');
-  if (m.type === 'changeConfig') return isNum(m.id) && isStrList(m.peers);
+  if (m.type === 'changeConfig') return isNum(m.id) && isStrList(m.peers) && (m.addresses === undefined || isAddressBook(m.addresses)) && (m.edit === undefined || m.edit === 'add' || m.edit === 'remove');
   if (m.type === 'transferLeadership') return isNum(m.id) && (m.target === null || isStr(m.target));
   return false;
 }

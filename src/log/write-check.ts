@@ -7,7 +7,7 @@ import type { HardState } from './store.js';
  * (its "tip"), not against what is already durable: writes are pipelined, and a write
  * issued while an earlier one is still in flight builds on that earlier one.
  */
-import { isEntry, isSnapshotMeta, type Entry, type Snapshot, type SnapshotMeta, type SnapshotWrite } from '../messages.js';
+import { isEntry, isSnapshotMeta, type AddressBook, type Entry, type Snapshot, type SnapshotMeta, type SnapshotWrite } from '../messages.js';
 import { StorageError } from '../errors.js';
 import type { LogWrite } from './store.js';
 
@@ -206,11 +206,20 @@ export function canonicalEntry(e: Entry, copyData = false): Entry {
       // The leader's time is part of the entry (session expiry, thesis §6.3).
       return e.time === undefined ? { type: 'command', index: e.index, term: e.term, data } : { type: 'command', index: e.index, term: e.term, data, time: e.time };
     }
-    case 'config':
-      return e.old === undefined
-        ? { type: 'config', index: e.index, term: e.term, peers: [...e.peers] }
-        : { type: 'config', index: e.index, term: e.term, peers: [...e.peers], old: [...e.old] };
+    case 'config': {
+      const config: Entry = { type: 'config', index: e.index, term: e.term, peers: [...e.peers] };
+      if (e.old !== undefined) config.old = [...e.old];
+      if (e.addresses !== undefined) config.addresses = copyAddresses(e.addresses);
+      return config;
+    }
   }
+}
+
+/** A copy of a configuration's addresses with only their own fields. */
+function copyAddresses(book: AddressBook): AddressBook {
+  const out: AddressBook = {};
+  for (const [id, a] of Object.entries(book)) out[id] = a.http === undefined ? { peer: a.peer } : { peer: a.peer, http: a.http };
+  return out;
 }
 
 /**
@@ -227,6 +236,7 @@ export function canonicalSnapshot(s: Snapshot): Snapshot {
       old: m.old === null ? null : [...m.old],
       digest: m.digest,
       size: m.size,
+      ...(m.addresses === undefined ? {} : { addresses: copyAddresses(m.addresses) }),
     },
     data: new Uint8Array(s.data),
   };

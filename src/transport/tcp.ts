@@ -27,7 +27,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
-import { codec, isPeerMessage, type Bundle } from '../messages.js';
+import { codec, isPeerMessage, type AddressBook, type Bundle } from '../messages.js';
 import { isPeerId, positiveInt } from '../validate.js';
 import type { ConnectPeer, Switchboard } from './switchboard.js';
 
@@ -203,7 +203,8 @@ interface Conn {
 /** Everything about one remote peer. */
 interface Link {
   peer: string;
-  host: string;
+  /** Where to dial it; null for a peer known only by the connection it made to us. */
+  host: string | null;
   port: number;
   /** The established connection, if any. */
   conn: Conn | null;
@@ -238,6 +239,12 @@ export class TcpSwitchboard implements Switchboard {
   private readonly maxQueuedBytes: number;
   private readonly handshakeTimeoutMs: number;
   private closed = false;
+  /**
+   * Whether the configuration in force is known (a `follow` with one): until then a hello from
+   * a peer not in `options.peers` is taken (a blank node learns its cluster from whoever adds
+   * it); after, only the configuration's members are.
+   */
+  private configured = false;
   /** How the actor wired now (join) is reached, so a late leave of its predecessor is ignored. */
   private member: ConnectPeer | null = null;
   private bound = '';
@@ -250,23 +257,34 @@ export class TcpSwitchboard implements Switchboard {
     this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     this.maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
-    for (const [peer, address] of Object.entries(options.peers)) {
-      const { host, port } = parseHostPort(address, `address of peer '${peer}'`);
-      this.links.set(peer, {
-        peer,
-        host,
-        port,
-        conn: null,
-        dialing: null,
-        queue: [],
-        queuedBytes: 0,
-        writable: true,
-        backoffMs: 0,
-        retry: null,
-        everConnected: false,
-        actorPort: null,
-      });
+    for (const [peer, address] of Object.entries(options.peers)) this.addLink(peer, address);
+  }
+
+  private addLink(peer: string, address: string | null): Link {
+    const { host, port } = address === null ? { host: null, port: 0 } : parseHostPort(address, `address of peer '${peer}'`);
+    const link: Link = {
+      peer,
+      host,
+      port,
+      conn: null,
+      dialing: null,
+      queue: [],
+      queuedBytes: 0,
+      writable: true,
+      backoffMs: 0,
+      retry: null,
+      everConnected: false,
+      actorPort: null,
+    };
+    this.links.set(peer, link);
+    // A link added while an actor is wired gets its port now (join wired the others).
+    const member = this.member;
+    if (member !== null && !this.closed) {
+      const { port1, port2 } = new MessageChannel();
+      this.attachActorPort(link, port2);
+      member(peer, port1).catch(() => undefined);
     }
+    return link;
   }
 
   /** Validate `options`, read the TLS files, listen; resolves once listening. */
@@ -314,6 +332,57 @@ export class TcpSwitchboard implements Switchboard {
       ...this.counters,
       connectedPeers: [...this.links.values()].filter((l) => l.conn !== null).map((l) => l.peer),
     };
+  }
+
+  /**
+   * Follow the configuration in force (§6, its addresses carried in the log): reach every peer
+   * in `members` at its address in `addresses` (or, for entries written without addresses,
+   * the one in `options.peers`, or only by the connection it makes to us), and drop every
+   * other link, once `configured`. A blank node (`configured` false) keeps its first contacts.
+   */
+  follow(configured: boolean, members: readonly string[], addresses: AddressBook): void {
+    if (this.closed) return;
+    this.configured = configured;
+    if (!configured) return;
+    const wanted = new Set(members.filter((m) => m !== this.options.id && isPeerId(m)));
+    for (const link of [...this.links.values()]) if (!wanted.has(link.peer)) this.removeLink(link);
+    for (const peer of wanted) {
+      const address = validAddress(addresses[peer]?.peer) ?? this.options.peers[peer] ?? null;
+      const link = this.links.get(peer);
+      if (link === undefined) {
+        this.addLink(peer, address);
+        continue;
+      }
+      if (address === null) continue;
+      const { host, port } = parseHostPort(address, `address of peer '${peer}'`);
+      if (link.host === host && link.port === port) continue;
+      // Moved (or first learned): dial the new address from now on.
+      link.host = host;
+      link.port = port;
+      if (link.queue.length > 0) this.ensureDialing(link);
+    }
+  }
+
+  /** The peers this switchboard links to now, with the address it dials (null: inbound only). */
+  peerAddresses(): Record<string, string | null> {
+    const out: Record<string, string | null> = {};
+    for (const l of this.links.values()) out[l.peer] = l.host === null ? null : formatHostPort(l.host, l.port);
+    return out;
+  }
+
+  /** A peer no longer in the configuration: close its port to the actor and its connections. */
+  private removeLink(link: Link): void {
+    this.links.delete(link.peer);
+    if (link.retry) clearTimeout(link.retry);
+    link.retry = null;
+    link.queue = [];
+    link.queuedBytes = 0;
+    link.actorPort?.close();
+    link.actorPort = null;
+    if (link.conn) this.drop(link.conn);
+    if (link.dialing) this.drop(link.dialing);
+    link.conn = null;
+    link.dialing = null;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -421,15 +490,16 @@ export class TcpSwitchboard implements Switchboard {
   // Connections
 
   private ensureDialing(link: Link): void {
-    if (this.closed || link.conn || link.dialing || link.retry) return;
+    if (this.closed || link.conn || link.dialing || link.retry || link.host === null) return;
     this.dial(link);
   }
 
   private dial(link: Link): void {
     const t = this.tlsContext;
+    const host = link.host!;
     const socket = t
-      ? tls.connect({ host: link.host, port: link.port, ca: t.ca, cert: t.cert, key: t.key, rejectUnauthorized: true })
-      : net.connect({ host: link.host, port: link.port });
+      ? tls.connect({ host, port: link.port, ca: t.ca, cert: t.cert, key: t.key, rejectUnauthorized: true })
+      : net.connect({ host, port: link.port });
     const conn = this.track(socket, this.options.id, link.peer);
     link.dialing = conn;
     socket.once(t ? 'secureConnect' : 'connect', () => {
@@ -509,8 +579,13 @@ export class TcpSwitchboard implements Switchboard {
     const me = this.options.id;
     const dialed = conn.dialer === me;
     const expectedFrom = dialed ? conn.peer : hello.from;
-    const link = this.links.get(hello.from);
-    if (hello.clusterId !== this.options.clusterId || hello.to !== me || !link || hello.from !== expectedFrom) {
+    const valid = hello.clusterId === this.options.clusterId && hello.to === me && hello.from === expectedFrom && isPeerId(hello.from);
+    let link = this.links.get(hello.from);
+    // A node without a configuration takes a hello from a peer it does not know yet: the
+    // leader adding it (it learns the others' addresses from the log). Reached only over
+    // this connection until then.
+    if (valid && !link && !dialed && !this.configured && hello.from !== me) link = this.addLink(hello.from, null);
+    if (!valid || !link) {
       this.counters.refused++;
       return this.drop(conn);
     }
@@ -566,8 +641,10 @@ export class TcpSwitchboard implements Switchboard {
   private onFrame(conn: Conn, payload: Uint8Array): void {
     const peer = conn.peer!;
     if (!validPeerFrame(payload, peer, this.options.id)) return this.bad(conn);
+    const link = this.links.get(peer);
+    // A peer removed from the configuration while a retired connection of its drains.
+    if (link === undefined) return this.drop(conn);
     this.counters.framesIn++;
-    const link = this.links.get(peer)!;
     const port = link.actorPort;
     if (!port) {
       this.counters.dropped++;
@@ -619,6 +696,17 @@ export class TcpSwitchboard implements Switchboard {
       link.retry = null;
       if (link.queue.length > 0) this.ensureDialing(link);
     }, link.backoffMs);
+  }
+}
+
+/** `address` if it is a valid `host:port`, else undefined (a bad address in the log is not dialed). */
+function validAddress(address: string | undefined): string | undefined {
+  if (address === undefined) return undefined;
+  try {
+    parseHostPort(address, 'address');
+    return address;
+  } catch {
+    return undefined;
   }
 }
 
