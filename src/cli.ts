@@ -20,6 +20,9 @@ import { startHttpServer } from './http/server.js';
 
 class UsageError extends Error {}
 
+/** How often a node with no configuration says it waits to be added. */
+const WAITING_LOG_MS = 5_000;
+
 const USAGE = `usage:
   actor-raft node --id ID --listen HOST:PORT --peers ID=HOST:PORT,... --data DIR --http HOST:PORT
                   [--http-peers ID=HOST:PORT,...] [--cluster-id ID] [--bootstrap] [--log text|json]
@@ -80,8 +83,9 @@ function parseMap(value: string, what: string): Record<string, string> {
 async function runNode(flags: Map<string, string | true>): Promise<void> {
   const id = flag(flags, 'id', true);
   const listen = flag(flags, 'listen', true);
-  const allPeers = parseMap(flag(flags, 'peers', true), '--peers');
-  if (!(id in allPeers)) throw new UsageError(`--peers must include this node (${id})`);
+  // Without --bootstrap, --peers only names first contacts (a blank node waiting to be added needs none).
+  const allPeers = flags.has('peers') ? parseMap(flag(flags, 'peers', true), '--peers') : {};
+  if (flags.has('bootstrap') && !(id in allPeers)) throw new UsageError(`--bootstrap needs --peers including this node (${id})`);
   const dataDir = flag(flags, 'data', true);
   const httpListen = flag(flags, 'http', true);
   const httpPeers = flags.has('http-peers') ? parseMap(flag(flags, 'http-peers', true), '--http-peers') : {};
@@ -117,11 +121,13 @@ async function runNode(flags: Map<string, string | true>): Promise<void> {
   });
 
   const peers = Object.fromEntries(Object.entries(allPeers).filter(([p]) => p !== id));
-  await startNode(id, { stateMachine: 'kv', dataDir, network: { listen, peers, clusterId, ...(tls ? { tls } : {}) } });
+  const peerHttp = httpUrls({ ...httpPeers, [id]: httpListen }, httpTls !== undefined);
+  const advertiseHttp = peerHttp[id]!;
+  await startNode(id, { stateMachine: 'kv', dataDir, network: { listen, peers, clusterId, advertiseHttp, ...(tls ? { tls } : {}) } });
   const http = await startHttpServer({
     node: id,
     listen: httpListen,
-    peerHttp: httpUrls(httpPeers, httpTls !== undefined),
+    peerHttp,
     ...(httpTls ? { tls: httpTls } : {}),
   });
   log('up', { listen, http: http.address(), dataDir }, `up: peers on ${listen}, http on ${http.address()}, data in ${dataDir}`);
@@ -129,15 +135,23 @@ async function runNode(flags: Map<string, string | true>): Promise<void> {
   if (flags.has('bootstrap')) {
     const s = await status(id);
     if (s.peers.length === 0 && s.lastIndex === 0) {
-      await setConfig(id, Object.keys(allPeers));
+      // The configuration carries every member's addresses (and HTTP address where known).
+      const addresses = Object.fromEntries(Object.entries(allPeers).map(([p, a]) => [p, { peer: a, ...(peerHttp[p] ? { http: peerHttp[p] } : {}) }]));
+      await setConfig(id, Object.keys(allPeers), { addresses });
       log('bootstrap', { peers: Object.keys(allPeers) }, `bootstrapped a cluster of ${Object.keys(allPeers).join(', ')}`);
     }
   }
+
+  // A blank node says, every few seconds until it has a configuration, that it waits to be added.
+  const sayIfWaiting = () => status(id).then((s) => (s.waiting ? log('waiting', { message: s.waiting }, s.waiting) : clearInterval(waiting)), () => undefined);
+  const waiting = setInterval(() => void sayIfWaiting(), WAITING_LOG_MS);
+  void sayIfWaiting();
 
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
+    clearInterval(waiting);
     log('stop', { signal }, `stopping (${signal})`);
     await http.close();
     await stopNode(id).catch(() => undefined);

@@ -113,9 +113,19 @@ export function transportAddress(id: string): string | null {
   return handle && handle.state === 'running' && handle.transport ? handle.transport.address() : null;
 }
 
+/**
+ * The peers a networked node's transport links to now, each with the address it dials (null:
+ * reached only by the connection that peer made): the configuration's members, as learned
+ * from the log, and first contacts not yet in a configuration. Null as for `transportStats`.
+ */
+export function transportPeers(id: string): Record<string, string | null> | null {
+  const handle = nodes.get(id);
+  return handle && handle.state === 'running' && handle.transport ? handle.transport.peerAddresses() : null;
+}
+
 /** A peer started here, or a remote peer of some networked node here, or one whose address is known. */
 function knownPeer(handle: NodeHandle, peer: string, addresses: AddressBook = {}): boolean {
-  return nodes.has(peer) || handle.remotePeers.has(peer) || addresses[peer] !== undefined;
+  return nodes.has(peer) || handle.remotePeers.has(peer) || Object.hasOwn(addresses, peer);
 }
 
 /**
@@ -337,7 +347,7 @@ export async function stopNode(id: string): Promise<void> {
 /** The entries of `book` for `ids`, or undefined when it has none of them. */
 function pick(book: AddressBook, ids: readonly string[]): AddressBook | undefined {
   const out: AddressBook = {};
-  for (const id of ids) if (book[id] !== undefined) out[id] = book[id];
+  for (const id of ids) if (Object.hasOwn(book, id)) out[id] = book[id]!;
   return Object.keys(out).length > 0 ? out : undefined;
 }
 

@@ -87,8 +87,8 @@ export function addMember(id: string, member: string, address?: MemberAddressInp
   return underConfigLock(async () => {
     const handle = running(id);
     if (checked === undefined && handle.transport !== null) {
-      const known = (await peerStatus(handle)).addresses[member];
-      if (known === undefined) throw new ConfigError(`member '${member}' needs its peer address (host:port) to be added to a networked cluster`);
+      const known = Object.hasOwn((await peerStatus(handle)).addresses, member);
+      if (!known) throw new ConfigError(`member '${member}' needs its peer address (host:port) to be added to a networked cluster`);
     }
     const addresses: AddressBook | undefined = checked === undefined ? undefined : { [member]: checked };
     await submitWithRetry(handle, { kind: 'config', peers: [member], edit: 'add', ...(addresses ? { addresses } : {}) }, timeoutMs);
@@ -119,7 +119,7 @@ export async function listMembers(id: string): Promise<MembersView> {
   const s = await peerStatus(running(id));
   const learners = s.learners.filter((l) => !s.peers.includes(l));
   const info = (member: string, role: MemberInfo['role']): MemberInfo => {
-    const a = s.addresses[member];
+    const a = Object.hasOwn(s.addresses, member) ? s.addresses[member] : undefined;
     const matchIndex = s.role !== 'leader' ? null : member === s.id ? s.lastIndex : (s.matchIndex[member] ?? 0);
     return { id: member, peer: a?.peer ?? null, http: a?.http ?? null, role, matchIndex, leader: s.leader === member };
   };

@@ -197,7 +197,7 @@ function reachableMembers(s: CoreState): { members: string[]; addresses: Address
 function addressesOf(ids: readonly string[], book: AddressBook | undefined): AddressBook | undefined {
   if (book === undefined) return undefined;
   const out: AddressBook = {};
-  for (const id of ids) if (book[id] !== undefined) out[id] = book[id];
+  for (const id of ids) if (Object.hasOwn(book, id)) out[id] = book[id]!;
   return Object.keys(out).length > 0 ? out : undefined;
 }
 
@@ -1059,8 +1059,8 @@ function onChangeConfig(s: CoreState, ctx: StepContext, id: number, asked: strin
 /** Whether `asked` gives some member of `ids` an address other than the one in `current`. */
 function movesMembers(current: AddressBook | undefined, asked: AddressBook, ids: readonly string[]): boolean {
   return ids.some((id) => {
-    const a = asked[id];
-    const c = current?.[id];
+    const a = Object.hasOwn(asked, id) ? asked[id] : undefined;
+    const c = current && Object.hasOwn(current, id) ? current[id] : undefined;
     return a !== undefined && (c === undefined || c.peer !== a.peer || c.http !== a.http);
   });
 }

@@ -245,6 +245,8 @@ export class TcpSwitchboard implements Switchboard {
    * it); after, only the configuration's members are.
    */
   private configured = false;
+  /** Peers that were members of a configuration followed here: once they leave it they are dropped. */
+  private readonly formerMembers = new Set<string>();
   /** How the actor wired now (join) is reached, so a late leave of its predecessor is ignored. */
   private member: ConnectPeer | null = null;
   private bound = '';
@@ -337,17 +339,24 @@ export class TcpSwitchboard implements Switchboard {
   /**
    * Follow the configuration in force (§6, its addresses carried in the log): reach every peer
    * in `members` at its address in `addresses` (or, for entries written without addresses,
-   * the one in `options.peers`, or only by the connection it makes to us), and drop every
-   * other link, once `configured`. A blank node (`configured` false) keeps its first contacts.
+   * the one in `options.peers`, or only by the connection it makes to us), and drop the link
+   * of every peer that left the configuration (or was never in one nor in `options.peers`).
+   * The first contacts of `options.peers` stay until a configuration has held them: a link
+   * is only dialed when the consensus actor sends on it, which it does to members only.
    */
   follow(configured: boolean, members: readonly string[], addresses: AddressBook): void {
     if (this.closed) return;
     this.configured = configured;
     if (!configured) return;
     const wanted = new Set(members.filter((m) => m !== this.options.id && isPeerId(m)));
-    for (const link of [...this.links.values()]) if (!wanted.has(link.peer)) this.removeLink(link);
+    for (const link of [...this.links.values()]) {
+      const firstContact = Object.hasOwn(this.options.peers, link.peer) && !this.formerMembers.has(link.peer);
+      if (!wanted.has(link.peer) && !firstContact) this.removeLink(link);
+    }
+    for (const peer of wanted) this.formerMembers.add(peer);
     for (const peer of wanted) {
-      const address = validAddress(addresses[peer]?.peer) ?? this.options.peers[peer] ?? null;
+      const fromLog = Object.hasOwn(addresses, peer) ? validAddress(addresses[peer]!.peer) : undefined;
+      const address = fromLog ?? (Object.hasOwn(this.options.peers, peer) ? this.options.peers[peer]! : null);
       const link = this.links.get(peer);
       if (link === undefined) {
         this.addLink(peer, address);
