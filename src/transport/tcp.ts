@@ -7,8 +7,13 @@
  * Wire format: frames of a 4-byte big-endian length followed by that many bytes of msgpack
  * (src/messages.ts `codec`), exactly the bytes the actor posted (one message or a bundle).
  * The dialer's first frame is a hello `{ clusterId, from, to }`; the acceptor checks it (same
- * cluster, `from` a configured peer, `to` itself) and answers with its own hello. After that
+ * cluster, `from` a peer it links to, `to` itself) and answers with its own hello. After that
  * the connection carries frames both ways.
+ *
+ * - Peers: the first contacts of `options.peers`, then the configuration in force (`follow`,
+ *   told by the consensus actor): members added to it are dialed at the address the log
+ *   carries, members removed from it dropped. A node without a configuration also takes a
+ *   hello from a peer it does not know (at most MAX_STRANGERS at once): the leader adding it.
  *
  * - Lazy: a peer is dialed when the first frame for it is sent; a failed or lost connection is
  *   dialed again after a capped exponential backoff (50 ms → 2 s) while frames wait.
@@ -100,6 +105,8 @@ const BACKOFF_MIN_MS = 50;
 const BACKOFF_MAX_MS = 2_000;
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
 const RETIRE_GRACE_MS = 2_000;
+/** Peers a blank node takes a hello from without knowing them, at once (whoever adds it is one). */
+const MAX_STRANGERS = 16;
 
 /** Split `host:port` (IPv6 hosts in brackets); port 0 only if `allowZero`. */
 export function parseHostPort(address: unknown, what: string, allowZero = false): { host: string; port: number } {
@@ -247,6 +254,8 @@ export class TcpSwitchboard implements Switchboard {
   private configured = false;
   /** Peers that were members of a configuration followed here: once they leave it they are dropped. */
   private readonly formerMembers = new Set<string>();
+  /** The members of the configuration followed last (empty while blank). */
+  private currentMembers = new Set<string>();
   /** How the actor wired now (join) is reached, so a late leave of its predecessor is ignored. */
   private member: ConnectPeer | null = null;
   private bound = '';
@@ -354,6 +363,7 @@ export class TcpSwitchboard implements Switchboard {
       if (!wanted.has(link.peer) && !firstContact) this.removeLink(link);
     }
     for (const peer of wanted) this.formerMembers.add(peer);
+    this.currentMembers = wanted;
     for (const peer of wanted) {
       const fromLog = Object.hasOwn(addresses, peer) ? validAddress(addresses[peer]!.peer) : undefined;
       const address = fromLog ?? (Object.hasOwn(this.options.peers, peer) ? this.options.peers[peer]! : null);
@@ -377,6 +387,13 @@ export class TcpSwitchboard implements Switchboard {
     const out: Record<string, string | null> = {};
     for (const l of this.links.values()) out[l.peer] = l.host === null ? null : formatHostPort(l.host, l.port);
     return out;
+  }
+
+  /** Links to peers known only by the connection they made (a blank node's, before its configuration). */
+  private strangers(): number {
+    let n = 0;
+    for (const l of this.links.values()) if (l.host === null && !this.currentMembers.has(l.peer)) n++;
+    return n;
   }
 
   /** A peer no longer in the configuration: close its port to the actor and its connections. */
@@ -593,7 +610,7 @@ export class TcpSwitchboard implements Switchboard {
     // A node without a configuration takes a hello from a peer it does not know yet: the
     // leader adding it (it learns the others' addresses from the log). Reached only over
     // this connection until then.
-    if (valid && !link && !dialed && !this.configured && hello.from !== me) link = this.addLink(hello.from, null);
+    if (valid && !link && !dialed && !this.configured && hello.from !== me && this.strangers() < MAX_STRANGERS) link = this.addLink(hello.from, null);
     if (!valid || !link) {
       this.counters.refused++;
       return this.drop(conn);
@@ -698,6 +715,8 @@ export class TcpSwitchboard implements Switchboard {
       link.writable = true;
     }
     if (this.closed || link.conn || link.dialing) return;
+    // A stranger that said hello to a blank node and left: forget it (nothing can dial it).
+    if (link.host === null && !this.currentMembers.has(link.peer)) return this.removeLink(link);
     // Lost or failed: dial again after a backoff, if anything waits (else on the next frame).
     link.backoffMs = link.backoffMs === 0 ? BACKOFF_MIN_MS : Math.min(link.backoffMs * 2, BACKOFF_MAX_MS);
     if (link.retry) return;
