@@ -32,6 +32,7 @@ import {
   isLogReply,
   isPeerMessage,
   postEncoded,
+  type AddressBook,
   type Entry,
   type LogReady,
   type LogReply,
@@ -135,6 +136,25 @@ function run(input: Input): void {
   core = result.state;
   for (const effect of result.effects) execute(effect);
   if (outcomes.length > 0) batcher.schedule();
+  noticeMembers();
+}
+
+/** What the last members notice was drawn from: the latest and committed config entries, the change. */
+let membersSeen: { latest: unknown; committed: unknown; change: unknown; phase: unknown } | null = null;
+
+/**
+ * Tell the supervisor (and so the transport) which peers to reach and where, whenever the
+ * configurations in force or a leader's learners change (cheap identity checks per step).
+ */
+function noticeMembers(): void {
+  const latest = core.log.lastConfig();
+  const committed = core.log.lastConfig(core.commitIndex);
+  const change = core.configChange;
+  const seen = membersSeen;
+  if (seen && seen.latest === latest && seen.committed === committed && seen.change === change && seen.phase === change?.phase) return;
+  membersSeen = { latest, committed, change, phase: change?.phase };
+  const s = status(core);
+  notify({ type: 'members', configured: latest !== undefined, members: s.members, addresses: s.addresses });
 }
 
 function execute(e: Effect): void {
@@ -312,7 +332,7 @@ function onClientMessage(bytes: unknown): void {
       continue;
     }
     if (m.type === 'changeConfig') {
-      run({ type: 'changeConfig', id: m.id, peers: m.peers });
+      run({ type: 'changeConfig', id: m.id, peers: m.peers, ...(m.addresses ? { addresses: m.addresses } : {}), ...(m.edit ? { edit: m.edit } : {}) });
       continue;
     }
     if (m.type === 'transferLeadership') {
@@ -341,11 +361,11 @@ const control: ConsensusControl = {
       connectedPeers: [...peers.keys()],
     };
   },
-  setConfig(peerIds: string[]): WireError | null | 'change' {
+  setConfig(peerIds: string[], addresses?: AddressBook): WireError | null | 'change' {
     const decision = configDecision(core, peerIds);
     if (decision.kind === 'refused') return { code: decision.code, message: decision.message, leader: null };
     if (decision.kind === 'change') return 'change';
-    if (decision.kind === 'bootstrap') run({ type: 'bootstrap', peers: peerIds });
+    if (decision.kind === 'bootstrap') run({ type: 'bootstrap', peers: peerIds, ...(addresses ? { addresses } : {}) });
     return null;
   },
   connectPeer,
@@ -386,6 +406,7 @@ async function main(): Promise<void> {
   clockStart = performance.now();
   ticker = setInterval(advanceClock, data.tickMs);
   notify({ type: 'ready' });
+  noticeMembers();
 }
 
 void main();

@@ -99,6 +99,17 @@ export function allowConfig(
   return { ok: true };
 }
 
+/**
+ * The voters after adding or removing `ids` from `current` (a membership command naming only
+ * the members it changes, resolved by the leader against the configuration it holds, so a
+ * lagging peer's view cannot drop a member). Adding a voter or removing a stranger leaves
+ * the list as it is.
+ */
+export function editVoters(current: readonly string[], edit: 'add' | 'remove', ids: readonly string[]): string[] {
+  if (edit === 'remove') return current.filter((id) => !ids.includes(id));
+  return [...current, ...ids.filter((id, i) => !current.includes(id) && ids.indexOf(id) === i)];
+}
+
 /** The same members, ignoring order (compared as multisets, so duplicates must match too). */
 export function sameMembers(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;

@@ -14,7 +14,7 @@ import * as Comlink from 'comlink';
 import type { MessagePort } from 'node:worker_threads';
 import type { CoreOptions, Status } from './core/index.js';
 import type { FaultPlan } from './faults.js';
-import type { WireError } from './messages.js';
+import type { AddressBook, WireError } from './messages.js';
 import type { SessionsStatus } from './sessions.js';
 import type { StateMachineSpec } from './state-machines/index.js';
 
@@ -37,7 +37,13 @@ export interface ConsensusActorData {
 /** Raw (non-protocol) notices to the supervisor: lifecycle and role changes for logging. */
 export type ConsensusNotice =
   | { type: 'ready' }
-  | { type: 'role'; role: string; term: number; leader: string | null };
+  | { type: 'role'; role: string; term: number; leader: string | null }
+  /**
+   * The peers to reach and where (core `Status.members`/`addresses`), sent at start and
+   * whenever the configurations in force change: a networked node's transport follows it.
+   * `configured` is false while the peer is blank (no configuration in its log).
+   */
+  | { type: 'members'; configured: boolean; members: string[]; addresses: AddressBook };
 
 /** What `status()` reports for a peer. */
 export interface PeerStatus extends Status {
@@ -63,7 +69,7 @@ export interface ConsensusControl {
    * configuration), 'change' when the peer belongs to a running cluster (the caller submits a
    * membership change on the client port instead), or why not.
    */
-  setConfig(peers: string[]): WireError | null | 'change';
+  setConfig(peers: string[], addresses?: AddressBook): WireError | null | 'change';
   /** Use `port` for messages to and from `peer` (replacing any earlier port). */
   connectPeer(peer: string, port: MessagePort): void;
   /** Fault injection: post raw bytes on the port to peer `to`, or to the log actor (`'log'`). */

@@ -53,7 +53,21 @@ export interface ConfigEntry {
   term: number;
   peers: string[];
   old?: string[];
+  /**
+   * Where the members of this configuration are reached (old and new when joint), so every
+   * peer learns a new member's address from the log. Opaque to consensus: no majority looks
+   * at it. Absent in entries written before addresses were carried, and for members added
+   * without one (in-process peers).
+   */
+  addresses?: AddressBook;
 }
+/** How a member is reached: its peer (TCP) address, and its client HTTP address if it serves one. */
+export interface MemberAddress {
+  peer: string;
+  http?: string;
+}
+/** Member id → its addresses. */
+export type AddressBook = Record<string, MemberAddress>;
 export type Entry = NoopEntry | CommandEntry | ConfigEntry;
 
 // ---------------------------------------------------------------------------------------------
@@ -202,6 +216,8 @@ export interface SnapshotMeta {
   old: string[] | null;
   digest: number;
   size: number;
+  /** The configuration's addresses (ConfigEntry.addresses); absent in older snapshots. */
+  addresses?: AddressBook;
 }
 /** A snapshot: its meta and the state machine's bytes (`StateMachine.snapshot()`). */
 export interface Snapshot {
@@ -356,6 +372,10 @@ export interface ClientChangeConfig {
   type: 'changeConfig';
   id: number;
   peers: string[];
+  /** Addresses of members the configuration is to carry (new ones, or new addresses). */
+  addresses?: AddressBook;
+  /** Add `peers` to, or remove them from, the leader's voters instead of replacing them. */
+  edit?: 'add' | 'remove';
 }
 /** Leadership transfer (thesis §3.10) to `target`, or to the most up-to-date voter when null. */
 export interface ClientTransferLeadership {
@@ -528,11 +548,20 @@ export function canonicalEntry(e: Entry, copyData = false): Entry {
       // The leader's time is part of the entry (session expiry, thesis §6.3).
       return e.time === undefined ? { type: 'command', index: e.index, term: e.term, data } : { type: 'command', index: e.index, term: e.term, data, time: e.time };
     }
-    case 'config':
-      return e.old === undefined
-        ? { type: 'config', index: e.index, term: e.term, peers: [...e.peers] }
-        : { type: 'config', index: e.index, term: e.term, peers: [...e.peers], old: [...e.old] };
+    case 'config': {
+      const config: Entry = { type: 'config', index: e.index, term: e.term, peers: [...e.peers] };
+      if (e.old !== undefined) config.old = [...e.old];
+      if (e.addresses !== undefined) config.addresses = copyAddresses(e.addresses);
+      return config;
+    }
   }
+}
+
+/** A copy of a configuration's addresses with only their own fields. */
+export function copyAddresses(book: AddressBook): AddressBook {
+  const out: AddressBook = {};
+  for (const [id, a] of Object.entries(book)) out[id] = a.http === undefined ? { peer: a.peer } : { peer: a.peer, http: a.http };
+  return out;
 }
 
 /**
@@ -723,7 +752,12 @@ export function isEntry(v: unknown): v is Entry {
       if (e.time !== undefined && !(typeof e.time === 'number' && Number.isFinite(e.time))) return false;
       return e.data instanceof Uint8Array && definedFields(e) === (e.time === undefined ? 4 : 5);
     case 'config':
-      return isStrList(e.peers) && (e.old === undefined || isStrList(e.old)) && definedFields(e) === (e.old === undefined ? 4 : 5);
+      return (
+        isStrList(e.peers) &&
+        (e.old === undefined || isStrList(e.old)) &&
+        (e.addresses === undefined || isAddressBook(e.addresses)) &&
+        definedFields(e) === 4 + (e.old === undefined ? 0 : 1) + (e.addresses === undefined ? 0 : 1)
+      );
     default:
       return false;
   }
@@ -738,6 +772,16 @@ function definedFields(o: Record<string, unknown>): number {
 
 const isStrList = (v: unknown): v is string[] => Array.isArray(v) && v.every(isStr);
 
+/** A map of member ids to `{ peer, http? }` address strings (their form is the transport's to check). */
+export function isAddressBook(v: unknown): v is AddressBook {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  return Object.values(v).every((a: unknown) => {
+    if (typeof a !== 'object' || a === null) return false;
+    const m = a as Record<string, unknown>;
+    return isStr(m.peer) && (m.http === undefined || isStr(m.http));
+  });
+}
+
 export function isSnapshotMeta(v: unknown): v is SnapshotMeta {
   if (typeof v !== 'object' || v === null) return false;
   const m = v as Record<string, unknown>;
@@ -747,7 +791,8 @@ export function isSnapshotMeta(v: unknown): v is SnapshotMeta {
     isStrList(m.peers) &&
     (m.old === null || isStrList(m.old)) &&
     isNum(m.digest) &&
-    isNum(m.size)
+    isNum(m.size) &&
+    (m.addresses === undefined || isAddressBook(m.addresses))
   );
 }
 
@@ -823,7 +868,7 @@ export function isClientRequest(v: unknown): v is ClientRequest {
     );
   if (m.type === 'ops') return withBytes(m.ops, 'command');
   if (m.type === 'reads') return withBytes(m.reads, 'query');
-  if (m.type === 'changeConfig') return isNum(m.id) && isStrList(m.peers);
+  if (m.type === 'changeConfig') return isNum(m.id) && isStrList(m.peers) && (m.addresses === undefined || isAddressBook(m.addresses)) && (m.edit === undefined || m.edit === 'add' || m.edit === 'remove');
   if (m.type === 'transferLeadership') return isNum(m.id) && (m.target === null || isStr(m.target));
   return false;
 }

@@ -18,12 +18,14 @@
 import type { ConsensusControl, PeerStatus } from '../control.js';
 import { ClientSession } from '../client-session.js';
 import { ConfigError, fromWire, NodeExistsError, SessionExpiredError, TransferFailedError } from '../errors.js';
-import { checkCommand, codec, encodeCommand, encodeLogCommand, type SessionCommand, type WireError } from '../messages.js';
+import { checkCommand, codec, encodeCommand, encodeLogCommand, type AddressBook, type SessionCommand, type WireError } from '../messages.js';
 import { lockDataDir } from '../log/dir-lock.js';
+import { checkMemberAddress, waitingMessage } from './members.js';
 import { TcpSwitchboard, type TcpStats } from '../transport/tcp.js';
 import { currentFaults } from './nemesis.js';
 import { NodeHandle } from './node-handle.js';
 import {
+  checkHttpUrl,
   DEFAULT_ATTEMPT_TIMEOUT_MS,
   DEFAULT_CONFIG_TIMEOUT_MS,
   DEFAULT_OP_TIMEOUT_MS,
@@ -32,6 +34,7 @@ import {
   switchboardOptions,
   validateId,
   validateNodeOptions,
+  type ConfigOptions,
   type NodeOptions,
   type OpOptions,
   type WriteOptions,
@@ -41,8 +44,9 @@ import { sleep, submitWithRetry, type RetryPolicy } from './routing.js';
 import { positiveInt } from '../validate.js';
 
 export { events, type RaftEvents } from './events.js';
+export { addMember, listMembers, removeMember, type MemberAddressInput, type MemberInfo, type MembersView } from './members.js';
 export { nemesis } from './nemesis.js';
-export type { NetworkOptions, NodeOptions, OpOptions, WriteOptions } from './options.js';
+export type { ConfigOptions, NetworkOptions, NodeOptions, OpOptions, WriteOptions } from './options.js';
 
 /**
  * What `status(id)` reports. `restarts` counts restarts of each actor of the peer;
@@ -59,6 +63,11 @@ export interface NodeStatus extends PeerStatus {
   client: { session: string | null; opened: number; retries: number; expired: number };
   logDroppedMessages: number;
   droppedReplies: number;
+  /**
+   * While the peer has no configuration (blank, not bootstrapped, not yet added): that it waits
+   * to be added to a cluster, and how to add it or form one. Null once it has a configuration.
+   */
+  waiting: string | null;
 }
 
 /**
@@ -78,6 +87,7 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
   try {
     const network = options.network;
     if (network !== undefined) {
+      handle.network = network;
       handle.remotePeers = new Set(Object.keys(network.peers));
       handle.transport = await TcpSwitchboard.start(switchboardOptions(id, network));
       spec.switchboard = handle.transport;
@@ -109,14 +119,46 @@ export function transportAddress(id: string): string | null {
   return handle && handle.state === 'running' && handle.transport ? handle.transport.address() : null;
 }
 
-/** A peer started here, or a remote peer of some networked node here. */
-function knownPeer(handle: NodeHandle, peer: string): boolean {
-  return nodes.has(peer) || handle.remotePeers.has(peer);
+/**
+ * The peers a networked node's transport links to now, each with the address it dials (null:
+ * reached only by the connection that peer made): the configuration's members, as learned
+ * from the log, and first contacts not yet in a configuration. Null as for `transportStats`.
+ */
+export function transportPeers(id: string): Record<string, string | null> | null {
+  const handle = nodes.get(id);
+  return handle && handle.state === 'running' && handle.transport ? handle.transport.peerAddresses() : null;
+}
+
+/** A peer started here, or a remote peer of some networked node here, or one whose address is known. */
+function knownPeer(handle: NodeHandle, peer: string, addresses: AddressBook = {}): boolean {
+  return nodes.has(peer) || handle.remotePeers.has(peer) || Object.hasOwn(addresses, peer);
+}
+
+/**
+ * The addresses a networked node's configuration entries carry for `peers`: this node's own
+ * (advertised, or where it listens), its `network.peers`, then those of the configuration in
+ * force, then the caller's. Empty for a node that is not networked.
+ */
+function configAddresses(handle: NodeHandle, inForce: AddressBook, given: ConfigOptions['addresses']): AddressBook {
+  const book: AddressBook = {};
+  const network = handle.network;
+  if (network && handle.transport) {
+    for (const [peer, address] of Object.entries(network.peers)) book[peer] = { peer: address };
+    const self = network.advertise ?? handle.transport.address();
+    const dialable = !/^(0\.0\.0\.0|\[::\]):/.test(self);
+    if (dialable) book[handle.id] = { peer: self, ...(network.advertiseHttp ? { http: checkHttpUrl(network.advertiseHttp, 'advertiseHttp') } : {}) };
+  }
+  Object.assign(book, inForce);
+  for (const [peer, address] of Object.entries(given ?? {})) book[peer] = checkMemberAddress(address);
+  return book;
 }
 
 /**
  * Set the cluster's voters (rafter's set_config). All of `peers` must be started in this process,
- * or, for a networked node (`options.network`), be in its `network.peers` map.
+ * or, for a networked node (`options.network`), be in its `network.peers` map, in the
+ * configuration in force, or in `options.addresses`. A networked node's configuration entries
+ * carry the members' addresses (see ConfigOptions), so every peer learns them from the log.
+ * To add or remove one member of a networked cluster, `addMember`/`removeMember` are simpler.
  *
  * - On a blank peer the first call bootstraps a cluster of `peers` (each blank, or already
  *   holding this configuration); `id` must be one of them.
@@ -133,26 +175,28 @@ function knownPeer(handle: NodeHandle, peer: string): boolean {
  * changed), NotLeaderError (no leader found), LeadershipLostError or TimeoutError (outcome
  * unknown: `status` shows which configuration is in force). Default timeout 60 s.
  */
-export function setConfig(id: string, peers: string[], options: OpOptions = {}): Promise<void> {
+export function setConfig(id: string, peers: string[], options: ConfigOptions = {}): Promise<void> {
   return underConfigLock(() => setConfigNow(id, peers, options));
 }
 
-async function setConfigNow(id: string, peers: string[], options: OpOptions): Promise<void> {
+async function setConfigNow(id: string, peers: string[], options: ConfigOptions): Promise<void> {
   const handle = running(id);
   const timeoutMs = positiveInt(options.timeoutMs, 'options.timeoutMs', DEFAULT_CONFIG_TIMEOUT_MS);
   if (!Array.isArray(peers) || peers.length === 0) throw new ConfigError('setConfig needs a non-empty list of peer ids');
   for (const p of peers) validateId(p, 'peer id');
   const duplicate = peers.find((p, i) => peers.indexOf(p) !== i);
   if (duplicate !== undefined) throw new ConfigError(`peer '${duplicate}' is listed twice`);
-  const unknown = peers.filter((p) => !knownPeer(handle, p));
-  if (unknown.length > 0) throw new ConfigError(`unknown peer(s): ${unknown.join(', ')} (start them first)`);
-
   const self = await status(id);
+  const addresses = configAddresses(handle, self.addresses, options.addresses);
+  const unknown = peers.filter((p) => !knownPeer(handle, p, addresses));
+  if (unknown.length > 0) throw new ConfigError(`unknown peer(s): ${unknown.join(', ')} (start them first, or give their addresses)`);
+  const carried = pick(addresses, peers);
+
   // A peer that has heard a leader belongs to a running cluster even while its log is still
   // empty (a new follower whose first AppendEntries was a probe that it refused).
   if (self.peers.length > 0 || self.lastIndex > 0 || self.leader !== null) {
     // A running cluster: a membership change, decided by its leader.
-    await submitWithRetry(handle, { kind: 'config', peers: [...peers] }, timeoutMs);
+    await submitWithRetry(handle, { kind: 'config', peers: [...peers], ...(carried ? { addresses: carried } : {}) }, timeoutMs);
     return;
   }
   if (!peers.includes(id)) throw new ConfigError(`setConfig must be called on one of the peers; '${id}' is not in the list`);
@@ -165,7 +209,7 @@ async function setConfigNow(id: string, peers: string[], options: OpOptions): Pr
       throw new ConfigError(`peer '${s.id}' already belongs to a cluster (${s.peers.join(', ') || 'no configuration yet'})`);
     }
   }
-  const refusal: WireError | null | 'change' = await handle.withControl((c) => c.setConfig(peers) as Promise<WireError | null | 'change'>);
+  const refusal: WireError | null | 'change' = await handle.withControl((c) => c.setConfig(peers, carried) as Promise<WireError | null | 'change'>);
   if (refusal === 'change') throw new ConfigError(`peer '${id}' joined a cluster meanwhile; call setConfig again`);
   if (refusal) throw fromWire(refusal);
 }
@@ -276,6 +320,7 @@ export async function status(id: string): Promise<NodeStatus> {
     client: { session: handle.session.id, ...handle.session.stats },
     logDroppedMessages: handle.supervisor.logDroppedMessages,
     droppedReplies: handle.droppedReplies,
+    waiting: s.config === null ? waitingMessage(id, handle.network?.advertise ?? handle.transport?.address() ?? null, handle.network?.advertiseHttp ?? null) : null,
   };
 }
 
@@ -303,6 +348,13 @@ export async function stopNode(id: string): Promise<void> {
   } finally {
     await retire(handle, `node '${id}' stopped while the op was in flight; its outcome is unknown`);
   }
+}
+
+/** The entries of `book` for `ids`, or undefined when it has none of them. */
+function pick(book: AddressBook, ids: readonly string[]): AddressBook | undefined {
+  const out: AddressBook = {};
+  for (const id of ids) if (Object.hasOwn(book, id)) out[id] = book[id]!;
+  return Object.keys(out).length > 0 ? out : undefined;
 }
 
 /** Ids of the peers running in this process. */

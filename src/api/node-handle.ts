@@ -14,6 +14,7 @@ import {
   decodeAll,
   isClientReply,
   postEncoded,
+  type AddressBook,
   type ClientChangeConfig,
   type ClientReply,
   type ClientTransferLeadership,
@@ -23,11 +24,12 @@ import {
 import type { DataDirLock } from '../log/dir-lock.js';
 import type { TcpSwitchboard } from '../transport/tcp.js';
 import { events } from './events.js';
+import type { NetworkOptions } from './options.js';
 
 /** What a client asks of a peer: a command, a read, a membership change, a leadership transfer. */
 export type Request =
   | { kind: 'op' | 'read'; data: Uint8Array }
-  | { kind: 'config'; peers: string[] }
+  | { kind: 'config'; peers: string[]; addresses?: AddressBook; edit?: 'add' | 'remove' }
   | { kind: 'transfer'; target: string | null };
 
 interface PendingOp {
@@ -63,6 +65,8 @@ export class NodeHandle {
   droppedReplies = 0;
   /** The TCP transport of a networked node (`options.network`), closed when the peer stops. */
   transport: TcpSwitchboard | null = null;
+  /** The network options of a networked node (`options.network`). */
+  network: NetworkOptions | null = null;
   /** Remote peers this node knows from `options.network.peers`. */
   remotePeers: ReadonlySet<string> = new Set();
 
@@ -97,7 +101,13 @@ export class NodeHandle {
           this.readOutbox.push({ id, query: request.data });
           break;
         case 'config':
-          this.adminOutbox.push({ type: 'changeConfig', id, peers: request.peers });
+          this.adminOutbox.push({
+            type: 'changeConfig',
+            id,
+            peers: request.peers,
+            ...(request.addresses ? { addresses: request.addresses } : {}),
+            ...(request.edit ? { edit: request.edit } : {}),
+          });
           break;
         case 'transfer':
           this.adminOutbox.push({ type: 'transferLeadership', id, target: request.target });
@@ -211,7 +221,16 @@ export class NodeHandle {
   /** The peer's latest role notice: where ops go when the peer asked knows no leader. */
   lastRole: { role: string; term: number } = { role: 'follower', term: 0 };
 
+  /** Whether the peer has a configuration (from its latest members notice). */
+  configured = false;
+
   private notice(n: ConsensusNotice): void {
+    if (n.type === 'members') {
+      // The transport follows the configuration in force (addresses come from the log).
+      this.configured = n.configured;
+      this.transport?.follow(n.configured, n.members, n.addresses);
+      return;
+    }
     if (n.type !== 'role') return;
     this.lastRole = { role: n.role, term: n.term };
     events.emit('role', { id: this.id, role: n.role, term: n.term, leader: n.leader });

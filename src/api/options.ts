@@ -9,7 +9,7 @@ import type { PeerSpec } from '../../supervisors/peer-supervisor.js';
 import { DEFAULT_CORE_OPTIONS, validateCoreOptions, type CoreOptions } from '../core/index.js';
 import type { StateMachineSpec } from '../state-machines/index.js';
 import type { FaultPlan } from '../faults.js';
-import { validateOptions as validateNetworkOptions, type TcpSwitchboardOptions, type TcpTlsOptions } from '../transport/tcp.js';
+import { parseHostPort, validateOptions as validateNetworkOptions, type TcpSwitchboardOptions, type TcpTlsOptions } from '../transport/tcp.js';
 import { isPeerId, nonNegativeInt, positiveInt } from '../validate.js';
 
 export interface NodeOptions {
@@ -93,8 +93,20 @@ export interface NodeOptions {
 export interface NetworkOptions {
   /** `host:port` to listen on for peer connections (port 0: any free port, see `transportAddress`). */
   listen: string;
-  /** Every other peer of the cluster: id → `host:port` (this node's own id must not be here). */
+  /**
+   * Other peers: id → `host:port` (this node's own id must not be here). Needed only to find
+   * a first contact: once this node holds a configuration, the addresses it carries (from the
+   * log) rule, and the transport follows it; these fill in members an older configuration
+   * entry has no address for. A blank node waiting to be added may have none.
+   */
   peers: Record<string, string>;
+  /**
+   * This node's peer address as others dial it, written into the configuration when this node
+   * bootstraps a cluster (default: the bound listen address).
+   */
+  advertise?: string;
+  /** This node's client HTTP base URL (`http(s)://host:port`), written alike when it bootstraps. */
+  advertiseHttp?: string;
   /** A connection from a node with another cluster id is refused. */
   clusterId: string;
   /**
@@ -121,6 +133,16 @@ export interface NetworkOptions {
   maxFrameBytes?: number;
   /** Bytes waiting to be sent per peer before frames are dropped (default 64 MiB). */
   maxQueuedBytes?: number;
+}
+
+/** `setConfig`'s options: an op's, and the members' addresses for the configuration entries. */
+export interface ConfigOptions extends OpOptions {
+  /**
+   * Where members are reached (id → `{ peer: 'host:port', http?: URL }`), carried in the
+   * configuration entries so every peer learns them from the log (src/transport/tcp.ts).
+   * A networked node bootstrapping fills in itself and its `network.peers` on its own.
+   */
+  addresses?: Record<string, { peer: string; http?: string }>;
 }
 
 export interface OpOptions {
@@ -187,7 +209,25 @@ export function validateNodeOptions(id: string, options: NodeOptions): void {
   if (network !== undefined) {
     if (typeof network !== 'object' || network === null) throw new TypeError('options.network must be an object');
     validateNetworkOptions({ ...network, id }, 'options.network.');
+    if (network.advertise !== undefined) parseHostPort(network.advertise, 'options.network.advertise');
+    if (network.advertiseHttp !== undefined) checkHttpUrl(network.advertiseHttp, 'options.network.advertiseHttp');
   }
+}
+
+/** `host:port` or an http(s) URL → the base URL (no trailing slash). */
+export function checkHttpUrl(v: unknown, what: string): string {
+  if (typeof v !== 'string' || v === '') throw new TypeError(`${what} must be 'host:port' or an http(s) URL, got ${JSON.stringify(v)}`);
+  const text = v.includes('://') ? v : `http://${v}`;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new TypeError(`${what} must be 'host:port' or an http(s) URL, got ${JSON.stringify(v)}`);
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search !== '' || url.hash !== '') {
+    throw new TypeError(`${what} must be an http(s)://host:port URL, got ${JSON.stringify(v)}`);
+  }
+  return `${url.protocol}//${url.host}`;
 }
 
 /** The heartbeat interval and base election timeout, in ms (defaults: the core's, one tick = one default heartbeat). */

@@ -10,7 +10,7 @@ import { cell, print } from './output.js';
 export const NODE_OPTIONS: OptionSpec[] = [
   { name: 'id', type: 'string', value: 'ID', help: 'this peer\'s id', required: true },
   { name: 'listen', type: 'string', value: 'HOST:PORT', help: 'address for the other peers (TCP)', required: true },
-  { name: 'peers', type: 'string', value: 'ID=HOST:PORT,...', help: 'every peer\'s TCP address, this one included (commas, no spaces)', required: true },
+  { name: 'peers', type: 'string', value: 'ID=HOST:PORT,...', help: 'peers\' TCP addresses (commas, no spaces): with --bootstrap every member, this one included; otherwise first contacts (a blank node waiting to be added needs none)' },
   { name: 'data', type: 'string', value: 'DIR', help: 'data directory (one owner at a time)', required: true },
   { name: 'http', type: 'string', value: 'HOST:PORT', help: 'address for clients (HTTP)', required: true },
   { name: 'http-peers', type: 'string', value: 'ID=HOST:PORT,...', help: 'the peers\' HTTP addresses, for redirects to the leader' },

@@ -15,8 +15,11 @@ const WAITING_LOG_MS = 5_000;
 export async function runNode(inv: Invocation): Promise<number> {
   const id = stringOption(inv, 'id')!;
   const listen = hostPort(stringOption(inv, 'listen')!, '--listen', true);
-  const allPeers = parsePeerMap(stringOption(inv, 'peers')!, '--peers');
-  if (!(id in allPeers)) throw new UsageError(`--peers must include this node (${id})`);
+  // Without --bootstrap, --peers only names first contacts: the configuration in the log
+  // carries every member's addresses (a blank node waiting to be added needs none).
+  const peersFlag = stringOption(inv, 'peers');
+  const allPeers = peersFlag === undefined ? {} : parsePeerMap(peersFlag, '--peers');
+  if (inv.options.bootstrap === true && !(id in allPeers)) throw new UsageError(`--bootstrap needs --peers including this node (${id})`);
   const dataDir = stringOption(inv, 'data')!;
   const httpListen = hostPort(stringOption(inv, 'http')!, '--http', true);
   const httpPeersFlag = stringOption(inv, 'http-peers');
@@ -51,11 +54,13 @@ export async function runNode(inv: Invocation): Promise<number> {
   const clusterSecretFile = stringOption(inv, 'cluster-secret-file');
   const insecurePeers = inv.options['insecure-peers'] === true;
   const peerSecurity = { ...(tls ? { tls } : {}), ...(clusterSecretFile ? { clusterSecretFile } : {}), ...(insecurePeers ? { insecurePeers } : {}) };
-  await startNode(id, { stateMachine: 'kv', dataDir, network: { listen, peers, clusterId, ...peerSecurity } });
+  const peerHttp = httpUrls({ ...httpPeers, [id]: httpListen }, httpTls !== undefined);
+  const advertiseHttp = peerHttp[id]!;
+  await startNode(id, { stateMachine: 'kv', dataDir, network: { listen, peers, clusterId, advertiseHttp, ...peerSecurity } });
   const http = await startHttpServer({
     node: id,
     listen: httpListen,
-    peerHttp: httpUrls(httpPeers, httpTls !== undefined),
+    peerHttp,
     ...(httpTls ? { tls: httpTls } : {}),
     ...(allowedHosts !== undefined ? { allowedHosts: parseList(allowedHosts) } : {}),
     ...(allowedOrigins !== undefined ? { allowedOrigins: parseList(allowedOrigins) } : {}),
@@ -65,7 +70,7 @@ export async function runNode(inv: Invocation): Promise<number> {
   });
   log('up', { listen, http: http.address(), dataDir }, `up: peers on ${listen}, http on ${http.address()}, data in ${dataDir}`);
 
-  if (inv.options.bootstrap === true) await bootstrap(id, allPeers, log);
+  if (inv.options.bootstrap === true) await bootstrap(id, allPeers, peerHttp, log);
   const waiting = reportWhileUnconfigured(id, log);
 
   let stopping = false;
@@ -86,14 +91,16 @@ export async function runNode(inv: Invocation): Promise<number> {
 type Log = (event: string, fields: Record<string, unknown>, text: string) => void;
 
 /** Form the cluster of `allPeers` on a blank node (§4.1's first configuration), and say which. */
-async function bootstrap(id: string, allPeers: Record<string, string>, log: Log): Promise<void> {
+async function bootstrap(id: string, allPeers: Record<string, string>, peerHttp: Record<string, string>, log: Log): Promise<void> {
   const s = await status(id);
   if (s.peers.length > 0 || s.lastIndex > 0) {
     log('bootstrap-skipped', { peers: s.peers }, `--bootstrap: this node already has a configuration (${s.peers.join(', ') || 'in its log'}); nothing to do`);
     return;
   }
   const ids = Object.keys(allPeers);
-  await setConfig(id, ids);
+  // The configuration carries every member's addresses (and HTTP address where known).
+  const addresses = Object.fromEntries(ids.map((p) => [p, { peer: allPeers[p]!, ...(peerHttp[p] ? { http: peerHttp[p] } : {}) }]));
+  await setConfig(id, ids, { addresses });
   const members = ids.map((p) => `${p} at ${allPeers[p]}`).join(', ');
   log('bootstrap', { peers: allPeers }, `bootstrapped a cluster of ${ids.length}: ${members}`);
 }
@@ -111,6 +118,7 @@ function reportWhileUnconfigured(id: string, log: Log): NodeJS.Timeout {
           return;
         }
         const message =
+          s.waiting ??
           'no cluster configuration yet: waiting to be added by a running cluster\'s leader; to form a new cluster, start one node (once) with --bootstrap and the full --peers list';
         log('waiting', { config: null, message }, message);
       },

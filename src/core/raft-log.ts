@@ -97,6 +97,7 @@ export class RaftLog {
     this.baseTerm = meta.term;
     this.baseConfig = { type: 'config', index: meta.index, term: meta.term, peers: [...meta.peers] };
     if (meta.old !== null) this.baseConfig.old = [...meta.old];
+    if (meta.addresses !== undefined) this.baseConfig.addresses = meta.addresses;
   }
 
   get lastIndex(): number {

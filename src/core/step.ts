@@ -23,6 +23,7 @@
 import {
   allowConfig,
   committedIndex,
+  editVoters,
   hasQuorum,
   isVoter,
   jointConfig,
@@ -32,6 +33,7 @@ import {
   type Config,
 } from '../config.js';
 import type {
+  AddressBook,
   AppendEntries,
   AppendEntriesReply,
   CommandEntry,
@@ -172,7 +174,44 @@ export function status(s: CoreState): Status {
     config: s.config,
     learners: s.configChange?.phase === 'catchUp' ? [...s.configChange.learners] : [],
     snapshotIndex: s.log.snapshotIndex,
+    ...reachableMembers(s),
+    matchIndex: s.role === 'leader' ? Object.fromEntries([...s.progress].map(([id, pr]) => [id, pr.matchIndex])) : {},
   };
+}
+
+/**
+ * The peers this one should be able to reach, and where (the transport follows it): the
+ * voters of the latest configuration (§6: it rules from the moment it is in the log) and of
+ * the committed one (a removed peer still hears until its removal is committed), and a
+ * leader's learners being caught up. Addresses are carried opaque; nothing here counts them.
+ */
+function reachableMembers(s: CoreState): { members: string[]; addresses: AddressBook } {
+  const latest = s.log.lastConfig();
+  if (latest === undefined) return { members: [], addresses: {} };
+  const committed = s.log.lastConfig(s.commitIndex);
+  const ids = new Set(voters(configOf(latest)));
+  if (committed) for (const id of voters(configOf(committed))) ids.add(id);
+  const change = s.configChange;
+  if (change?.phase === 'catchUp') for (const id of change.learners) ids.add(id);
+  ids.delete(s.id);
+  const addresses: AddressBook = { ...committed?.addresses, ...latest.addresses, ...change?.addresses };
+  return { members: [...ids], addresses };
+}
+
+/** The addresses of `ids` found in `book`; undefined when none is (entries stay as before addresses). */
+function addressesOf(ids: readonly string[], book: AddressBook | undefined): AddressBook | undefined {
+  if (book === undefined) return undefined;
+  const out: AddressBook = {};
+  for (const id of ids) if (Object.hasOwn(book, id)) out[id] = book[id]!;
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+/** A config entry, with `addresses` only when there are some. */
+function configEntry(index: number, term: number, peers: readonly string[], old: readonly string[] | undefined, addresses: AddressBook | undefined): ConfigEntry {
+  const e: ConfigEntry = { type: 'config', index, term, peers: [...peers] };
+  if (old !== undefined) e.old = [...old];
+  if (addresses !== undefined) e.addresses = addresses;
+  return e;
 }
 
 /** True while the peer has no configuration and no log: it may be bootstrapped. */
@@ -259,7 +298,7 @@ export function step(state: CoreState, input: Input): StepResult {
       onPersisted(state, ctx, input.seq);
       break;
     case 'bootstrap':
-      onBootstrap(state, ctx, input.peers);
+      onBootstrap(state, ctx, input.peers, input.addresses);
       break;
     case 'read':
       onRead(state, ctx, input.ids);
@@ -271,7 +310,7 @@ export function step(state: CoreState, input: Input): StepResult {
       onSnapshotTaken(state, ctx, input.index, input.data, input.digest);
       break;
     case 'changeConfig':
-      onChangeConfig(state, ctx, input.id, input.peers);
+      onChangeConfig(state, ctx, input.id, input.peers, input.addresses ?? {}, input.edit);
       break;
     case 'transferLeadership':
       onTransferLeadership(state, ctx, input.id, input.target);
@@ -946,14 +985,14 @@ function onPropose(s: CoreState, ctx: StepContext, requests: OpRequest[], now: n
   maybeCommit(s, ctx);
 }
 
-function onBootstrap(s: CoreState, ctx: StepContext, peers: string[]): void {
+function onBootstrap(s: CoreState, ctx: StepContext, peers: string[], addresses: AddressBook | undefined): void {
   if (!isBlank(s)) throw new Error('bootstrap of a peer that already has a log');
   // The configuration entry gets a term of its own that we claim by voting for ourselves
   // in it, so no other leader can write a different entry at index 1 in that term.
   s.currentTerm += 1;
   s.votedFor = s.id;
   ctx.hardStateDirty = true;
-  appendEntry(s, ctx, { type: 'config', index: 1, term: s.currentTerm, peers: [...peers] });
+  appendEntry(s, ctx, configEntry(1, s.currentTerm, peers, undefined, addressesOf(peers, addresses)));
   if (isVoter(s.config!, s.id)) becomeCandidate(s, ctx);
 }
 
@@ -992,10 +1031,12 @@ function syncProgress(s: CoreState, nextIndex = s.log.lastIndex + 1): void {
  * §4.2.1), then C_old,new goes into the log, then C_new (`advanceConfig`). One change at a
  * time: another while one is in progress is refused with CONFIG_IN_PROGRESS.
  */
-function onChangeConfig(s: CoreState, ctx: StepContext, id: number, peers: string[]): void {
+function onChangeConfig(s: CoreState, ctx: StepContext, id: number, asked: string[], addresses: AddressBook, edit?: 'add' | 'remove'): void {
   if (s.role !== 'leader' || s.transfer !== null) return clientError(ctx, [id], 'NOT_LEADER', s.role === 'leader' ? null : s.leader);
   const latest = s.log.lastConfig()!;
   const busy = s.configChange !== null || latest.index > s.commitIndex;
+  if (edit !== undefined && s.config!.kind === 'joint') return clientError(ctx, [id], 'CONFIG_IN_PROGRESS', null, 'a membership change is in progress');
+  const peers = edit === undefined ? asked : editVoters(voters(s.config!), edit, asked);
   const allowed = allowConfig(s.config, peers);
   if (!allowed.ok) {
     switch (allowed.reason) {
@@ -1007,8 +1048,12 @@ function onChangeConfig(s: CoreState, ctx: StepContext, id: number, peers: strin
         return clientError(ctx, [id], 'CONFIG_IN_PROGRESS', null, 'a membership change is in progress');
       case 'notModified':
         if (busy) return clientError(ctx, [id], 'CONFIG_IN_PROGRESS', null, 'a membership change is in progress');
-        ctx.effects.push({ type: 'adminDone', id, result: null });
-        return;
+        // The same voters at new addresses (a member moved) still goes through the log.
+        if (!movesMembers(latest.addresses, addresses, peers)) {
+          ctx.effects.push({ type: 'adminDone', id, result: null });
+          return;
+        }
+        break;
     }
   }
   if (busy) return clientError(ctx, [id], 'CONFIG_IN_PROGRESS', null, 'a membership change is in progress');
@@ -1018,6 +1063,7 @@ function onChangeConfig(s: CoreState, ctx: StepContext, id: number, peers: strin
     peers: [...peers],
     phase: 'catchUp',
     learners: peers.filter((p) => !current.includes(p)),
+    addresses: { ...addresses },
     startedAt: s.ticks,
     roundTarget: s.log.lastIndex,
     roundStart: s.ticks,
@@ -1025,6 +1071,15 @@ function onChangeConfig(s: CoreState, ctx: StepContext, id: number, peers: strin
   syncProgress(s);
   for (const learner of s.configChange.learners) sendAppend(s, ctx, learner, true);
   maybeFinishCatchUp(s, ctx);
+}
+
+/** Whether `asked` gives some member of `ids` an address other than the one in `current`. */
+function movesMembers(current: AddressBook | undefined, asked: AddressBook, ids: readonly string[]): boolean {
+  return ids.some((id) => {
+    const a = Object.hasOwn(asked, id) ? asked[id] : undefined;
+    const c = current && Object.hasOwn(current, id) ? current[id] : undefined;
+    return a !== undefined && (c === undefined || c.peer !== a.peer || c.http !== a.http);
+  });
 }
 
 /**
@@ -1043,7 +1098,8 @@ function maybeFinishCatchUp(s: CoreState, ctx: StepContext): void {
   }
   c.phase = 'joint';
   const old = voters(s.config!);
-  appendEntry(s, ctx, { type: 'config', index: s.log.lastIndex + 1, term: s.currentTerm, peers: [...c.peers], old });
+  const book = { ...s.log.lastConfig()!.addresses, ...c.addresses };
+  appendEntry(s, ctx, configEntry(s.log.lastIndex + 1, s.currentTerm, c.peers, old, addressesOf([...old, ...c.peers], book)));
   for (const peer of s.progress.keys()) replicate(s, ctx, peer);
 }
 
@@ -1059,7 +1115,7 @@ function advanceConfig(s: CoreState, ctx: StepContext, before: number): void {
   const latest = s.log.lastConfig()!;
   if (latest.index > s.commitIndex || latest.index <= before) return;
   if (latest.old !== undefined) {
-    appendEntry(s, ctx, { type: 'config', index: s.log.lastIndex + 1, term: s.currentTerm, peers: [...latest.peers] });
+    appendEntry(s, ctx, configEntry(s.log.lastIndex + 1, s.currentTerm, latest.peers, undefined, addressesOf(latest.peers, latest.addresses)));
     for (const peer of s.progress.keys()) replicate(s, ctx, peer);
     return;
   }
@@ -1196,6 +1252,7 @@ function onSnapshotTaken(s: CoreState, ctx: StepContext, index: number, data: Ui
     old: config.old === undefined ? null : [...config.old],
     digest,
     size: data.length,
+    ...(config.addresses === undefined ? {} : { addresses: config.addresses }),
   };
   s.snapshot = { meta, data };
   s.log.compact(meta);

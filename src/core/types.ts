@@ -4,7 +4,7 @@
  * as an `Effect` for the shell (the consensus actor, or the test simulator) to carry out.
  */
 import type { Config } from '../config.js';
-import type { Entry, OpRequest, PeerMessage, PersistRequest, Snapshot } from '../messages.js';
+import type { AddressBook, Entry, OpRequest, PeerMessage, PersistRequest, Snapshot } from '../messages.js';
 import type { RaftLog } from './raft-log.js';
 
 export type Role = 'follower' | 'candidate' | 'leader';
@@ -78,15 +78,19 @@ export type Input =
   /** The log actor made every write up to `seq` durable. */
   | { type: 'persisted'; seq: number }
   /** Form a new cluster from a blank peer (rafter's first set_config). */
-  | { type: 'bootstrap'; peers: string[] }
+  | { type: 'bootstrap'; peers: string[]; addresses?: AddressBook }
   /** Linearizable reads by clients of this peer (ReadIndex, thesis §6.4). */
   | { type: 'read'; ids: number[] }
   /** The answer to a `fetch` effect: the stored entries of the range asked for, in order. */
   | { type: 'fetched'; reason: FetchReason; entries: Entry[] }
   /** The answer to a `takeSnapshot` effect: the state machine's bytes and the shell's digest at `index`. */
   | { type: 'snapshotTaken'; index: number; data: Uint8Array; digest: number }
-  /** A client asks for a membership change to `peers` (§6), answered by `adminDone` or `clientError`. */
-  | { type: 'changeConfig'; id: number; peers: string[] }
+  /**
+   * A client asks for a membership change to `peers` (§6), answered by `adminDone` or
+   * `clientError`. `addresses` go into the new configuration's entries (opaque to consensus).
+   * With `edit`, `peers` are added to (or removed from) the voters this leader holds.
+   */
+  | { type: 'changeConfig'; id: number; peers: string[]; addresses?: AddressBook; edit?: 'add' | 'remove' }
   /** A client asks the leader to hand over to `target`, or to the best voter (thesis §3.10). */
   | { type: 'transferLeadership'; id: number; target: string | null };
 
@@ -170,6 +174,8 @@ export interface ConfigChange {
   phase: 'catchUp' | 'joint';
   /** Peers being caught up; they get entries but do not vote or count. */
   learners: string[];
+  /** Addresses the client gave, for the new configuration's entries. */
+  addresses: AddressBook;
   /** Tick the change started (catch-up gives up after `catchUpTicks`). */
   startedAt: number;
   /** The current catch-up round (thesis §4.2.1): the index it must reach, and when it began. */
@@ -329,4 +335,16 @@ export interface Status {
   learners: string[];
   /** The last index covered by this peer's snapshot (0 without one). */
   snapshotIndex: number;
+  /**
+   * Where the members are reached, as the configurations in force carry it (the latest and
+   * the committed one), and, on a leader, the learners being caught up.
+   */
+  addresses: AddressBook;
+  /**
+   * Every peer this one should be able to reach: the voters of the latest and of the committed
+   * configuration and, on a leader, the learners being caught up (itself excluded).
+   */
+  members: string[];
+  /** Leader: each follower's match index (§5.3); empty on other peers. */
+  matchIndex: Record<string, number>;
 }

@@ -16,6 +16,7 @@
  * | `POST /kv/:key/cas`        | JSON `{"expected":..,"value":..}` → 200 `{"swapped":bool}`     |
  * | `GET /status`              | 200, JSON of `status(node)`                                   |
  * | `GET /metrics`             | 200, Prometheus text format 0.0.4                             |
+ * | `/admin/...`               | membership and leadership: see src/http/admin.ts              |
  *
  * HEAD is answered like GET (without a body). `:key` is one path segment, percent-decoded
  * (`a%2Fb` is the key `a/b`), 1 to 1024 UTF-8 bytes; the query string is ignored.
@@ -99,6 +100,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import * as api from '../api/index.js';
+import { handleAdmin, isAdminPath } from './admin.js';
 import { isRaftError, NotLeaderError, type RaftError } from '../errors.js';
 import { checkCommand } from '../messages.js';
 import type { TcpStats } from '../transport/tcp.js';
@@ -631,6 +633,10 @@ async function handle(s: ServerState, req: http.IncomingMessage, res: http.Serve
     }
     s.inFlight++;
     res.once('close', () => s.inFlight--);
+    if (isAdminPath(req.url)) {
+      const send_ = (status: number, body: unknown, headers?: Record<string, string>) => send(s, req, res, status, body, headers);
+      return await handleAdmin({ node: s.node, peerHttp: s.peerHttp, body: () => readBody(req, s.maxBody), send: send_ }, req);
+    }
     r = route(req.url);
     const method = req.method ?? '';
     if (!allowed(r).includes(method)) {

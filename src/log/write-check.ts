@@ -7,7 +7,7 @@ import type { HardState } from './store.js';
  * (its "tip"), not against what is already durable: writes are pipelined, and a write
  * issued while an earlier one is still in flight builds on that earlier one.
  */
-import { isSnapshotMeta, type Snapshot, type SnapshotMeta, type SnapshotWrite } from '../messages.js';
+import { copyAddresses, isSnapshotMeta, type Snapshot, type SnapshotMeta, type SnapshotWrite } from '../messages.js';
 import { StorageError } from '../errors.js';
 import type { LogWrite } from './store.js';
 
@@ -206,6 +206,7 @@ export function canonicalSnapshot(s: Snapshot): Snapshot {
       old: m.old === null ? null : [...m.old],
       digest: m.digest,
       size: m.size,
+      ...(m.addresses === undefined ? {} : { addresses: copyAddresses(m.addresses) }),
     },
     data: new Uint8Array(s.data),
   };

@@ -23,6 +23,15 @@
  * within `handshakeTimeoutMs`, in frames of at most 4 KiB. After it the connection carries
  * peer messages both ways.
  *
+ * A node without a configuration also accepts a handshake from a peer it does not know yet
+ * (the leader adding it; at most MAX_STRANGERS at once): it learns the others' addresses from
+ * the log, and the stranger's link is made only once its handshake has succeeded.
+ *
+ * - Peers: the first contacts of `options.peers`, then the configuration in force (`follow`,
+ *   told by the consensus actor): members added to it are dialed at the address the log
+ *   carries, members removed from it dropped. A node without a configuration also takes a
+ *   hello from a peer it does not know (at most MAX_STRANGERS at once): the leader adding it.
+ *
  * - Lazy: a peer is dialed when the first frame for it is sent; a failed or lost connection is
  *   dialed again after a capped exponential backoff (50 ms → 2 s) while frames wait.
  * - One connection per pair: both sides may dial at once. Of two connections between the same
@@ -46,7 +55,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { InsecurePeersError } from '../errors.js';
-import { codec, isPeerMessage, type Bundle } from '../messages.js';
+import { codec, isPeerMessage, type AddressBook, type Bundle } from '../messages.js';
 import { isPeerId, positiveInt } from '../validate.js';
 import type { ConnectPeer, Switchboard } from './switchboard.js';
 
@@ -164,6 +173,8 @@ const BACKOFF_MIN_MS = 50;
 const BACKOFF_MAX_MS = 2_000;
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
 const RETIRE_GRACE_MS = 2_000;
+/** Peers a blank node takes a hello from without knowing them, at once (whoever adds it is one). */
+const MAX_STRANGERS = 16;
 
 /** Split `host:port` (IPv6 hosts in brackets); port 0 only if `allowZero`. */
 export function parseHostPort(address: unknown, what: string, allowZero = false): { host: string; port: number } {
@@ -384,7 +395,8 @@ interface Conn {
 /** Everything about one remote peer. */
 interface Link {
   peer: string;
-  host: string;
+  /** Where to dial it; null for a peer known only by the connection it made to us. */
+  host: string | null;
   port: number;
   /** The established connection, if any. */
   conn: Conn | null;
@@ -420,6 +432,16 @@ export class TcpSwitchboard implements Switchboard {
   private readonly maxQueuedBytes: number;
   private readonly handshakeTimeoutMs: number;
   private closed = false;
+  /**
+   * Whether the configuration in force is known (a `follow` with one): until then a hello from
+   * a peer not in `options.peers` is taken (a blank node learns its cluster from whoever adds
+   * it); after, only the configuration's members are.
+   */
+  private configured = false;
+  /** Peers that were members of a configuration followed here: once they leave it they are dropped. */
+  private readonly formerMembers = new Set<string>();
+  /** The members of the configuration followed last (empty while blank). */
+  private currentMembers = new Set<string>();
   /** How the actor wired now (join) is reached, so a late leave of its predecessor is ignored. */
   private member: ConnectPeer | null = null;
   private bound = '';
@@ -434,23 +456,34 @@ export class TcpSwitchboard implements Switchboard {
     this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     this.maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
-    for (const [peer, address] of Object.entries(options.peers)) {
-      const { host, port } = parseHostPort(address, `address of peer '${peer}'`);
-      this.links.set(peer, {
-        peer,
-        host,
-        port,
-        conn: null,
-        dialing: null,
-        queue: [],
-        queuedBytes: 0,
-        writable: true,
-        backoffMs: 0,
-        retry: null,
-        everConnected: false,
-        actorPort: null,
-      });
+    for (const [peer, address] of Object.entries(options.peers)) this.addLink(peer, address);
+  }
+
+  private addLink(peer: string, address: string | null): Link {
+    const { host, port } = address === null ? { host: null, port: 0 } : parseHostPort(address, `address of peer '${peer}'`);
+    const link: Link = {
+      peer,
+      host,
+      port,
+      conn: null,
+      dialing: null,
+      queue: [],
+      queuedBytes: 0,
+      writable: true,
+      backoffMs: 0,
+      retry: null,
+      everConnected: false,
+      actorPort: null,
+    };
+    this.links.set(peer, link);
+    // A link added while an actor is wired gets its port now (join wired the others).
+    const member = this.member;
+    if (member !== null && !this.closed) {
+      const { port1, port2 } = new MessageChannel();
+      this.attachActorPort(link, port2);
+      member(peer, port1).catch(() => undefined);
     }
+    return link;
   }
 
   /**
@@ -515,6 +548,72 @@ export class TcpSwitchboard implements Switchboard {
       ...this.counters,
       connectedPeers: [...this.links.values()].filter((l) => l.conn !== null).map((l) => l.peer),
     };
+  }
+
+  /**
+   * Follow the configuration in force (§6, its addresses carried in the log): reach every peer
+   * in `members` at its address in `addresses` (or, for entries written without addresses,
+   * the one in `options.peers`, or only by the connection it makes to us), and drop the link
+   * of every peer that left the configuration (or was never in one nor in `options.peers`).
+   * The first contacts of `options.peers` stay until a configuration has held them: a link
+   * is only dialed when the consensus actor sends on it, which it does to members only.
+   */
+  follow(configured: boolean, members: readonly string[], addresses: AddressBook): void {
+    if (this.closed) return;
+    this.configured = configured;
+    if (!configured) return;
+    const wanted = new Set(members.filter((m) => m !== this.options.id && isPeerId(m)));
+    for (const link of [...this.links.values()]) {
+      const firstContact = Object.hasOwn(this.options.peers, link.peer) && !this.formerMembers.has(link.peer);
+      if (!wanted.has(link.peer) && !firstContact) this.removeLink(link);
+    }
+    for (const peer of wanted) this.formerMembers.add(peer);
+    this.currentMembers = wanted;
+    for (const peer of wanted) {
+      const fromLog = Object.hasOwn(addresses, peer) ? validAddress(addresses[peer]!.peer) : undefined;
+      const address = fromLog ?? (Object.hasOwn(this.options.peers, peer) ? this.options.peers[peer]! : null);
+      const link = this.links.get(peer);
+      if (link === undefined) {
+        this.addLink(peer, address);
+        continue;
+      }
+      if (address === null) continue;
+      const { host, port } = parseHostPort(address, `address of peer '${peer}'`);
+      if (link.host === host && link.port === port) continue;
+      // Moved (or first learned): dial the new address from now on.
+      link.host = host;
+      link.port = port;
+      if (link.queue.length > 0) this.ensureDialing(link);
+    }
+  }
+
+  /** The peers this switchboard links to now, with the address it dials (null: inbound only). */
+  peerAddresses(): Record<string, string | null> {
+    const out: Record<string, string | null> = {};
+    for (const l of this.links.values()) out[l.peer] = l.host === null ? null : formatHostPort(l.host, l.port);
+    return out;
+  }
+
+  /** Links to peers known only by the connection they made (a blank node's, before its configuration). */
+  private strangers(): number {
+    let n = 0;
+    for (const l of this.links.values()) if (l.host === null && !this.currentMembers.has(l.peer)) n++;
+    return n;
+  }
+
+  /** A peer no longer in the configuration: close its port to the actor and its connections. */
+  private removeLink(link: Link): void {
+    this.links.delete(link.peer);
+    if (link.retry) clearTimeout(link.retry);
+    link.retry = null;
+    link.queue = [];
+    link.queuedBytes = 0;
+    link.actorPort?.close();
+    link.actorPort = null;
+    if (link.conn) this.drop(link.conn);
+    if (link.dialing) this.drop(link.dialing);
+    link.conn = null;
+    link.dialing = null;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -622,7 +721,7 @@ export class TcpSwitchboard implements Switchboard {
   // Connections
 
   private ensureDialing(link: Link): void {
-    if (this.closed || link.conn || link.dialing || link.retry) return;
+    if (this.closed || link.conn || link.dialing || link.retry || link.host === null) return;
     this.dial(link);
   }
 
@@ -634,11 +733,12 @@ export class TcpSwitchboard implements Switchboard {
       if (this.certificateBoundTo(cert, link.peer)) return undefined;
       this.counters.refused++;
       this.counters.authFailures++;
-      return new Error(`the certificate of ${link.host}:${link.port} is not bound to peer '${link.peer}'`);
+      return new Error(`the certificate of ${host}:${link.port} is not bound to peer '${link.peer}'`);
     };
+    const host = link.host!;
     const socket = t
-      ? tls.connect({ host: link.host, port: link.port, ca: t.ca, cert: t.cert, key: t.key, rejectUnauthorized: true, checkServerIdentity })
-      : net.connect({ host: link.host, port: link.port });
+      ? tls.connect({ host, port: link.port, ca: t.ca, cert: t.cert, key: t.key, rejectUnauthorized: true, checkServerIdentity })
+      : net.connect({ host, port: link.port });
     const conn = this.track(socket, this.options.id, link.peer);
     link.dialing = conn;
     socket.once(t ? 'secureConnect' : 'connect', () => {
@@ -746,7 +846,8 @@ export class TcpSwitchboard implements Switchboard {
   /** Acceptor, step 1: a dialer says who it is; check it and challenge it. */
   private onHello(conn: Conn, hello: Hello): void {
     const me = this.options.id;
-    if (hello.clusterId !== this.options.clusterId || hello.to !== me || !this.links.has(hello.from)) return this.refuse(conn, false);
+    const known = this.links.has(hello.from) || this.mayAcceptStranger(hello.from);
+    if (hello.clusterId !== this.options.clusterId || hello.to !== me || !known) return this.refuse(conn, false);
     if (this.tlsContext && !this.certificateBoundTo((conn.socket as tls.TLSSocket).getPeerCertificate(), hello.from)) {
       return this.refuse(conn, true);
     }
@@ -774,9 +875,21 @@ export class TcpSwitchboard implements Switchboard {
     if (!proofMatches(this.proof('dialer', peer, this.options.id, conn.theirNonce!, conn.nonce), proof.proof)) {
       return this.refuse(conn, true);
     }
+    // A stranger (see mayAcceptStranger) gets its link only now that it proved who it is.
+    const link = this.links.get(peer) ?? (this.mayAcceptStranger(peer) ? this.addLink(peer, null) : undefined);
+    if (link === undefined) return this.refuse(conn, false);
     conn.dialer = peer;
     conn.peer = peer;
-    this.establish(this.links.get(peer)!, conn, true);
+    this.establish(link, conn, true);
+  }
+
+  /**
+   * A node without a configuration takes a handshake from a peer it does not know yet: the
+   * leader adding it (it learns the others' addresses from the log). Reached only over that
+   * connection until then; at most MAX_STRANGERS at once.
+   */
+  private mayAcceptStranger(peer: string): boolean {
+    return !this.configured && peer !== this.options.id && isPeerId(peer) && this.strangers() < MAX_STRANGERS;
   }
 
   /** Dialer, step 4: welcomed, the connection is open. */
@@ -833,8 +946,10 @@ export class TcpSwitchboard implements Switchboard {
   private onFrame(conn: Conn, payload: Uint8Array): void {
     const peer = conn.peer!;
     if (!validPeerFrame(payload, peer, this.options.id)) return this.bad(conn);
+    const link = this.links.get(peer);
+    // A peer removed from the configuration while a retired connection of its drains.
+    if (link === undefined) return this.drop(conn);
     this.counters.framesIn++;
-    const link = this.links.get(peer)!;
     const port = link.actorPort;
     if (!port) {
       this.counters.dropped++;
@@ -880,6 +995,8 @@ export class TcpSwitchboard implements Switchboard {
       link.writable = true;
     }
     if (this.closed || link.conn || link.dialing) return;
+    // A stranger that said hello to a blank node and left: forget it (nothing can dial it).
+    if (link.host === null && !this.currentMembers.has(link.peer)) return this.removeLink(link);
     // Lost or failed: dial again after a backoff, if anything waits (else on the next frame).
     link.backoffMs = link.backoffMs === 0 ? BACKOFF_MIN_MS : Math.min(link.backoffMs * 2, BACKOFF_MAX_MS);
     if (link.retry) return;
@@ -887,6 +1004,17 @@ export class TcpSwitchboard implements Switchboard {
       link.retry = null;
       if (link.queue.length > 0) this.ensureDialing(link);
     }, link.backoffMs);
+  }
+}
+
+/** `address` if it is a valid `host:port`, else undefined (a bad address in the log is not dialed). */
+function validAddress(address: string | undefined): string | undefined {
+  if (address === undefined) return undefined;
+  try {
+    parseHostPort(address, 'address');
+    return address;
+  } catch {
+    return undefined;
   }
 }
 
