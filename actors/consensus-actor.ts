@@ -355,6 +355,8 @@ const control: ConsensusControl = {
       sessions: replicated.sessionsStatus(),
       droppedMessages,
       wiredPeers: [...peers.keys()],
+      // §5.2: a follower that heard its leader less than an election timeout ago still has one.
+      leaderRecentlyHeard: core.role === 'leader' || (core.leader !== null && core.voteGuard > 0),
       metrics: { applySeconds: applySeconds.snapshot(), leaderChanges, proposalsRefused: { ...proposalsRefused }, snapshotsTaken, snapshotsInstalled },
     };
   },

@@ -59,6 +59,12 @@ export interface PeerStatus extends Status {
    * whether or not its connection is up (see `livePeers` of the API's `status`).
    */
   wiredPeers: string[];
+  /**
+   * This peer leads, or heard its leader less than an election timeout ago. `leader` alone
+   * does not say so: with pre-vote (thesis §9.6) a follower cut off from its leader keeps
+   * naming it while its pre-votes fail.
+   */
+  leaderRecentlyHeard: boolean;
   /** What the consensus actor counts and times, for metrics (src/http/metrics.ts). */
   metrics: ConsensusMetrics;
 }
