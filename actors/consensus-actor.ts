@@ -25,6 +25,7 @@ import {
 } from '../src/core/index.js';
 import { toWire } from '../src/errors.js';
 import { FaultyLinks, type FaultPlan } from '../src/faults.js';
+import { Histogram, secondsSince } from '../src/histogram.js';
 import {
   decodeAll,
   decodeCommand,
@@ -64,6 +65,13 @@ let outcomes: OpOutcome[] = [];
 const batcher = new Batcher(() => flushOutcomes());
 /** Queries of reads in progress, by request id, until the core releases them. */
 const queries = new Map<number, Uint8Array>();
+/** For metrics (PeerStatus.metrics): counted and timed here, read by `status()`. */
+const applySeconds = new Histogram();
+const proposalsRefused: Record<string, number> = {};
+let lastKnownLeader: string | null = null;
+let leaderChanges = 0;
+let snapshotsTaken = 0;
+let snapshotsInstalled = 0;
 
 // ---------------------------------------------------------------------------------------------
 // Log actor port: recovery reads first, then persist acknowledgements.
@@ -169,7 +177,7 @@ function execute(e: Effect): void {
     case 'clientError': {
       const error: WireError = { code: e.code, message: e.message ?? clientErrorMessage(e.code, e.leader), leader: e.leader };
       for (const opId of e.ids) {
-        queries.delete(opId);
+        if (!queries.delete(opId)) proposalsRefused[e.code] = (proposalsRefused[e.code] ?? 0) + 1;
         outcomes.push({ id: opId, ok: false, result: null, error });
       }
       return;
@@ -184,12 +192,17 @@ function execute(e: Effect): void {
       return;
     }
     case 'roleChanged':
+      if (e.leader !== null && e.leader !== lastKnownLeader) {
+        if (lastKnownLeader !== null) leaderChanges++;
+        lastKnownLeader = e.leader;
+      }
       notify({ type: 'role', role: e.role, term: e.term, leader: e.leader });
       return;
     case 'adminDone':
       outcomes.push({ id: e.id, ok: true, result: e.result ?? null, error: null });
       return;
     case 'takeSnapshot': {
+      snapshotsTaken++;
       // The machine has applied exactly e.index now; its answer goes back in a step of its own.
       const snapshotTaken: Input = { type: 'snapshotTaken', index: e.index, data: replicated.snapshot(), digest: replicated.appliedDigest };
       queueMicrotask(() => {
@@ -198,6 +211,7 @@ function execute(e: Effect): void {
       return;
     }
     case 'restore':
+      snapshotsInstalled++;
       return replicated.restore(e.snapshot);
     default:
       assertNever(e, 'effect');
@@ -235,7 +249,9 @@ function clientErrorMessage(code: string, leader: string | null): string {
  * expired session) is refused alike on every peer; the peer keeps running.
  */
 function applyEntries(entries: Entry[], requestIds: (number | null)[]): void {
+  const started = performance.now();
   const results = replicated.apply(entries);
+  applySeconds.observe(secondsSince(started));
   for (let i = 0; i < entries.length; i++) {
     const outcome = results[i];
     const opId = requestIds[i];
@@ -358,7 +374,10 @@ const control: ConsensusControl = {
       appliedDigest: replicated.appliedDigest,
       sessions: replicated.sessionsStatus(),
       droppedMessages,
-      connectedPeers: [...peers.keys()],
+      wiredPeers: [...peers.keys()],
+      // §5.2: a follower that heard its leader less than an election timeout ago still has one.
+      leaderRecentlyHeard: core.role === 'leader' || (core.leader !== null && core.voteGuard > 0),
+      metrics: { applySeconds: applySeconds.snapshot(), leaderChanges, proposalsRefused: { ...proposalsRefused }, snapshotsTaken, snapshotsInstalled },
     };
   },
   setConfig(peerIds: string[], addresses?: AddressBook): WireError | null | 'change' {

@@ -22,6 +22,9 @@
  *    the current one; once the old actor's writes have settled, it gets a fresh `LogReady`.
  *  - `{ type: 'close' }`: finish pending writes, close LMDB and the ports, post
  *    `{ type: 'closed', dropped }`, and let the thread end.
+ * After writes it posts `{ type: 'stats', persistSeconds }` (the time from issuing each write
+ * to its being durable: LMDB commit and fsync, group commit included), at most every
+ * STATS_INTERVAL_MS, never on the write path itself.
  */
 import { isMainThread, parentPort as maybeParentPort, workerData, MessagePort } from 'node:worker_threads';
 import type { LogActorControl, LogActorData, LogActorNotice } from '../src/control.js';
@@ -29,6 +32,7 @@ import { decodeAll, isLogRequest, postEncoded, type PersistRequest, type ReadReq
 import { Batcher } from '../src/transport/batcher.js';
 import { LmdbLogStore } from '../src/log/lmdb-store.js';
 import { StorageError } from '../src/errors.js';
+import { Histogram, secondsSince } from '../src/histogram.js';
 import { assertNever } from '../src/validate.js';
 
 function parseWorkerData(v: unknown): LogActorData {
@@ -71,6 +75,9 @@ const replies = new Batcher();
 let closing = false;
 /** Bumped by every attach, so a superseded attach does not go on. */
 let attachments = 0;
+const persistSeconds = new Histogram();
+const STATS_INTERVAL_MS = 250;
+let statsTimer: NodeJS.Timeout | null = null;
 
 function onRequest(bytes: unknown): void {
   if (failed || closing) return;
@@ -101,6 +108,7 @@ function persist(request: PersistRequest, replyTo: MessagePort): void {
   }
   // Issued now, in this turn, so every persist of the turn joins one LMDB transaction.
   // The store settles writes in issue order, so the replies leave in seq order.
+  const issued = performance.now();
   const written = store.write({
     snapshot: request.snapshot ?? null,
     term: request.term,
@@ -113,7 +121,11 @@ function persist(request: PersistRequest, replyTo: MessagePort): void {
     () => undefined,
   );
   written.then(
-    () => replies.send(replyTo, { type: 'persisted', seq: request.seq }),
+    () => {
+      persistSeconds.observe(secondsSince(issued));
+      scheduleStats();
+      replies.send(replyTo, { type: 'persisted', seq: request.seq });
+    },
     (e: unknown) => fail(e, replyTo),
   );
 }
@@ -179,6 +191,7 @@ async function attach(port: MessagePort): Promise<void> {
 async function close(): Promise<void> {
   if (closing) return;
   closing = true;
+  if (statsTimer !== null) clearTimeout(statsTimer);
   consensus.removeAllListeners();
   // Pending writes finish and their replies are posted before the port closes.
   await store.close();
@@ -217,6 +230,16 @@ function onControl(message: unknown): void {
     default:
       return assertNever(control, 'log actor control message');
   }
+}
+
+/** Report the persist histogram to the supervisor soon (for metrics), once per interval. */
+function scheduleStats(): void {
+  if (statsTimer !== null) return;
+  statsTimer = setTimeout(() => {
+    statsTimer = null;
+    if (!closing) parentPort.postMessage({ type: 'stats', persistSeconds: persistSeconds.snapshot() } satisfies LogActorNotice);
+  }, STATS_INTERVAL_MS);
+  statsTimer.unref();
 }
 
 /** A malformed message was dropped: count it, and tell the supervisor (for `status`). */

@@ -14,6 +14,7 @@ import * as Comlink from 'comlink';
 import type { MessagePort } from 'node:worker_threads';
 import type { CoreOptions, Status } from './core/index.js';
 import type { FaultPlan } from './faults.js';
+import type { HistogramSnapshot } from './histogram.js';
 import type { AddressBook, WireError } from './messages.js';
 import type { SessionsStatus } from './sessions.js';
 import type { StateMachineSpec } from './state-machines/index.js';
@@ -58,8 +59,34 @@ export interface PeerStatus extends Status {
   sessions: SessionsStatus;
   /** Peer messages that were garbage or of the wrong shape, dropped since the actor started. */
   droppedMessages: number;
-  /** Peers this actor has a live port to. */
-  connectedPeers: string[];
+  /**
+   * Peers this actor has a message port to ("wired"). For a peer in this process the port is
+   * the link itself; for a networked node every peer the TCP switchboard routes for is wired,
+   * whether or not its connection is up (see `livePeers` of the API's `status`).
+   */
+  wiredPeers: string[];
+  /**
+   * This peer leads, or heard its leader less than an election timeout ago. `leader` alone
+   * does not say so: with pre-vote (thesis §9.6) a follower cut off from its leader keeps
+   * naming it while its pre-votes fail.
+   */
+  leaderRecentlyHeard: boolean;
+  /** What the consensus actor counts and times, for metrics (src/http/metrics.ts). */
+  metrics: ConsensusMetrics;
+}
+
+/** Counters and histograms kept by a consensus actor since it started. */
+export interface ConsensusMetrics {
+  /** Time to apply one batch of committed entries to the state machine. */
+  applySeconds: HistogramSnapshot;
+  /** Times this peer learned of a leader other than the last one it knew. */
+  leaderChanges: number;
+  /** Client proposals (ops, membership changes, transfers) the core refused, by error code. */
+  proposalsRefused: Record<string, number>;
+  /** Snapshots this peer took of its own state machine (§7). */
+  snapshotsTaken: number;
+  /** Snapshots this peer installed from a leader (§7, InstallSnapshot). */
+  snapshotsInstalled: number;
 }
 
 export interface ConsensusControl {
@@ -148,5 +175,12 @@ export type LogActorControl =
   /** Fault injection: the next persist fails as a disk error would (LogFailure, then a crash). */
   | { type: 'failNextWrite' };
 
-/** parentPort, log actor → supervisor. `dropped` counts messages refused as malformed. */
-export type LogActorNotice = { type: 'ready' } | { type: 'closed'; dropped: number } | { type: 'dropped'; total: number };
+/**
+ * parentPort, log actor → supervisor. `dropped` counts messages refused as malformed; `stats`
+ * carries the persist latency histogram (after writes, a few times a second at most).
+ */
+export type LogActorNotice =
+  | { type: 'ready' }
+  | { type: 'closed'; dropped: number }
+  | { type: 'dropped'; total: number }
+  | { type: 'stats'; persistSeconds: HistogramSnapshot };

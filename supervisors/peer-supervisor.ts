@@ -17,6 +17,7 @@ import {
 } from '../src/control.js';
 import type { CoreOptions } from '../src/core/index.js';
 import type { FaultPlan } from '../src/faults.js';
+import type { HistogramSnapshot } from '../src/histogram.js';
 import type { StateMachineSpec } from '../src/state-machines/index.js';
 import type { ConnectPeer, Switchboard } from '../src/transport/switchboard.js';
 import { Supervisor, type Child, type ChildSpec, type SupervisorOptions } from './supervisor.js';
@@ -88,6 +89,9 @@ export class PeerSupervisor {
     return this.logDroppedBefore;
   }
 
+  /** The current log actor's persist latency histogram, as it last reported it (null: not yet). */
+  logPersistSeconds: HistogramSnapshot | null = null;
+
   get restarts(): ReadonlyMap<string, number> {
     return this.supervisor.restarts;
   }
@@ -128,6 +132,7 @@ export class PeerSupervisor {
   private async startLogActor(): Promise<Child> {
     const { port1, port2 } = new MessageChannel();
     this.logDroppedBefore = 0;
+    this.logPersistSeconds = null;
     const child = await startWorkerChild({
       entry: LOG_ACTOR,
       workerData: { dataDir: this.spec.dataDir, port: port2 } satisfies LogActorData,
@@ -137,6 +142,7 @@ export class PeerSupervisor {
       onMessage: (m) => {
         const notice = m as LogActorNotice;
         if (notice.type === 'dropped') this.logDroppedBefore = notice.total;
+        if (notice.type === 'stats') this.logPersistSeconds = notice.persistSeconds;
       },
     });
     this.logChild = child;

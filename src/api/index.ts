@@ -15,7 +15,8 @@
  * behind it: registry.ts (the peers of this process), node-handle.ts (one peer),
  * routing.ts (redirects and retries), options.ts, nemesis.ts (fault injection), events.ts.
  */
-import type { ConsensusControl, PeerStatus } from '../control.js';
+import type { ConsensusControl, ConsensusMetrics, PeerStatus } from '../control.js';
+import { Histogram, secondsSince, type HistogramSnapshot } from '../histogram.js';
 import { ClientSession } from '../client-session.js';
 import { ConfigError, fromWire, NodeExistsError, SessionExpiredError, TransferFailedError } from '../errors.js';
 import { checkCommand, codec, encodeCommand, encodeLogCommand, type AddressBook, type SessionCommand, type WireError } from '../messages.js';
@@ -68,7 +69,26 @@ export interface NodeStatus extends PeerStatus {
    * to be added to a cluster, and how to add it or form one. Null once it has a configuration.
    */
   waiting: string | null;
+  /**
+   * Peers with a live link now: a peer in this process whose port is wired, or a remote peer
+   * (options.network) whose TCP connection is established. Compare `wiredPeers`.
+   */
+  livePeers: string[];
+  /** @deprecated the same as `wiredPeers` (ports wired, not live connections): use `wiredPeers` or `livePeers`. */
+  connectedPeers: string[];
+  metrics: NodeMetrics;
 }
+
+/** The consensus actor's metrics, with those timed by the log actor and by this API. */
+export interface NodeMetrics extends ConsensusMetrics {
+  /** `op()` on this node, from the call to its result, for ops that succeeded. */
+  opSeconds: HistogramSnapshot;
+  /** The log actor's writes, from issue to durable (LMDB commit and fsync). */
+  persistSeconds: HistogramSnapshot;
+}
+
+/** Latency of the ops that succeeded, per node id (since its `startNode`). */
+const opLatency = new Map<string, Histogram>();
 
 /**
  * Start a supervised peer: its log actor (LMDB under `dataDir`), then its consensus actor.
@@ -101,6 +121,7 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
     throw err;
   }
   handle.state = 'running';
+  opLatency.set(id, new Histogram());
 }
 
 /**
@@ -253,6 +274,13 @@ export async function transferLeadership(id: string, target?: string, options: O
  * `{ idempotent: true }` opts out, for commands safe to repeat.
  */
 export async function op(id: string, command: unknown, options: WriteOptions = {}): Promise<unknown> {
+  const started = performance.now();
+  const result = await opNow(id, command, options);
+  opLatency.get(id)?.observe(secondsSince(started));
+  return result;
+}
+
+async function opNow(id: string, command: unknown, options: WriteOptions): Promise<unknown> {
   const first = running(id);
   const timeoutMs = positiveInt(options.timeoutMs, 'options.timeoutMs', DEFAULT_OP_TIMEOUT_MS);
   const attemptMs = positiveInt(options.attemptTimeoutMs, 'options.attemptTimeoutMs', DEFAULT_ATTEMPT_TIMEOUT_MS);
@@ -314,8 +342,16 @@ export async function status(id: string): Promise<NodeStatus> {
   const handle = running(id);
   const s = await handle.withControl((c) => c.status());
   const restarts = handle.supervisor.restarts;
+  const tcpConnected = new Set(handle.transport?.stats().connectedPeers ?? []);
   return {
     ...s,
+    livePeers: s.wiredPeers.filter((p) => !handle.remotePeers.has(p) || tcpConnected.has(p)),
+    connectedPeers: s.wiredPeers,
+    metrics: {
+      ...s.metrics,
+      opSeconds: (opLatency.get(id) ?? new Histogram()).snapshot(),
+      persistSeconds: handle.supervisor.logPersistSeconds ?? new Histogram().snapshot(),
+    },
     restarts: { log: restarts.get('log') ?? 0, consensus: restarts.get('consensus') ?? 0 },
     client: { session: handle.session.id, ...handle.session.stats },
     logDroppedMessages: handle.supervisor.logDroppedMessages,

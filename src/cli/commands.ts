@@ -30,6 +30,7 @@ export const NODE_OPTIONS: OptionSpec[] = [
   { name: 'http-allowed-origins', type: 'string', value: 'URL,...', help: 'origins whose web pages may call the HTTP interface (CORS)' },
   { name: 'http-max-connections', type: 'string', value: 'N', help: 'most client connections open at once (default 1024)' },
   { name: 'http-max-inflight', type: 'string', value: 'N', help: 'most requests answered at once (default 256)' },
+  { name: 'ready-max-lag', type: 'string', value: 'N', help: 'GET /ready fails while more than N committed entries are not applied yet (default 1000)' },
 ];
 
 const JSON_VALUES: OptionSpec = { name: 'json', type: 'boolean', help: 'the values are JSON (a number stays a number, an object an object)' };

@@ -33,6 +33,7 @@ export async function runNode(inv: Invocation): Promise<number> {
   const allowedOrigins = stringOption(inv, 'http-allowed-origins');
   const maxConnections = positiveOption(stringOption(inv, 'http-max-connections'), 'http-max-connections');
   const maxInFlight = positiveOption(stringOption(inv, 'http-max-inflight'), 'http-max-inflight');
+  const readyMaxLag = positiveOption(stringOption(inv, 'ready-max-lag'), 'ready-max-lag');
 
   const log = (event: string, fields: Record<string, unknown>, text: string) => {
     if (json) console.log(JSON.stringify({ time: new Date().toISOString(), node: id, event, ...fields }));
@@ -66,6 +67,7 @@ export async function runNode(inv: Invocation): Promise<number> {
     ...(allowedOrigins !== undefined ? { allowedOrigins: parseList(allowedOrigins) } : {}),
     ...(maxConnections ? { maxConnections } : {}),
     ...(maxInFlight ? { maxInFlightRequests: maxInFlight } : {}),
+    ...(readyMaxLag ? { readyMaxLag } : {}),
     onInternalError: (err) => log('http-error', { error: String(err) }, `http: internal error: ${String(err)}`),
   });
   log('up', { listen, http: http.address(), dataDir }, `up: peers on ${listen}, http on ${http.address()}, data in ${dataDir}`);

@@ -15,8 +15,9 @@
  * | `DELETE /kv/:key`          | 200 `{"deleted":true}`, 404 `{"error":..,"deleted":false}`    |
  * | `POST /kv/:key/cas`        | JSON `{"expected":..,"value":..}` → 200 `{"swapped":bool}`     |
  * | `GET /status`              | 200, JSON of `status(node)`                                   |
- * | `GET /metrics`             | 200, Prometheus text format 0.0.4                             |
  * | `/admin/...`               | membership and leadership: see src/http/admin.ts              |
+ * | `GET /metrics`             | 200, Prometheus text format 0.0.4 (src/http/metrics.ts)       |
+ * | `GET /health`, `GET /ready`| liveness and readiness, 200 or 503 JSON (src/http/health.ts)  |
  *
  * HEAD is answered like GET (without a body). `:key` is one path segment, percent-decoded
  * (`a%2Fb` is the key `a/b`), 1 to 1024 UTF-8 bytes; the query string is ignored.
@@ -83,17 +84,10 @@
  *   requests get a 400 (431 for headers too large) and their connection closed; nothing a
  *   client sends stops the server.
  *
- * ## Metrics (`GET /metrics`)
+ * ## Metrics, health, readiness
  *
- * `raft_node_up`, `raft_term`, `raft_commit_index`, `raft_applied_index`,
- * `raft_last_log_index`, `raft_snapshot_index`, `raft_role{role}` (1 for the current role, 0
- * for the others), `raft_is_leader`, `raft_restarts_total{actor}`,
- * `raft_dropped_messages_total{where}`, `raft_ops_total{method,code}` (kv requests this server
- * answered), `raft_http_requests_total{method,code}` (every request answered), and for a
- * networked peer (TCP transport, `transportStats(id)` not null) `raft_bytes_sent_total`,
- * `raft_bytes_received_total`, `raft_frames_sent_total`, `raft_frames_received_total`,
- * `raft_transport_{dropped_frames,bad_frames,refused,connects,reconnects}_total` and
- * `raft_connected_peers`. Every sample carries `node="<id>"`.
+ * `GET /metrics`, `/health` and `/ready` are answered by src/http/metrics.ts and
+ * src/http/health.ts; their names and meanings are in docs/network.md.
  */
 import fs from 'node:fs/promises';
 import http from 'node:http';
@@ -103,7 +97,8 @@ import * as api from '../api/index.js';
 import { handleAdmin, isAdminPath } from './admin.js';
 import { isRaftError, NotLeaderError, type RaftError } from '../errors.js';
 import { checkCommand } from '../messages.js';
-import type { TcpStats } from '../transport/tcp.js';
+import { healthProbe, readyMaxLag, type HealthOptions } from './health.js';
+import { renderMetrics, type TransportCounters } from './metrics.js';
 import { positiveInt } from '../validate.js';
 
 export interface HttpTlsOptions {
@@ -126,7 +121,9 @@ export interface HttpBackend {
   transportStats?(id: string): Partial<TransportCounters> | null | Promise<Partial<TransportCounters> | null>;
 }
 
-export interface HttpServerOptions {
+export type { TransportCounters } from './metrics.js';
+
+export interface HttpServerOptions extends HealthOptions {
   /** The local peer (started in this process with `startNode`) this server fronts. */
   node: string;
   /** `host:port` to listen on (`[::1]:8001` for IPv6); port 0 picks a free port. */
@@ -179,7 +176,6 @@ export const MAX_KEY_BYTES = 1024;
 const DRAIN_GRACE_MS = 5_000;
 const DRAIN_MAX_BYTES = 16 << 20;
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'PATCH', 'OPTIONS']);
-const ROLES = ['follower', 'candidate', 'leader'] as const;
 
 class HttpError extends Error {
   constructor(
@@ -251,6 +247,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     maxInFlight: options.maxInFlightRequests ?? DEFAULT_MAX_IN_FLIGHT,
     inFlight: 0,
     onInternalError: options.onInternalError ?? (() => undefined),
+    readyMaxLag: readyMaxLag(options),
   };
 
   let server: http.Server | https.Server;
@@ -362,6 +359,7 @@ interface ServerState {
   /** Requests being answered now. */
   inFlight: number;
   onInternalError: (err: unknown) => void;
+  readyMaxLag: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -637,6 +635,8 @@ async function handle(s: ServerState, req: http.IncomingMessage, res: http.Serve
       const send_ = (status: number, body: unknown, headers?: Record<string, string>) => send(s, req, res, status, body, headers);
       return await handleAdmin({ node: s.node, peerHttp: s.peerHttp, body: () => readBody(req, s.maxBody), send: send_ }, req);
     }
+    const probe = await healthProbe(req, s.node, (id) => s.backend.status(id), s.readyMaxLag);
+    if (probe) return send(s, req, res, probe.status, probe.body, probe.headers);
     r = route(req.url);
     const method = req.method ?? '';
     if (!allowed(r).includes(method)) {
@@ -650,7 +650,7 @@ async function handle(s: ServerState, req: http.IncomingMessage, res: http.Serve
       case 'status':
         return ok(200, await s.backend.status(s.node));
       case 'metrics':
-        return sendText(s, req, res, 200, await metrics(s), 'text/plain; version=0.0.4; charset=utf-8');
+        return sendText(s, req, res, 200, await renderMetrics(s), 'text/plain; version=0.0.4; charset=utf-8');
       case 'cas': {
         if (!isJsonType(req)) {
           // Also what keeps an HTML form or a "simple" cross-origin POST (text/plain) out.
@@ -812,104 +812,4 @@ function discardRest(req: http.IncomingMessage): void {
   });
   req.once('end', () => clearTimeout(timer));
   req.resume();
-}
-
-// ---------------------------------------------------------------------------------------------
-// Metrics
-
-function label(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
-}
-
-interface NodeStatusLike {
-  role?: string;
-  term?: number;
-  commitIndex?: number;
-  lastApplied?: number;
-  lastIndex?: number;
-  snapshotIndex?: number;
-  restarts?: { log?: number; consensus?: number };
-  droppedMessages?: number;
-  logDroppedMessages?: number;
-  droppedReplies?: number;
-}
-
-/** The transport counters metrics use (what `transportStats` of src/api/index.ts reports). */
-export type TransportCounters = TcpStats;
-
-async function transportCounters(s: ServerState): Promise<Partial<TransportCounters> | null> {
-  const fn = s.backend.transportStats;
-  if (typeof fn !== 'function') return null;
-  try {
-    const st = await fn(s.node);
-    return st && typeof st === 'object' ? st : null;
-  } catch {
-    return null;
-  }
-}
-
-async function metrics(s: ServerState): Promise<string> {
-  const lines: string[] = [];
-  const metric = (name: string, type: 'gauge' | 'counter', help: string, samples: [labels: string, value: number][]) => {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    for (const [l, v] of samples) lines.push(`${name}${l} ${v}`);
-  };
-  const node = `node="${label(s.node)}"`;
-  let st: NodeStatusLike | null = null;
-  try {
-    st = (await s.backend.status(s.node)) as NodeStatusLike;
-  } catch {
-    st = null;
-  }
-  metric('raft_node_up', 'gauge', 'Whether the peer this server fronts is running (1) or not (0).', [[`{${node}}`, st ? 1 : 0]]);
-  if (st) {
-    const g = (name: string, help: string, v: number | undefined) => {
-      if (typeof v === 'number') metric(name, 'gauge', help, [[`{${node}}`, v]]);
-    };
-    g('raft_term', 'Current term.', st.term);
-    g('raft_commit_index', 'Highest log index known to be committed.', st.commitIndex);
-    g('raft_applied_index', 'Highest log index applied to the state machine.', st.lastApplied);
-    g('raft_last_log_index', 'Index of the last entry in the log.', st.lastIndex);
-    g('raft_snapshot_index', 'Last index covered by the snapshot.', st.snapshotIndex);
-    metric(
-      'raft_role',
-      'gauge',
-      'The peer\'s role: 1 for the current one.',
-      ROLES.map((role) => [`{${node},role="${role}"}`, st!.role === role ? 1 : 0]),
-    );
-    g('raft_is_leader', 'Whether the peer leads (1) or not (0).', st.role === 'leader' ? 1 : 0);
-    metric('raft_restarts_total', 'counter', 'Restarts of each actor of the peer by its supervisor.', [
-      [`{${node},actor="consensus"}`, st.restarts?.consensus ?? 0],
-      [`{${node},actor="log"}`, st.restarts?.log ?? 0],
-    ]);
-    metric('raft_dropped_messages_total', 'counter', 'Malformed messages dropped.', [
-      [`{${node},where="consensus"}`, st.droppedMessages ?? 0],
-      [`{${node},where="log"}`, st.logDroppedMessages ?? 0],
-      [`{${node},where="client"}`, st.droppedReplies ?? 0],
-    ]);
-  }
-  const counters = (m: Map<string, number>) =>
-    [...m].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]): [string, number] => {
-      const [method, code] = k.split(' ');
-      return [`{${node},method="${method}",code="${code}"}`, v];
-    });
-  metric('raft_ops_total', 'counter', 'kv requests (/kv/...) this HTTP server answered, by method and status code.', counters(s.ops));
-  metric('raft_http_requests_total', 'counter', 'Requests this HTTP server answered, by method and status code.', counters(s.requests));
-  const t = await transportCounters(s);
-  if (t) {
-    const c = (name: string, help: string, v: unknown, type: 'counter' | 'gauge' = 'counter') => {
-      if (typeof v === 'number') metric(name, type, help, [[`{${node}}`, v]]);
-    };
-    c('raft_bytes_sent_total', 'Bytes written to peer connections (TCP transport).', t.bytesOut);
-    c('raft_bytes_received_total', 'Bytes read from peer connections (TCP transport).', t.bytesIn);
-    c('raft_frames_sent_total', 'Frames sent to peers (TCP transport).', t.framesOut);
-    c('raft_frames_received_total', 'Frames received from peers (TCP transport).', t.framesIn);
-    c('raft_transport_dropped_frames_total', 'Frames dropped: queue full, or the actor down.', t.dropped);
-    c('raft_transport_bad_frames_total', 'Peer connections closed for a bad frame.', t.badFrames);
-    c('raft_transport_refused_total', 'Peer connections refused (other cluster, unknown peer, TLS).', t.refused);
-    c('raft_transport_connects_total', 'Peer connections established.', t.connects);
-    c('raft_transport_reconnects_total', 'Peer connections re-established after a loss.', t.reconnects);
-    if (Array.isArray(t.connectedPeers)) c('raft_connected_peers', 'Peers with an established connection now.', t.connectedPeers.length, 'gauge');
-  }
-  return lines.join('\n') + '\n';
 }
