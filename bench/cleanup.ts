@@ -62,7 +62,8 @@ function killNow(c: ChildProcess): void {
 
 function rmNow(d: string): void {
   try {
-    fs.rmSync(d, { recursive: true, force: true });
+    // Retried: a worker thread that has not stopped yet may still be adding files (ENOTEMPTY).
+    fs.rmSync(d, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
   } catch {
     // best effort
   }

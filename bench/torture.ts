@@ -18,6 +18,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { runningNodes, stopNode } from '../src/api/index.js';
 import { runJepsen } from '../src/testing/jepsen.js';
 import { KvChecker } from '../src/testing/linearizability.js';
 import { parseTortureArgs, TORTURE_USAGE } from './args.js';
@@ -33,6 +34,8 @@ async function main(): Promise<void> {
   console.log(`torture: ${seconds}s of Jepsen-style rounds of ${round}s, seeds from ${seed}`);
   const checker = new KvChecker();
   const forgetChecker = onInterrupt(() => checker.close());
+  // The round's peers stop (closing LMDB) before their data directory is removed.
+  onInterrupt(() => Promise.all(runningNodes().map((id) => stopNode(id).catch(() => undefined))).then(() => undefined));
   const end = Date.now() + seconds * 1000;
   let histories = 0;
   let ops = 0;
