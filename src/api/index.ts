@@ -109,11 +109,14 @@ function knownPeer(handle: NodeHandle, peer: string): boolean {
   return nodes.has(peer) || handle.remotePeers.has(peer);
 }
 
-/** Every peer the configuration `s` reports names: its voters, both sides of a joint one, its learners. */
+/**
+ * The voters of the configuration `s` reports (both sides of a joint one). Learners are not
+ * among them: a peer still catching up is new, and must be running to finish.
+ */
 function configuredPeers(s: PeerStatus): Set<string> {
   const c = s.config;
   const inConfig = c === null ? [] : c.kind === 'joint' ? [...c.old, ...c.new] : c.voters;
-  return new Set([...s.peers, ...inConfig, ...s.learners]);
+  return new Set([...s.peers, ...inConfig]);
 }
 
 /**

@@ -339,12 +339,13 @@ function formatClient(c: ClientId): string {
  * 0.000 c1 invoke #0 set ["x",1]
  * 0.420 c1 ok #0 null
  * 0.500 c2 invoke #1 cas ["x",1,2]
- * 9.000 c2 info #1 "TIMEOUT: no answer within 8 ms"
+ * 9.000 c2 info #1 "TIMEOUT: no answer within 8 ms" unknown
  * ```
  *
  * Fields: time (ms, 3 decimals), client (a number, a bare name, or a JSON string), event
  * type, `#id`, then for `invoke` the command type and its arguments as a JSON array
- * (key first), for `ok` the result, for `fail`/`info` an optional JSON string. Values use
+ * (key first), for `ok` the result, for `fail`/`info` an optional JSON string (the error) and
+ * then the error's outcome (`not-applied` or `unknown`) when it reported one. Values use
  * `encodeValue`, so Maps, bigints, Dates etc. survive. Lines starting with `#` and blank
  * lines are comments. The format is stable: new fields will only be appended.
  */
@@ -361,7 +362,7 @@ export function formatHistory(events: readonly HistoryEvent[]): string {
         break;
       case 'fail':
       case 'info':
-        lines.push(e.error === undefined ? head : `${head} ${JSON.stringify(e.error)}`);
+        lines.push([head, ...(e.error === undefined ? [] : [JSON.stringify(e.error)]), ...(e.outcome === undefined ? [] : [e.outcome])].join(' '));
         break;
     }
   }
@@ -412,11 +413,14 @@ export function parseHistory(text: string): HistoryEvent[] {
       case 'fail':
       case 'info': {
         const e: FailEvent | InfoEvent = { ...base, type: type as 'fail' | 'info' };
-        if (rest !== '') {
-          const err = json(rest);
+        const m = /^(.*?)\s*\b(not-applied|unknown)$/.exec(rest);
+        const errorText = m ? m[1]! : rest;
+        if (errorText !== '') {
+          const err = json(errorText);
           if (typeof err !== 'string') return fail('an error must be a JSON string');
           e.error = err;
         }
+        if (m) e.outcome = m[2] as Outcome;
         events.push(e);
         return;
       }
