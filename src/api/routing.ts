@@ -74,6 +74,16 @@ export async function submitWithRetry(first: NodeHandle, request: Request, timeo
     inDoubt
       ? new TimeoutError(timeoutMs, `no answer within ${timeoutMs} ms (a try ended: ${inDoubt.message}); the outcome is unknown`)
       : (notLeader ?? new TimeoutError(timeoutMs, `no answer within ${timeoutMs} ms; nothing was applied`, 'not-applied'));
+  /**
+   * No peer of this process is left to send the request to (its peers stopped): a
+   * NodeStoppedError, in flight (`'unknown'`) once a try was in doubt, whatever that try's
+   * error was (an actor that went down as its peer was killed says ActorRestartedError).
+   */
+  const noPeerLeft = (): Error => {
+    if (!inDoubt) return first.stoppedError();
+    if (inDoubt instanceof NodeStoppedError) return inDoubt;
+    return new NodeStoppedError(first.id, `${first.stoppedError().message} (a try ended: ${inDoubt.message}); the outcome is unknown`, 'unknown');
+  };
   let backoffMs = 10;
   const backoff = async () => {
     await sleep(Math.min(backoffMs, Math.max(deadline - Date.now(), 0)));
@@ -98,7 +108,7 @@ export async function submitWithRetry(first: NodeHandle, request: Request, timeo
         if (deadline - Date.now() <= 0) throw timedOut();
         if (inDoubt === err) retry.onUnknown();
         const next = localLeader(reaches) ?? (target.state === 'running' ? target : first.state === 'running' ? first : undefined);
-        if (!next) throw inDoubt ?? err;
+        if (!next) throw noPeerLeft();
         // A leader that just lost its leadership, or an actor restarting: give it a moment.
         if (next === target) await sleep(Math.min(backoffMs, Math.max(deadline - Date.now(), 0)));
         target = next;
@@ -127,7 +137,7 @@ export async function submitWithRetry(first: NodeHandle, request: Request, timeo
       await backoff();
       if (target.state !== 'running') {
         const alive = localLeader(reaches) ?? (first.state === 'running' ? first : undefined);
-        if (!alive) throw inDoubt ?? first.stoppedError();
+        if (!alive) throw noPeerLeft();
         target = alive;
       }
     }
