@@ -118,11 +118,12 @@ export interface ExactlyOnceStats {
   /** Writes whose outcome the client never learned (`info`): how many were applied 0 times and once (on the first checked peer). */
   unknown: { applied0: number; applied1: number };
   /**
-   * Writes recorded as definitely failed (`fail`): applied 0 times and once. Once means a
-   * `fail` that did happen (say an earlier try of the op, whose outcome was unknown, was
-   * applied and the op then ended with a NOT_LEADER): the history is wrong about that op, and
-   * the linearizability check may fail on it. Listed in the report; with sessions it must be 0
-   * (the API never calls a write in doubt failed), which test/jepsen.spec.ts asserts.
+   * Writes recorded as definitely failed (`fail`: their error's outcome was `'not-applied'`):
+   * applied 0 times and once. Once means a `fail` that did happen (say an earlier try of the
+   * op, whose outcome was unknown, was applied and the op then ended with a NOT_LEADER): the
+   * error lied about the outcome, and the linearizability check may fail on it. Listed in the
+   * report; it must be 0 (the API never calls a write in doubt not applied), which
+   * test/jepsen.spec.ts asserts.
    */
   failed: { applied0: number; applied1: number };
 }
