@@ -12,10 +12,12 @@
  *   sent, leadership lost after it was appended, an actor or peer gone while it was held):
  *   retrying it outside its session may apply it twice.
  *
- * Errors that are not about a request at all (startNode's NodeExistsError, a bad argument)
- * say `'not-applied'`: the call changed nothing. An error's outcome is fixed where the code
- * knows it; the class gives the usual one (`OUTCOME_OF`), and the API passes the other where
- * it knows better (a NodeStoppedError for an op never sent versus one in flight).
+ * Errors that are not about a request (NodeExistsError, UnknownNodeError) say `'not-applied'`:
+ * the call changed nothing. StorageError says `'unknown'` (a store that failed may hold part
+ * of a write). A read changes nothing whatever its error: its outcome says only whether a peer
+ * had taken it up. An error's outcome is fixed where the code knows it; the class gives the
+ * usual one (`OUTCOME_OF`), and the API passes the other where it knows better (a
+ * NodeStoppedError for an op never sent versus one in flight). docs/api.md has the table.
  */
 import type { WireError } from './messages.js';
 
