@@ -1,8 +1,28 @@
 /**
  * Typed errors with stable codes that survive a thread hop: an actor sends
  * `{ code, message, leader }` (a `WireError`) and `fromWire` rebuilds the class.
+ *
+ * Every error also says what became of the request that failed (`outcome`), so that a caller
+ * can tell a safe retry from a possible duplicate:
+ *
+ * - `'not-applied'`: the request did not take effect and never will (it was refused before it
+ *   reached a leader's log, never sent at all, or applied as a refusal that changed nothing).
+ *   Retrying it cannot apply it twice.
+ * - `'unknown'`: it may have taken effect, or may still (lost in flight, timed out after it was
+ *   sent, leadership lost after it was appended, an actor or peer gone while it was held):
+ *   retrying it outside its session may apply it twice.
+ *
+ * Errors that are not about a request (NodeExistsError, UnknownNodeError) say `'not-applied'`:
+ * the call changed nothing. StorageError says `'unknown'` (a store that failed may hold part
+ * of a write). A read changes nothing whatever its error: its outcome says only whether a peer
+ * had taken it up. An error's outcome is fixed where the code knows it; the class gives the
+ * usual one (`OUTCOME_OF`), and the API passes the other where it knows better (a
+ * NodeStoppedError for an op never sent versus one in flight). docs/api.md has the table.
  */
 import type { WireError } from './messages.js';
+
+/** What became of a request that failed: see the header. */
+export type ErrorOutcome = 'not-applied' | 'unknown';
 
 export type RaftErrorCode =
   | 'NOT_LEADER'
@@ -24,13 +44,42 @@ export type RaftErrorCode =
   | 'DATA_DIR_LOCKED'
   | 'INSECURE_PEERS';
 
+/**
+ * The usual outcome of each error, where the code that raises it says nothing else. Those marked
+ * "per instance" are set where the error is raised (see each class).
+ */
+export const OUTCOME_OF: Readonly<Record<RaftErrorCode, ErrorOutcome>> = {
+  NOT_LEADER: 'not-applied',
+  TIMEOUT: 'unknown', // per instance: 'not-applied' when no try was ever sent
+  UNKNOWN_NODE: 'not-applied',
+  NODE_STOPPED: 'not-applied', // per instance: 'unknown' for requests in flight when it stopped
+  NODE_EXISTS: 'not-applied',
+  CONFIG_INVALID: 'not-applied',
+  CONFIG_IN_PROGRESS: 'not-applied',
+  CATCH_UP_TIMEOUT: 'not-applied',
+  TRANSFER_FAILED: 'unknown', // per instance: 'not-applied' when refused by the API
+  LEADERSHIP_LOST: 'unknown',
+  ACTOR_RESTARTED: 'unknown', // per instance: 'not-applied' for requests never handed to the actor
+  STATE_MACHINE_ERROR: 'not-applied', // per instance: 'unknown' for a result that could not be sent
+  INVALID_COMMAND: 'not-applied',
+  STORAGE_ERROR: 'unknown',
+  SESSION_EXPIRED: 'unknown', // per instance: 'not-applied' when no try was in doubt
+  STALE_REQUEST: 'unknown',
+  DATA_DIR_LOCKED: 'not-applied',
+  INSECURE_PEERS: 'not-applied',
+};
+
 export class RaftError extends Error {
   readonly isRaftError = true;
+  /** What became of the request: see the header of src/errors.ts. */
+  readonly outcome: ErrorOutcome;
   constructor(
     readonly code: RaftErrorCode,
     message: string,
+    outcome: ErrorOutcome = OUTCOME_OF[code],
   ) {
     super(message);
+    this.outcome = outcome;
   }
   override get name(): string {
     return this.constructor.name;
@@ -53,13 +102,18 @@ export class NotLeaderError extends RaftError {
   }
 }
 
-/** No answer within `ms`. For an op the outcome is unknown: it may still be applied. */
+/**
+ * No answer within `ms`. Outcome `'unknown'` once some try was sent (it may still be applied);
+ * `'not-applied'` when none was (the peer's actor was down all along, or every try was refused
+ * with NOT_LEADER).
+ */
 export class TimeoutError extends RaftError {
   constructor(
     readonly ms: number,
     message = `no answer within ${ms} ms`,
+    outcome: ErrorOutcome = 'unknown',
   ) {
-    super('TIMEOUT', message);
+    super('TIMEOUT', message, outcome);
   }
 }
 
@@ -72,9 +126,22 @@ export class UnknownNodeError extends RaftError {
   }
 }
 
+/**
+ * The peer is stopped (by stopNode, nemesis.kill or its supervisor). Outcome `'not-applied'`
+ * for a request made after it stopped, or still queued in this process when it did (never
+ * sent); `'unknown'` for one the peer held when it stopped (`inFlight`).
+ */
 export class NodeStoppedError extends RaftError {
-  constructor(readonly nodeId: string, message = `node '${nodeId}' is stopped`) {
-    super('NODE_STOPPED', message);
+  constructor(
+    readonly nodeId: string,
+    message = `node '${nodeId}' is stopped`,
+    outcome: ErrorOutcome = 'not-applied',
+  ) {
+    super('NODE_STOPPED', message, outcome);
+  }
+  /** Whether the peer held the request when it stopped (its outcome is then unknown). */
+  get inFlight(): boolean {
+    return this.outcome === 'unknown';
   }
 }
 
@@ -116,10 +183,15 @@ export class CatchUpTimeoutError extends RaftError {
   }
 }
 
-/** A leadership transfer could not be carried out (no such voter, or it did not take over in time). */
+/**
+ * A leadership transfer could not be carried out (no such voter, or it did not take over in
+ * time). Outcome `'not-applied'` when the API refused it before sending (an unknown target);
+ * `'unknown'` when it comes from the leader, which does not say whether the target may still
+ * win the election it was told to start.
+ */
 export class TransferFailedError extends RaftError {
-  constructor(message: string) {
-    super('TRANSFER_FAILED', message);
+  constructor(message: string, outcome: ErrorOutcome = 'unknown') {
+    super('TRANSFER_FAILED', message, outcome);
   }
 }
 
@@ -134,19 +206,31 @@ export class LeadershipLostError extends RaftError {
   }
 }
 
-/** The actor holding the op crashed and was restarted; the op's outcome is unknown. */
+/**
+ * The consensus actor crashed and was restarted: ops it held have an unknown outcome; ops
+ * still queued in this process for it (never handed over) are `'not-applied'`.
+ */
 export class ActorRestartedError extends RaftError {
-  constructor(message = 'the consensus actor restarted while the op was in flight; its outcome is unknown') {
-    super('ACTOR_RESTARTED', message);
+  constructor(message = 'the consensus actor restarted while the op was in flight; its outcome is unknown', outcome: ErrorOutcome = 'unknown') {
+    super('ACTOR_RESTARTED', message, outcome);
   }
 }
 
-/** The state machine threw while applying a committed command (on every peer alike). */
+/**
+ * The state machine threw while applying a committed command (on every peer alike): by the
+ * state machine contract its state is unchanged, so the outcome is `'not-applied'`. A result
+ * msgpack cannot carry is answered with this error too, after the command was applied: that
+ * one (its message starts with RESULT_NOT_ENCODABLE) is `'unknown'`, as is the error an
+ * unknown code from a newer peer turns into.
+ */
 export class StateMachineError extends RaftError {
-  constructor(message: string) {
-    super('STATE_MACHINE_ERROR', message);
+  constructor(message: string, outcome: ErrorOutcome = 'not-applied') {
+    super('STATE_MACHINE_ERROR', message, outcome);
   }
 }
+
+/** How src/sessions.ts begins the message of a result it could not save (the command was applied). */
+export const RESULT_NOT_ENCODABLE = 'result not encodable';
 
 /** A command the state machine does not accept (wrong shape); thrown by `apply`. */
 export class InvalidCommandError extends RaftError {
@@ -168,14 +252,15 @@ export class StorageError extends RaftError {
  * (An op sent for the first time is simply resubmitted under a new session.)
  */
 export class SessionExpiredError extends RaftError {
-  constructor(message = 'the client session expired; the op was not applied now, and may have been applied before') {
-    super('SESSION_EXPIRED', message);
+  constructor(message = 'the client session expired; the op was not applied now, and may have been applied before', outcome: ErrorOutcome = 'unknown') {
+    super('SESSION_EXPIRED', message, outcome);
   }
 }
 
 /**
  * A copy of an op arrived after its client had stopped waiting for it (it was answered, or
- * gave up): it is not applied again. No `op` call sees this unless it gave up on the op.
+ * gave up): it is not applied again. No `op` call sees this unless it gave up on the op. Its
+ * outcome is `'unknown'`: this copy was not applied, but another copy of the op may have been.
  */
 export class StaleRequestError extends RaftError {
   constructor(message = 'the op was answered already; this copy was not applied') {
@@ -219,6 +304,18 @@ export function toWire(e: unknown, fallbackCode: RaftErrorCode = 'STATE_MACHINE_
   return { code: fallbackCode, message, leader: null };
 }
 
+/**
+ * A copy of `err` that says `outcome`, same class, message and stack (`err` itself when it
+ * says so already): for a request whose fate the caller knows better than the error's origin,
+ * e.g. an op in doubt since an earlier try whose last try was refused.
+ */
+export function withOutcome<E extends RaftError>(err: E, outcome: ErrorOutcome): E {
+  if (err.outcome === outcome) return err;
+  const copy = Object.create(Object.getPrototypeOf(err) as object, Object.getOwnPropertyDescriptors(err)) as E;
+  Object.defineProperty(copy, 'outcome', { value: outcome, enumerable: true });
+  return copy;
+}
+
 /** Rebuild the typed error a WireError stands for. */
 export function fromWire(w: WireError): RaftError {
   switch (w.code as RaftErrorCode) {
@@ -258,7 +355,10 @@ export function fromWire(w: WireError): RaftError {
       return new NodeExistsError('', w.message);
     case 'DATA_DIR_LOCKED':
       return new DataDirLockedError('', null, w.message);
+    case 'STATE_MACHINE_ERROR':
+      return new StateMachineError(w.message, w.message.startsWith(RESULT_NOT_ENCODABLE) ? 'unknown' : 'not-applied');
     default:
-      return new StateMachineError(w.message);
+      // A code this build does not know (a newer peer's): nothing can be said of the request.
+      return new StateMachineError(w.message, 'unknown');
   }
 }

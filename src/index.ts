@@ -1,6 +1,6 @@
 /** actor-raft: the package entry. */
 export { events, nemesis, op, query, read, runningNodes, setConfig, startNode, status, stopNode, transferLeadership, transportAddress, transportStats } from './api/index.js';
-export type { NetworkOptions, NodeOptions, NodeStatus, OpOptions, RaftEvents, WriteOptions } from './api/index.js';
+export type { NetworkOptions, NodeOptions, NodeStatus, OpOptions, RaftEvents, ReadOptions, WriteOptions } from './api/index.js';
 export { TcpSwitchboard } from './transport/tcp.js';
 export type { TcpStats, TcpSwitchboardOptions, TcpTlsOptions } from './transport/tcp.js';
 export * from './errors.js';

@@ -28,7 +28,7 @@ describe('§3.10 leadership transfer', function () {
     sim.stabilize();
     const id = sim.transferLeadership('p1', 'p3');
     const [w] = sim.propose('p1', 1);
-    expect(sim.checker.requests.get(w!)!.status, 'refused while handing over').to.equal('notLeader');
+    expect(sim.checker.requests.get(w!)!.status, 'refused while handing over').to.equal('notApplied');
     expect(outcome(sim, id)).to.equal('pending');
     sim.heal();
     sim.tick(1, ['p1']);

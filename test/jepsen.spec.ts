@@ -12,6 +12,8 @@
  */
 import { expect } from 'chai';
 import fs from 'node:fs';
+import { NotLeaderError, NodeStoppedError } from '../src/errors.js';
+import { History, notAppliedSeen } from '../src/testing/history.js';
 import { KvChecker } from '../src/testing/linearizability.js';
 import { runJepsen } from '../src/testing/jepsen.js';
 import { tempDir } from './helpers/cluster.js';
@@ -70,6 +72,9 @@ describe('Jepsen-style runs: 5 peers, concurrent clients, seeded nemesis', funct
           exactlyOnce,
         });
         expect(result.ok, result.report).to.equal(true);
+        // Part of ok, named here: no read saw a write reported not applied.
+        expect(result.divergence.filter((d) => d.startsWith('outcome:')), result.report).to.deep.equal([]);
+        expect(result.outcomes.notApplied + result.outcomes.unknown, 'outcomes are counted of ops not acknowledged').to.be.at.most(result.ops - result.acknowledged);
         expect(result.acknowledged, 'the cluster made progress').to.be.greaterThan(100);
         expect(result.schedule.length, 'the nemesis acted').to.be.greaterThan(2);
         if (membership) {
@@ -89,4 +94,26 @@ describe('Jepsen-style runs: 5 peers, concurrent clients, seeded nemesis', funct
       }
     });
   }
+});
+
+describe('the outcome check of a history (notAppliedSeen)', () => {
+  it('names a read that saw a value written by an op reported not applied', () => {
+    let t = 0;
+    const h = new History({ clock: () => t++ });
+    h.invoke(1, { type: 'set', key: 'x', value: 5 }).error(new NotLeaderError(null));
+    h.invoke(2, { type: 'cas', key: 'x', expected: null, value: 6 }).error(new NodeStoppedError('j1', 'stopped in flight', 'unknown'));
+    h.invoke(3, { type: 'get', key: 'x' }).ok(6); // an unknown outcome may have taken effect
+    expect(notAppliedSeen(h.ops())).to.deep.equal([]);
+    h.invoke(3, { type: 'get', key: 'x' }).ok(5);
+    const seen = notAppliedSeen(h.ops());
+    expect(seen).to.have.length(1);
+    expect(seen[0]).to.contain('op #3').and.contain('op #0').and.contain('NOT_LEADER');
+    // The outcomes are recorded with the ops.
+    expect(h.ops().map((o) => [o.status, o.outcome])).to.deep.equal([
+      ['fail', 'not-applied'],
+      ['info', 'unknown'],
+      ['ok', undefined],
+      ['ok', undefined],
+    ]);
+  });
 });

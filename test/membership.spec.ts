@@ -235,6 +235,44 @@ describe('membership changes on real peers', function () {
     await waitForConverged([...ids, 'd']);
   });
 
+  describe('with peers down', () => {
+    it('removes a stopped voter from the survivors, then adds a fresh peer', async () => {
+      const ids = ['a', 'b', 'c'];
+      await fixture.startCluster(ids);
+      expect(await op('a', { type: 'set', key: 'k', value: 1 })).to.equal(null);
+      await stopNode('c');
+      await setConfig('a', ['a', 'b']);
+      await waitForConfig(['a', 'b'], ['a', 'b']);
+      await fixture.startPeers(['d']);
+      await setConfig('b', ['a', 'b', 'd']);
+      await waitForConfig(['a', 'b', 'd'], ['a', 'b', 'd']);
+      expect(await op('d', { type: 'set', key: 'k', value: 2 })).to.equal(null);
+      await waitForConverged(['a', 'b', 'd']);
+      expect(await read('d', { type: 'get', key: 'k' })).to.equal(2);
+    });
+
+    it('a voter that is down may stay in the list: one voter down, another removed, a new one added', async () => {
+      const ids = ['a', 'b', 'c', 'd', 'e'];
+      await fixture.startCluster(ids);
+      await stopNode('e');
+      // e is not running in this process, but the configuration knows it: a dead voter kept.
+      await setConfig('a', ['a', 'b', 'c', 'e']);
+      await waitForConfig(['a', 'b', 'c'], ['a', 'b', 'c', 'e']);
+      // A new member must be running (it has to catch up); a dead one the configuration knows need not.
+      const refused = await setConfig('a', ['a', 'b', 'c', 'e', 'zz']).catch((err: unknown) => err);
+      expect(refused).to.be.instanceOf(ConfigError);
+      expect((refused as ConfigError).message).to.contain('zz').and.not.contain("'e'");
+      expect((refused as ConfigError).outcome).to.equal('not-applied');
+      await fixture.startPeers(['f']);
+      await setConfig('b', ['a', 'b', 'c', 'e', 'f']);
+      await waitForConfig(['a', 'b', 'c', 'f'], ['a', 'b', 'c', 'e', 'f']);
+      // And the dead voter is removed while it is still dead.
+      await setConfig('c', ['a', 'b', 'c', 'f']);
+      await waitForConfig(['a', 'b', 'c', 'f'], ['a', 'b', 'c', 'f']);
+      expect(await op('f', { type: 'set', key: 'k', value: 'f' })).to.equal(null);
+    });
+  });
+
   describe('bad input and refusals', () => {
     it('an empty list, duplicates or unknown ids: ConfigError, and the cluster keeps running', async () => {
       const ids = ['a', 'b', 'c'];

@@ -18,7 +18,7 @@
 import type { ConsensusControl, ConsensusMetrics, PeerStatus } from '../control.js';
 import { Histogram, secondsSince, type HistogramSnapshot } from '../histogram.js';
 import { ClientSession } from '../client-session.js';
-import { ConfigError, fromWire, NodeExistsError, SessionExpiredError, TransferFailedError } from '../errors.js';
+import { ConfigError, fromWire, isRaftError, NodeExistsError, SessionExpiredError, TransferFailedError, withOutcome } from '../errors.js';
 import { checkCommand, codec, encodeCommand, encodeLogCommand, type AddressBook, type SessionCommand, type WireError } from '../messages.js';
 import { lockDataDir } from '../log/dir-lock.js';
 import { checkMemberAddress, waitingMessage } from './members.js';
@@ -38,6 +38,7 @@ import {
   type ConfigOptions,
   type NodeOptions,
   type OpOptions,
+  type ReadOptions,
   type WriteOptions,
 } from './options.js';
 import { forgetFailed, nodes, nodeSupervisor, retire, running, stopped, underConfigLock } from './registry.js';
@@ -47,7 +48,7 @@ import { positiveInt } from '../validate.js';
 export { events, type RaftEvents } from './events.js';
 export { addMember, listMembers, removeMember, type MemberAddressInput, type MemberInfo, type MembersView } from './members.js';
 export { nemesis } from './nemesis.js';
-export type { ConfigOptions, NetworkOptions, NodeOptions, OpOptions, WriteOptions } from './options.js';
+export type { ConfigOptions, NetworkOptions, NodeOptions, OpOptions, ReadOptions, WriteOptions } from './options.js';
 
 /**
  * What `status(id)` reports. `restarts` counts restarts of each actor of the peer;
@@ -175,11 +176,24 @@ function configAddresses(handle: NodeHandle, inForce: AddressBook, given: Config
 }
 
 /**
- * Set the cluster's voters (rafter's set_config). All of `peers` must be started in this process,
- * or, for a networked node (`options.network`), be in its `network.peers` map, in the
- * configuration in force, or in `options.addresses`. A networked node's configuration entries
- * carry the members' addresses (see ConfigOptions), so every peer learns them from the log.
- * To add or remove one member of a networked cluster, `addMember`/`removeMember` are simpler.
+ * The voters of the configuration `s` reports (both sides of a joint one). Learners are not
+ * among them: a peer still catching up is new, and must be running to finish.
+ */
+function configuredPeers(s: PeerStatus): Set<string> {
+  const c = s.config;
+  const inConfig = c === null ? [] : c.kind === 'joint' ? [...c.old, ...c.new] : c.voters;
+  return new Set([...s.peers, ...inConfig]);
+}
+
+/**
+ * Set the cluster's voters (rafter's set_config). A peer new to the configuration must be
+ * started in this process or, for a networked node (`options.network`), be in its
+ * `network.peers` map or in `options.addresses`, since it has to catch up; a peer the
+ * configuration already holds may be down (removing a dead voter works while it is dead) or in
+ * another process. A bootstrap needs every one of `peers` started here, in `network.peers` or
+ * in `options.addresses`. A networked node's configuration entries carry the members'
+ * addresses (see ConfigOptions), so every peer learns them from the log. To add or remove one
+ * member of a networked cluster, `addMember`/`removeMember` are simpler.
  *
  * - On a blank peer the first call bootstraps a cluster of `peers` (each blank, or already
  *   holding this configuration); `id` must be one of them.
@@ -209,7 +223,8 @@ async function setConfigNow(id: string, peers: string[], options: ConfigOptions)
   if (duplicate !== undefined) throw new ConfigError(`peer '${duplicate}' is listed twice`);
   const self = await status(id);
   const addresses = configAddresses(handle, self.addresses, options.addresses);
-  const unknown = peers.filter((p) => !knownPeer(handle, p, addresses));
+  const configured = configuredPeers(self);
+  const unknown = peers.filter((p) => !knownPeer(handle, p, addresses) && !configured.has(p));
   if (unknown.length > 0) throw new ConfigError(`unknown peer(s): ${unknown.join(', ')} (start them first, or give their addresses)`);
   const carried = pick(addresses, peers);
 
@@ -246,7 +261,7 @@ export async function transferLeadership(id: string, target?: string, options: O
   const first = running(id);
   if (target !== undefined) {
     validateId(target, 'target');
-    if (!knownPeer(first, target)) throw new TransferFailedError(`unknown peer '${target}'`);
+    if (!knownPeer(first, target)) throw new TransferFailedError(`unknown peer '${target}'`, 'not-applied');
   }
   const timeoutMs = positiveInt(options.timeoutMs, 'options.timeoutMs', DEFAULT_OP_TIMEOUT_MS);
   const deadline = Date.now() + timeoutMs;
@@ -268,10 +283,16 @@ export async function transferLeadership(id: string, target?: string, options: O
  *
  * Exactly once (thesis §6.3): the op carries this node's client session and a sequence number
  * of its own, and every try of it (after a redirect, a timeout of a try, a leader change, a
- * restarted actor) carries the same, so the cluster applies it at most once and answers a
- * repeat with the saved result. It rejects with SessionExpiredError when the session expired
- * while the op was in doubt (it is then not applied any more; it may have been before).
- * `{ idempotent: true }` opts out, for commands safe to repeat.
+ * restarted actor, a stopped peer) carries the same, so the cluster applies it at most once
+ * and answers a repeat with the saved result. `{ idempotent: true }` opts out, for commands
+ * safe to repeat. `{ via }` places the client beside one peer (see ReadOptions).
+ *
+ * Every error says the op's outcome (`err.outcome`, docs/api.md has the table): 'not-applied'
+ * (NotLeaderError, a refusal, a TimeoutError or NodeStoppedError before any try was sent) or
+ * 'unknown' (a TimeoutError once some try was in doubt: applied at most once;
+ * SessionExpiredError when the session expired while the op was in doubt: never applied from
+ * then on). It does not reject with LeadershipLostError or ActorRestartedError: those tries
+ * are sent again; NodeStoppedError only when no peer of this process is left to send it to.
  */
 export async function op(id: string, command: unknown, options: WriteOptions = {}): Promise<unknown> {
   const started = performance.now();
@@ -287,17 +308,19 @@ async function opNow(id: string, command: unknown, options: WriteOptions): Promi
   if (options.idempotent !== undefined && typeof options.idempotent !== 'boolean') {
     throw new TypeError(`options.idempotent must be a boolean, got ${JSON.stringify(options.idempotent)}`);
   }
+  const via = viaOption(options);
   // Registrations and idempotent commands may be applied twice: retried without a care.
   const carefree: RetryPolicy = { attemptMs, onUnknown: () => undefined };
   if (options.idempotent === true) {
     const data = encodeLogCommand({ type: 'idempotent', command });
-    return submitWithRetry(first, { kind: 'op', data }, timeoutMs, carefree);
+    return submitWithRetry(first, { kind: 'op', data }, timeoutMs, { retry: carefree, via });
   }
   // Bad input fails before a session is opened.
   checkCommand(command);
   const deadline = Date.now() + timeoutMs;
   const session = first.session;
-  const register = (data: Uint8Array) => submitWithRetry(first, { kind: 'op', data }, Math.max(deadline - Date.now(), 1), carefree);
+  const register = (data: Uint8Array) =>
+    submitWithRetry(first, { kind: 'op', data }, Math.max(deadline - Date.now(), 1), { retry: carefree, via });
   // Whether some try may have been applied (its outcome is unknown).
   let inDoubt = false;
   const policy: RetryPolicy = {
@@ -308,34 +331,51 @@ async function opNow(id: string, command: unknown, options: WriteOptions): Promi
     },
   };
   for (;;) {
-    const ticket = await session.begin(register);
+    const ticket = await session.begin(register).catch((err: unknown) => {
+      // No session could be opened: the op itself was never sent (its registration may have been).
+      throw isRaftError(err) ? withOutcome(err, 'not-applied') : err;
+    });
     try {
       const envelope: SessionCommand = { type: 'op', client: ticket.client, seq: ticket.seq, ack: session.ack(), command };
       const data = codec.encode(envelope); // checked above
-      return await submitWithRetry(first, { kind: 'op', data }, Math.max(deadline - Date.now(), 1), policy);
+      return await submitWithRetry(first, { kind: 'op', data }, Math.max(deadline - Date.now(), 1), { retry: policy, via });
     } catch (err) {
       if (!(err instanceof SessionExpiredError)) throw err;
       session.expired(ticket.client);
       // Never applied under the expired session, nor anywhere else: send it under a new one.
       if (!inDoubt && Date.now() < deadline) continue;
-      throw err;
+      throw withOutcome(err, inDoubt ? 'unknown' : 'not-applied');
     } finally {
       session.end(ticket);
     }
   }
 }
 
+/** `options.via`, checked: a peer id, or undefined. */
+function viaOption(options: ReadOptions): string | undefined {
+  if (options.via !== undefined) validateId(options.via, 'options.via');
+  return options.via;
+}
+
 /**
  * A linearizable read of the state machine (its `query`, e.g. kv `{ type: 'get', key }`)
  * without writing to the log, by ReadIndex (thesis §6.4): the leader confirms it still leads
  * with one heartbeat round (concurrent reads share it) and answers once it has applied the
- * commit index it recorded; a follower asks the leader for that index and answers from its
- * own state once it has applied it. As strong as `op(id, get)`, much cheaper.
+ * commit index it recorded; a follower asks the leader for the index and answers from its
+ * own state once it has applied it. As strong as `op(id, get)`, much cheaper. `{ via }` places
+ * the client beside one peer (see ReadOptions).
+ *
+ * Errors: NotLeaderError (no leader found within the timeout), TimeoutError, ActorRestartedError,
+ * NodeStoppedError, UnknownNodeError, InvalidCommandError or StateMachineError (the query was
+ * refused). A read is not retried after such an error. It changes nothing, whatever its error,
+ * so it is always safe to retry; its `outcome` only says whether a peer had taken it up
+ * ('unknown') or not ('not-applied').
  */
-export async function read(id: string, query: unknown, options: OpOptions = {}): Promise<unknown> {
+export async function read(id: string, query: unknown, options: ReadOptions = {}): Promise<unknown> {
   const first = running(id);
   const timeoutMs = positiveInt(options.timeoutMs, 'options.timeoutMs', DEFAULT_OP_TIMEOUT_MS);
-  return submitWithRetry(first, { kind: 'read', data: encodeCommand(query) }, timeoutMs);
+  const via = viaOption(options);
+  return submitWithRetry(first, { kind: 'read', data: encodeCommand(query) }, timeoutMs, { via });
 }
 
 export async function status(id: string): Promise<NodeStatus> {

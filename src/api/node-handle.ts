@@ -9,7 +9,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { PeerHooks, PeerSupervisor } from '../../supervisors/peer-supervisor.js';
 import type { ClientSession } from '../client-session.js';
 import type { ConsensusNotice, ControlProxy } from '../control.js';
-import { ActorRestartedError, fromWire, NodeStoppedError, TimeoutError } from '../errors.js';
+import { ActorRestartedError, fromWire, NodeStoppedError, TimeoutError, withOutcome } from '../errors.js';
 import {
   decodeAll,
   isClientReply,
@@ -121,19 +121,23 @@ export class NodeHandle {
   /**
    * Make a control call on the current consensus actor. If the actor goes down during the
    * call (a crash, a restart), the call is retried on its successor; it fails with a
-   * TimeoutError if no actor answers within CONTROL_WAIT_MS.
+   * TimeoutError if no actor answers within CONTROL_WAIT_MS (outcome unknown once the call was
+   * made to some actor).
    */
   async withControl<T>(call: (c: ControlProxy) => Promise<T>): Promise<T> {
     const deadline = Date.now() + CONTROL_WAIT_MS;
+    let called = false;
     for (;;) {
-      if (this.state === 'stopped') throw this.stoppedError();
+      const outcome = called ? 'unknown' : 'not-applied';
+      if (this.state === 'stopped') throw withOutcome(this.stoppedError(), outcome);
       const remaining = deadline - Date.now();
-      if (remaining <= 0) throw new TimeoutError(CONTROL_WAIT_MS, `node '${this.id}' did not answer a control call`);
+      if (remaining <= 0) throw new TimeoutError(CONTROL_WAIT_MS, `node '${this.id}' did not answer a control call`, outcome);
       const control = this.control;
       if (!control) {
         await this.nextUp(remaining);
         continue;
       }
+      called = true;
       const answer = await race(call(control), this.down$, remaining);
       if (answer.kind === 'value') return answer.value;
       // The actor went down or did not answer in time: try its successor, if any.
@@ -156,6 +160,7 @@ export class NodeHandle {
     });
   }
 
+  /** Why requests to this stopped peer fail; nothing was sent (outcome 'not-applied'). */
   stoppedError(): NodeStoppedError {
     return this.failure
       ? new NodeStoppedError(this.id, `node '${this.id}' was stopped by its supervisor: ${this.failure.message}`)
@@ -167,25 +172,35 @@ export class NodeHandle {
     this.port?.postMessage(bytes);
   }
 
-  /** Fail every op in flight (and queued) with `err`. */
-  failAll(err: Error): void {
-    const all = [...this.pending.values()];
+  /**
+   * Fail every request in flight with `inFlight`, and every one still queued here (never
+   * posted to the actor) with `notSent`.
+   */
+  failAll(inFlight: Error, notSent: Error): void {
+    const queued = this.queuedIds();
+    const all = [...this.pending];
     this.pending.clear();
     this.outbox = [];
     this.readOutbox = [];
     this.adminOutbox = [];
-    for (const p of all) p.reject(err);
+    for (const [id, p] of all) p.reject(queued.has(id) ? notSent : inFlight);
     this.stopSweeper();
+  }
+
+  /** Ids of the requests queued in the outboxes: not yet posted to the actor. */
+  private queuedIds(): Set<number> {
+    return new Set([...this.outbox, ...this.readOutbox, ...this.adminOutbox].map((r) => r.id));
   }
 
   /**
    * The peer has stopped: later requests get NodeStoppedError, those in flight fail with
-   * `inFlightMessage`, and a networked node's listener and connections close (so its port
-   * can be reused). Resolves once they have.
+   * `inFlightMessage` (outcome unknown), those still queued here with the plain one (never
+   * sent), and a networked node's listener and connections close (so its port can be reused).
+   * Resolves once they have.
    */
   retire(inFlightMessage: string): Promise<void> {
     this.state = 'stopped';
-    this.failAll(new NodeStoppedError(this.id, inFlightMessage));
+    this.failAll(new NodeStoppedError(this.id, inFlightMessage, 'unknown'), this.stoppedError());
     const transport = this.transport;
     return transport ? transport.close().catch(() => undefined) : Promise.resolve();
   }
@@ -215,7 +230,13 @@ export class NodeHandle {
     this.control = null;
     this.signalDown();
     // Ops handed to the dead actor may or may not have been applied: their outcome is unknown.
-    if (reason) this.failAll(new ActorRestartedError());
+    // Those still queued here never reached it.
+    if (reason) {
+      this.failAll(
+        new ActorRestartedError(),
+        new ActorRestartedError(`the consensus actor of '${this.id}' restarted before the op was sent to it; it was not applied`, 'not-applied'),
+      );
+    }
   }
 
   /** The peer's latest role notice: where ops go when the peer asked knows no leader. */
@@ -273,13 +294,20 @@ export class NodeHandle {
     if (this.sweeper) return;
     this.sweeper = setInterval(() => {
       const now = Date.now();
+      let queued: Set<number> | null = null;
       for (const [id, p] of this.pending) {
         if (p.deadline > now) continue;
+        queued ??= this.queuedIds();
         this.pending.delete(id);
-        this.outbox = this.outbox.filter((o) => o.id !== id);
-        this.readOutbox = this.readOutbox.filter((o) => o.id !== id);
-        this.adminOutbox = this.adminOutbox.filter((o) => o.id !== id);
-        p.reject(new TimeoutError(p.timeoutMs, `op not applied within ${p.timeoutMs} ms; its outcome is unknown`));
+        if (queued.has(id)) {
+          // Never posted (the actor was down): it cannot have been applied.
+          this.outbox = this.outbox.filter((o) => o.id !== id);
+          this.readOutbox = this.readOutbox.filter((o) => o.id !== id);
+          this.adminOutbox = this.adminOutbox.filter((o) => o.id !== id);
+          p.reject(new TimeoutError(p.timeoutMs, `no actor of '${this.id}' took the op within ${p.timeoutMs} ms; it was not sent`, 'not-applied'));
+        } else {
+          p.reject(new TimeoutError(p.timeoutMs, `op not applied within ${p.timeoutMs} ms; its outcome is unknown`));
+        }
       }
       if (this.pending.size === 0) this.stopSweeper();
     }, SWEEP_INTERVAL_MS);

@@ -154,7 +154,19 @@ export interface OpOptions {
   timeoutMs?: number;
 }
 
-export interface WriteOptions extends OpOptions {
+/** Options of `read` (and, through WriteOptions, of `op`). */
+export interface ReadOptions extends OpOptions {
+  /**
+   * Place the client beside this peer (usually `id` itself), for tests of clients inside a
+   * partition: the request goes only to that peer and to the peers that share a group of the
+   * nemesis's partition with it (`nemesis.partition`), never across the partition to another
+   * peer of this process. A leader it cannot reach is waited for until the timeout, as a real
+   * client on that side would. Unset: any peer of this process.
+   */
+  via?: string;
+}
+
+export interface WriteOptions extends ReadOptions {
   /**
    * How long one try of the op may take before it is sent again, to the leader this process
    * knows best (default 2 s). An op is also sent again at once when its try ends with an

@@ -28,11 +28,15 @@ export function running(id: string): NodeHandle {
   return handle;
 }
 
-/** The running peer of this process that last said it leads, in the highest term, if any. */
-export function localLeader(): NodeHandle | undefined {
+/**
+ * The running peer of this process that last said it leads, in the highest term, if any;
+ * among those `reaches` accepts (a client placed beside one peer reaches only its side of a
+ * partition).
+ */
+export function localLeader(reaches: (id: string) => boolean = () => true): NodeHandle | undefined {
   let best: NodeHandle | undefined;
   for (const h of nodes.values()) {
-    if (h.state !== 'running' || h.lastRole.role !== 'leader') continue;
+    if (h.state !== 'running' || h.lastRole.role !== 'leader' || !reaches(h.id)) continue;
     if (!best || h.lastRole.term > best.lastRole.term) best = h;
   }
   return best;

@@ -8,11 +8,12 @@
  *
  * - `ok(result)`: it took effect, exactly once, somewhere between its invocation and its
  *   completion, and returned `result`.
- * - `fail()`: it definitely did not take effect (`NotLeaderError`: the command was never
- *   appended; `InvalidCommandError`: the state machine refused it and changed nothing).
- *   The checker drops it.
- * - `info()`: the outcome is unknown (`TimeoutError`, `LeadershipLostError`,
- *   `ActorRestartedError`, ...): the op may take effect at any time after its invocation, even
+ * - `fail()`: it definitely did not take effect: its error's `outcome` is `'not-applied'`
+ *   (`NotLeaderError`: the command was never appended; `InvalidCommandError`: the state
+ *   machine refused it and changed nothing; a `NodeStoppedError` before it was sent). The
+ *   checker drops it, and `notAppliedSeen` checks that no read ever saw its value.
+ * - `info()`: the outcome is unknown (`'unknown'`: a `TimeoutError` after a try was sent,
+ *   `LeadershipLostError`, ...): the op may take effect at any time after its invocation, even
  *   long after the client gave up, or never. It stays open forever, like Jepsen's `:info`.
  *
  * An op never completed at all (the test stopped first) is open in the same way.
@@ -20,7 +21,7 @@
  * Everything recorded is plain data (`HistoryEvent`): it can be posted to a worker, kept as
  * JSON, or written in the line format of `formatHistory`/`parseHistory`.
  */
-import { isRaftError, type RaftErrorCode } from '../errors.js';
+import { isRaftError, type ErrorOutcome } from '../errors.js';
 import type { KvCommand } from '../state-machines/kv.js';
 import { commandArgs, commandFromArgs, decodeValue, encodeValue, type Json } from './format.js';
 
@@ -46,10 +47,13 @@ export interface FailEvent extends EventBase {
   type: 'fail';
   /** Why, for the reader (`NOT_LEADER: not the leader; try n2`). */
   error?: string;
+  /** The `outcome` the error reported, when it was a RaftError. */
+  outcome?: ErrorOutcome;
 }
 export interface InfoEvent extends EventBase {
   type: 'info';
   error?: string;
+  outcome?: ErrorOutcome;
 }
 /**
  * One entry of a history. The order of events in a history is the real-time order the
@@ -80,6 +84,8 @@ export interface Op<C = KvCommand> {
   result?: unknown;
   /** The error text of a `fail` or `info` completion, if one was given. */
   error?: string;
+  /** The `outcome` its error reported (a RaftError's), if any. */
+  outcome?: ErrorOutcome;
 }
 
 /** What `History.invoke` returns: complete the op exactly once. */
@@ -106,28 +112,20 @@ export interface HistoryOptions {
 }
 
 /**
- * Error codes after which an op definitely did not take effect. Anything else (timeouts,
- * lost leadership, restarts, stops, errors that are not RaftErrors) leaves it open.
- *
- * - `NOT_LEADER`: the peer refused before appending (`op()` retries only these).
- * - `INVALID_COMMAND`, `STATE_MACHINE_ERROR`: the state machine refused the command and, by
- *   the `StateMachine` contract, left its state unchanged.
- * - `UNKNOWN_NODE`: the API found no such node; nothing was sent.
- */
-const DEFINITE_FAILURES: ReadonlySet<RaftErrorCode> = new Set<RaftErrorCode>([
-  'NOT_LEADER',
-  'INVALID_COMMAND',
-  'STATE_MACHINE_ERROR',
-  'UNKNOWN_NODE',
-]);
-
-/**
- * Whether an op that threw `error` definitely did not happen (`'fail'`) or may have
- * (`'info'`). Unknown errors are `'info'`: claiming `'fail'` wrongly could hide a bug, while
- * claiming `'info'` wrongly only weakens the check.
+ * Whether an op that threw `error` definitely did not happen (`'fail'`: a RaftError whose
+ * `outcome` is `'not-applied'`) or may have (`'info'`). Errors that are not RaftErrors are
+ * `'info'`: claiming `'fail'` wrongly could hide a bug, while claiming `'info'` wrongly only
+ * weakens the check. (The check of the outcomes themselves: `notAppliedSeen`.)
  */
 export function classifyError(error: unknown): 'fail' | 'info' {
-  return isRaftError(error) && DEFINITE_FAILURES.has(error.code) ? 'fail' : 'info';
+  return isRaftError(error) && error.outcome === 'not-applied' ? 'fail' : 'info';
+}
+
+/** The outcome a RaftError reported, if `error` is one (one from another realm included). */
+function outcomeOf(error: unknown): ErrorOutcome | undefined {
+  if (!isRaftError(error)) return undefined;
+  const o = (error as { outcome?: unknown }).outcome;
+  return o === 'not-applied' || o === 'unknown' ? o : undefined;
 }
 
 function errorText(error: unknown): string | undefined {
@@ -182,12 +180,9 @@ export class History<C = KvCommand> {
         return !open.has(id);
       },
       ok: (result) => complete({ type: 'ok', id, client, time: this.now(), result }),
-      fail: (error) => complete(withError({ type: 'fail', id, client, time: this.now() }, errorText(error))),
-      info: (error) => complete(withError({ type: 'info', id, client, time: this.now() }, errorText(error))),
-      error: (error) => {
-        const type = classifyError(error);
-        complete(withError({ type, id, client, time: this.now() }, errorText(error)));
-      },
+      fail: (error) => complete(withError({ type: 'fail', id, client, time: this.now() }, error)),
+      info: (error) => complete(withError({ type: 'info', id, client, time: this.now() }, error)),
+      error: (error) => complete(withError({ type: classifyError(error), id, client, time: this.now() }, error)),
     };
   }
 
@@ -258,8 +253,12 @@ function shallowCopy<C>(command: C): C {
   return command;
 }
 
-function withError<E extends FailEvent | InfoEvent>(e: E, error: string | undefined): E {
-  if (error !== undefined) e.error = error;
+/** A fail or info event with `error`'s text and reported outcome, when there are. */
+function withError<E extends FailEvent | InfoEvent>(e: E, error: unknown): E {
+  const text = errorText(error);
+  if (text !== undefined) e.error = text;
+  const outcome = outcomeOf(error);
+  if (outcome !== undefined) e.outcome = outcome;
   return e;
 }
 
@@ -285,9 +284,40 @@ export function toOps<C = KvCommand>(events: readonly HistoryEvent<C>[]): Op<C>[
     op.status = e.type;
     op.completedAt = e.time;
     if (e.type === 'ok') op.result = e.result;
-    else if (e.error !== undefined) op.error = e.error;
+    else {
+      if (e.error !== undefined) op.error = e.error;
+      if (e.outcome !== undefined) op.outcome = e.outcome;
+    }
   });
   return ops;
+}
+
+/**
+ * The outcome check of a kv history whose writes are unique (each `set` and `cas` writes a
+ * value no other op writes, as the Jepsen runs do): a write reported not applied (`fail`, or
+ * an error whose outcome is `'not-applied'`) must never be seen, so no acknowledged `get`
+ * returns its value. Returns one line per read that saw one (empty when none did). The
+ * linearizability check would usually fail on such a read too; this names the cause.
+ */
+export function notAppliedSeen(ops: readonly Op[]): string[] {
+  const slot = (key: string, value: unknown) => `${key}\u0000${JSON.stringify(encodeValue(value))}`;
+  const notApplied = new Map<string, Op>();
+  for (const o of ops) {
+    if (o.status !== 'fail' && o.outcome !== 'not-applied') continue;
+    const c = o.command;
+    if (c.type === 'set' || c.type === 'cas') notApplied.set(slot(c.key, c.value), o);
+  }
+  const seen: string[] = [];
+  for (const o of ops) {
+    if (o.status !== 'ok' || o.command.type !== 'get' || o.result === null || o.result === undefined) continue;
+    const w = notApplied.get(slot(o.command.key, o.result));
+    if (w === undefined) continue;
+    seen.push(
+      `op #${o.id} (client ${String(o.client)}) read ${o.command.key} = ${JSON.stringify(encodeValue(o.result))}, ` +
+        `written by op #${w.id} (client ${String(w.client)}), which was reported not applied (${w.error ?? 'fail'})`,
+    );
+  }
+  return seen;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -309,12 +339,13 @@ function formatClient(c: ClientId): string {
  * 0.000 c1 invoke #0 set ["x",1]
  * 0.420 c1 ok #0 null
  * 0.500 c2 invoke #1 cas ["x",1,2]
- * 9.000 c2 info #1 "TIMEOUT: no answer within 8 ms"
+ * 9.000 c2 info #1 "TIMEOUT: no answer within 8 ms" unknown
  * ```
  *
  * Fields: time (ms, 3 decimals), client (a number, a bare name, or a JSON string), event
  * type, `#id`, then for `invoke` the command type and its arguments as a JSON array
- * (key first), for `ok` the result, for `fail`/`info` an optional JSON string. Values use
+ * (key first), for `ok` the result, for `fail`/`info` an optional JSON string (the error) and
+ * then the error's outcome (`not-applied` or `unknown`) when it reported one. Values use
  * `encodeValue`, so Maps, bigints, Dates etc. survive. Lines starting with `#` and blank
  * lines are comments. The format is stable: new fields will only be appended.
  */
@@ -331,7 +362,7 @@ export function formatHistory(events: readonly HistoryEvent[]): string {
         break;
       case 'fail':
       case 'info':
-        lines.push(e.error === undefined ? head : `${head} ${JSON.stringify(e.error)}`);
+        lines.push([head, ...(e.error === undefined ? [] : [JSON.stringify(e.error)]), ...(e.outcome === undefined ? [] : [e.outcome])].join(' '));
         break;
     }
   }
@@ -382,11 +413,14 @@ export function parseHistory(text: string): HistoryEvent[] {
       case 'fail':
       case 'info': {
         const e: FailEvent | InfoEvent = { ...base, type: type as 'fail' | 'info' };
-        if (rest !== '') {
-          const err = json(rest);
+        const m = /^(.*?)\s*\b(not-applied|unknown)$/.exec(rest);
+        const errorText = m ? m[1]! : rest;
+        if (errorText !== '') {
+          const err = json(errorText);
           if (typeof err !== 'string') return fail('an error must be a JSON string');
           e.error = err;
         }
+        if (m) e.outcome = m[2] as ErrorOutcome;
         events.push(e);
         return;
       }

@@ -18,6 +18,7 @@ export {
   History,
   classifyError,
   formatHistory,
+  notAppliedSeen,
   parseHistory,
   toOps,
   type ClientId,

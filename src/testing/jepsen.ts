@@ -26,6 +26,13 @@
  * without a session (`{ idempotent: true }`), so a retried write may be applied twice, and the
  * same counts show it.
  *
+ * Half the clients (the odd ones, unless `placedClients` says otherwise) sit beside the peer
+ * they ask (`{ via }`): a partition cuts them off from the peers on the other side, so an op
+ * sent to a leader that is then cut off from the majority ends with its outcome unknown, as it
+ * would for a real client, instead of being sent again to the new leader across the partition.
+ * Every error's `outcome` is recorded; besides linearizability the run checks that no read saw
+ * a value written by an op reported `'not-applied'` (`notAppliedSeen`).
+ *
  * The schedule and the workload come from the seed; thread timing does not, so a failing
  * seed reproduces the same schedule, and usually the failure.
  */
@@ -48,7 +55,7 @@ import { Rng } from '../rng.js';
 import type { KvCommand } from '../state-machines/kv.js';
 import { COUNTING_KV_MODULE } from './counting-kv.js';
 import { renderCommand } from './format.js';
-import { classifyError, History } from './history.js';
+import { classifyError, History, notAppliedSeen } from './history.js';
 import { formatResult, KvChecker, type CheckResult } from './linearizability.js';
 
 export interface JepsenOptions {
@@ -91,6 +98,11 @@ export interface JepsenOptions {
    * fails with the doubles listed. Implies the rest of `exactlyOnce`.
    */
   idempotentWrites?: boolean;
+  /**
+   * How many clients sit beside the peer they ask (`{ via }`, see above): the odd-numbered
+   * ones, up to this many. Default: half of them.
+   */
+  placedClients?: number;
 }
 
 /** What an exactly-once run (or its idempotent control) found in the counting kv. */
@@ -106,11 +118,12 @@ export interface ExactlyOnceStats {
   /** Writes whose outcome the client never learned (`info`): how many were applied 0 times and once (on the first checked peer). */
   unknown: { applied0: number; applied1: number };
   /**
-   * Writes recorded as definitely failed (`fail`): applied 0 times and once. Once means a
-   * `fail` that did happen (say an earlier try of the op, whose outcome was unknown, was
-   * applied and the op then ended with a NOT_LEADER): the history is wrong about that op, and
-   * the linearizability check may fail on it. Listed in the report; with sessions it must be 0
-   * (the API never calls a write in doubt failed), which test/jepsen.spec.ts asserts.
+   * Writes recorded as definitely failed (`fail`: their error's outcome was `'not-applied'`):
+   * applied 0 times and once. Once means a `fail` that did happen (say an earlier try of the
+   * op, whose outcome was unknown, was applied and the op then ended with a NOT_LEADER): the
+   * error lied about the outcome, and the linearizability check may fail on it. Listed in the
+   * report; it must be 0 (the API never calls a write in doubt not applied), which
+   * test/jepsen.spec.ts asserts.
    */
   failed: { applied0: number; applied1: number };
 }
@@ -130,6 +143,8 @@ export interface JepsenResult {
   ops: number;
   /** Ops acknowledged as applied. */
   acknowledged: number;
+  /** Ops whose error said `'not-applied'` (recorded `fail`) and `'unknown'` (or no outcome: `info`). */
+  outcomes: { notApplied: number; unknown: number };
   check: CheckResult;
   /** Peers whose applied state differs from the others', with the first difference. */
   divergence: string[];
@@ -197,6 +212,9 @@ function randomCommand(rng: Rng, keys: number, fresh: () => number, latest: () =
 export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
   const peers = Array.from({ length: o.peers ?? 5 }, (_, i) => `j${i + 1}`);
   const clients = o.clients ?? 8;
+  const placedClients = o.placedClients ?? Math.floor(clients / 2);
+  /** Whether client `c` sits beside the peer it asks (the odd ones, up to placedClients). */
+  const placed = (c: number) => c % 2 === 1 && (c - 1) / 2 < placedClients;
   const keys = o.keys ?? 6;
   const log = o.log ?? (() => undefined);
   const membership = o.membership ?? false;
@@ -261,10 +279,12 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
       // Exactly-once runs: a write carries its opId to the counting kv; the history records
       // the plain command (the checker would drop the extra field anyway).
       const opId = counting && command.type !== 'get' ? `c${c}-${++n}` : null;
+      // A placed client reaches only its side of a partition.
+      const via = placed(c) ? { via: target } : {};
       try {
         // Gets are linearizable reads by ReadIndex (no log write); the rest go through the log.
-        if (command.type === 'get') await history.run(c, command, () => read(target, command, { timeoutMs: OP_TIMEOUT_MS }));
-        else await history.run(c, command, () => op(target, opId === null ? command : { ...command, opId }, writeOptions));
+        if (command.type === 'get') await history.run(c, command, () => read(target, command, { timeoutMs: OP_TIMEOUT_MS, ...via }));
+        else await history.run(c, command, () => op(target, opId === null ? command : { ...command, opId }, { ...writeOptions, ...via }));
         if (opId !== null) writes.set(opId, { command, end: 'ok' });
         acknowledged++;
         last = target;
@@ -413,7 +433,7 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
 
   log(
     `  seed ${o.seed}: ${peers.length} peers${membership ? ` (voters ${firstVoters.join(',')} at first, ${finalVoters.join(',')} at the end)` : ''}, ` +
-      `${clients} clients, ${keys} keys, ${o.seconds}s of faults${membership ? ' and membership changes' : ''}` +
+      `${clients} clients (${Math.min(placedClients, Math.floor(clients / 2))} beside their peer), ${keys} keys, ${o.seconds}s of faults${membership ? ' and membership changes' : ''}` +
       `${snapshotThreshold === undefined ? '' : `, a snapshot every ${snapshotThreshold} entries`}` +
       `${counting ? `, ${idempotentWrites ? 'idempotent' : 'exactly-once'} writes counted by opId (tries of ${ATTEMPT_TIMEOUT_MS} ms)` : ''}`,
   );
@@ -470,8 +490,15 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
   } finally {
     if (!o.checker) await checker.close();
   }
+  // No write reported not applied was ever read.
+  const recorded = history.ops();
+  divergence = [...divergence, ...notAppliedSeen(recorded).map((line) => `outcome: ${line}`)];
+  const outcomes = {
+    notApplied: recorded.filter((r) => r.status === 'fail').length,
+    unknown: recorded.filter((r) => r.status === 'info').length,
+  };
   const ok = check.ok && divergence.length === 0;
-  const ops = history.ops().length;
+  const ops = recorded.length;
   const membershipLine = membership
     ? `; membership: ${changes.configsOk}/${changes.configs} setConfig ok, ${changes.transfersOk}/${changes.transfers} transfers ok, final voters ${checked.join(',')}, snapshots up to index ${snapshotIndex}`
     : '';
@@ -487,13 +514,14 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenResult> {
   const mode = [membership ? 'membership' : '', o.exactlyOnce ? 'exactly-once' : '', idempotentWrites ? 'idempotent writes' : ''].filter((m) => m !== '');
   const modeText = mode.length > 0 ? ` (${mode.join(', ')})` : '';
   const lines = [
-    `seed ${o.seed}${modeText}: ${ok ? 'ok' : 'FAILED'}; ${ops} ops recorded, ${acknowledged} acknowledged; ${formatResult(check)}${membershipLine}`,
+    `seed ${o.seed}${modeText}: ${ok ? 'ok' : 'FAILED'}; ${ops} ops recorded, ${acknowledged} acknowledged, ` +
+      `${outcomes.notApplied} reported not applied, ${outcomes.unknown} unknown; ${formatResult(check)}${membershipLine}`,
     ...exactlyOnceLines,
     ...divergence.map((d) => `divergence: ${d}`),
     ...notes.map((n) => `note: ${n}`),
   ];
   if (!ok) lines.push(`reproduce with seed ${o.seed}${modeText}; nemesis schedule:`, ...schedule.map((s) => `  ${s}`));
-  return { seed: o.seed, ok, ops, acknowledged, check, divergence, schedule, voters: checked, changes, exactlyOnce, report: lines.join('\n') };
+  return { seed: o.seed, ok, ops, acknowledged, outcomes, check, divergence, schedule, voters: checked, changes, exactlyOnce, report: lines.join('\n') };
 }
 
 /**

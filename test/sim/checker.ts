@@ -27,6 +27,7 @@
  */
 import { hasQuorum, jointConfig, stableConfig, type Config } from '../../src/config.js';
 import type { CoreState } from '../../src/core/index.js';
+import { OUTCOME_OF, type ErrorOutcome } from '../../src/errors.js';
 import type { ConfigEntry, Entry, PeerMessage, PersistRequest, Snapshot } from '../../src/messages.js';
 import type { Outcome } from '../../src/state-machines/replicated.js';
 
@@ -135,7 +136,8 @@ interface TakenSnapshot {
   applied: readonly string[];
 }
 
-export type RequestStatus = 'pending' | 'acked' | 'notLeader' | 'lost' | 'unknown';
+/** `notApplied`: answered with an error whose outcome is 'not-applied' (src/errors.ts), so it must never be applied. */
+export type RequestStatus = 'pending' | 'acked' | 'notApplied' | 'lost' | 'unknown';
 
 export interface ClientRequestRecord {
   id: number;
@@ -381,8 +383,8 @@ export class SafetyChecker {
           throw new InvariantViolation('State Machine Safety', `command ${fp} applied at ${at} and at ${e.index}`);
         }
         const r = this.byFp.get(fp);
-        if (r && r.status === 'notLeader') {
-          throw new InvariantViolation('Client', `request ${r.id} answered NOT_LEADER (never appended) was applied at ${e.index}`);
+        if (r && r.status === 'notApplied') {
+          throw new InvariantViolation('Client', `request ${r.id}, answered with an error whose outcome is not-applied, was applied at ${e.index}`);
         }
       }
       const rid = requestIds[k];
@@ -611,10 +613,12 @@ export class SafetyChecker {
       const r = this.requests.get(id);
       if (!r) throw new InvariantViolation('Client', `${p.id} fails unknown request ${id}`);
       if (r.status !== 'pending') throw new InvariantViolation('Client', `request ${id} got ${code} after ${r.status}`);
-      if (code === 'NOT_LEADER' && this.appliedAt.has(r.fp)) {
-        throw new InvariantViolation('Client', `request ${id} answered NOT_LEADER but applied at ${this.appliedAt.get(r.fp)}`);
+      // The outcome the API reports for this code (src/errors.ts): 'not-applied' must hold.
+      const notApplied = (OUTCOME_OF as Readonly<Record<string, ErrorOutcome | undefined>>)[code] === 'not-applied';
+      if (notApplied && this.appliedAt.has(r.fp)) {
+        throw new InvariantViolation('Client', `request ${id} answered ${code} (not applied) but applied at ${this.appliedAt.get(r.fp)}`);
       }
-      r.status = code === 'NOT_LEADER' ? 'notLeader' : 'lost';
+      r.status = notApplied ? 'notApplied' : 'lost';
     }
   }
 
