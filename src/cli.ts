@@ -9,15 +9,22 @@
  *       [--http-tls-cert F --http-tls-key F [--http-tls-ca F]]
  *       [--http-allowed-hosts NAME[:PORT],...] [--http-allowed-origins URL,...]
  *       [--http-max-connections N] [--http-max-inflight N]
+ *       [--token-file F] [--http-cert-roles NAME=ROLE,...] [--http-open-metrics]
  *   actor-raft put KEY VALUE   --endpoints http://127.0.0.1:8001,http://127.0.0.1:8002
  *   actor-raft get KEY         --endpoints ...
  *   actor-raft del KEY         --endpoints ...
  *   actor-raft status          --endpoints ...
+ *   actor-raft token create --role read|write|admin --name NAME
+ *
+ * Client commands send the token in `--token-file F` (the token itself) or in the environment
+ * variable ACTOR_RAFT_TOKEN; the node's `--token-file` holds tokens hashed (src/http/auth.ts).
  *
  * Exit codes: 0 done; 1 the cluster answered with an error (no leader, not found, timeout) or
  * no endpoint could be reached; 2 bad arguments.
  */
+import { readFileSync } from 'node:fs';
 import { events, setConfig, startNode, status, stopNode } from './api/index.js';
+import { createToken, isRole, type Role } from './http/auth.js';
 import { startHttpServer } from './http/server.js';
 
 class UsageError extends Error {}
@@ -29,10 +36,13 @@ const USAGE = `usage:
                   [--http-tls-cert FILE --http-tls-key FILE [--http-tls-ca FILE]]
                   [--http-allowed-hosts NAME[:PORT],...] [--http-allowed-origins URL,...]
                   [--http-max-connections N] [--http-max-inflight N]
-  actor-raft put KEY VALUE --endpoints URL,...
-  actor-raft get KEY       --endpoints URL,...
-  actor-raft del KEY       --endpoints URL,...
-  actor-raft status        --endpoints URL,...`;
+                  [--token-file FILE] [--http-cert-roles NAME=ROLE,...] [--http-open-metrics]
+  actor-raft put KEY VALUE --endpoints URL,... [--token-file FILE]
+  actor-raft get KEY       --endpoints URL,... [--token-file FILE]
+  actor-raft del KEY       --endpoints URL,... [--token-file FILE]
+  actor-raft status        --endpoints URL,... [--token-file FILE]
+  actor-raft token create --role read|write|admin --name NAME
+(client commands also take the token from ACTOR_RAFT_TOKEN)`;
 
 /** `--name value` pairs and bare `--flag`s after the positional arguments. */
 function parseArgs(argv: string[]): { positional: string[]; flags: Map<string, string | true> } {
@@ -122,6 +132,10 @@ async function runNode(flags: Map<string, string | true>): Promise<void> {
   const httpAllowedOrigins = flags.has('http-allowed-origins') ? parseList(flag(flags, 'http-allowed-origins', true)) : undefined;
   const httpMaxConnections = positiveFlag(flags, 'http-max-connections');
   const httpMaxInFlight = positiveFlag(flags, 'http-max-inflight');
+  // Client roles (src/http/auth.ts): a file of hashed tokens, certificate names, open metrics.
+  const tokenFile = flag(flags, 'token-file');
+  const clientCertRoles = flags.has('http-cert-roles') ? parseCertRoles(flag(flags, 'http-cert-roles', true)) : undefined;
+  if (clientCertRoles && httpCa === undefined) throw new UsageError('--http-cert-roles needs client certificates (--http-tls-ca)');
 
   const log = (event: string, fields: Record<string, unknown>, text: string) => {
     if (json) console.log(JSON.stringify({ time: new Date().toISOString(), node: id, event, ...fields }));
@@ -148,7 +162,11 @@ async function runNode(flags: Map<string, string | true>): Promise<void> {
     ...(httpAllowedOrigins ? { allowedOrigins: httpAllowedOrigins } : {}),
     ...(httpMaxConnections ? { maxConnections: httpMaxConnections } : {}),
     ...(httpMaxInFlight ? { maxInFlightRequests: httpMaxInFlight } : {}),
+    ...(tokenFile !== undefined ? { tokenFile } : {}),
+    ...(clientCertRoles ? { clientCertRoles } : {}),
+    ...(flags.has('http-open-metrics') ? { openMetrics: true } : {}),
     onInternalError: (err) => log('http-error', { error: String(err) }, `http: internal error: ${String(err)}`),
+    onWarning: (message) => log('warning', { message }, `warning: ${message}`),
   });
   log('up', { listen, http: http.address(), dataDir }, `up: peers on ${listen}, http on ${http.address()}, data in ${dataDir}`);
 
@@ -173,21 +191,80 @@ async function runNode(flags: Map<string, string | true>): Promise<void> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
 }
 
+/** `name=role,...` → { name: role }. */
+function parseCertRoles(value: string): Record<string, Role> {
+  const out: Record<string, Role> = {};
+  for (const item of parseList(value)) {
+    const eq = item.lastIndexOf('=');
+    const role = item.slice(eq + 1);
+    if (eq <= 0 || !isRole(role)) throw new UsageError(`--http-cert-roles: expected NAME=read|write|admin, got '${item}'`);
+    out[item.slice(0, eq)] = role;
+  }
+  return out;
+}
+
 function httpUrls(peers: Record<string, string>, tls: boolean): Record<string, string> {
   return Object.fromEntries(Object.entries(peers).map(([p, a]) => [p, a.includes('://') ? a : `${tls ? 'https' : 'http'}://${a}`]));
 }
 
 // ---------------------------------------------------------------------------------------------
+// actor-raft token create: a new token, shown once, and the line that admits it
+
+function runTokenCreate(args: string[], flags: Map<string, string | true>): void {
+  if (args[0] !== 'create' || args.length !== 1) throw new UsageError('usage: actor-raft token create --role read|write|admin --name NAME');
+  const role = flag(flags, 'role', true);
+  if (!isRole(role)) throw new UsageError('--role is read, write or admin');
+  const name = flag(flags, 'name', true);
+  let made: { token: string; line: string };
+  try {
+    made = createToken(role, name);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  // stdout: the token, then its line (for scripts); stderr: what each is.
+  console.error('the token (shown only now: give it to the client, e.g. in a file for --token-file):');
+  console.log(made.token);
+  console.error("the line that admits it (add it to the node's --token-file):");
+  console.log(made.line);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Client commands, over HTTP
 
-async function request(endpoints: string[], method: string, path: string, body?: string): Promise<{ status: number; text: string }> {
+/** Redirects (307 to the leader) followed at most this many times. */
+const MAX_REDIRECTS = 5;
+
+/** `fetch`, following redirects itself: fetch drops `Authorization` on a redirect to another origin (the leader's). */
+async function fetchFollowing(url: URL, init: RequestInit): Promise<Response> {
+  for (let hop = 0; ; hop++) {
+    const res = await fetch(url, { ...init, redirect: 'manual' });
+    const location = res.headers.get('location');
+    if (![301, 302, 303, 307, 308].includes(res.status) || location === null || hop === MAX_REDIRECTS) return res;
+    await res.body?.cancel();
+    url = new URL(location, url);
+  }
+}
+
+/** The bearer token client commands send: `--token-file` (the token itself) or ACTOR_RAFT_TOKEN. */
+function clientToken(flags: Map<string, string | true>): string | undefined {
+  const file = flag(flags, 'token-file');
+  if (file === undefined) return process.env.ACTOR_RAFT_TOKEN || undefined;
+  const token = readFileSync(file, 'utf8').trim();
+  if (token === '' || /\s/.test(token)) throw new UsageError(`--token-file ${file} must hold one token`);
+  return token;
+}
+
+async function request(endpoints: string[], method: string, path: string, body?: string, token?: string): Promise<{ status: number; text: string }> {
   let last: unknown = null;
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers['content-type'] = 'text/plain; charset=utf-8';
+  if (token !== undefined) headers.authorization = `Bearer ${token}`;
   for (const base of endpoints) {
     try {
-      const res = await fetch(new URL(path, base.includes('://') ? base : `http://${base}`), {
+      const res = await fetchFollowing(new URL(path, base.includes('://') ? base : `http://${base}`), {
         method,
-        ...(body === undefined ? {} : { body, headers: { 'content-type': 'text/plain; charset=utf-8' } }),
-        redirect: 'follow',
+        headers,
+        ...(body === undefined ? {} : { body }),
         signal: AbortSignal.timeout(15_000),
       });
       const text = await res.text();
@@ -206,6 +283,7 @@ async function request(endpoints: string[], method: string, path: string, body?:
 
 async function runClient(command: string, args: string[], flags: Map<string, string | true>): Promise<void> {
   const endpoints = (flag(flags, 'endpoints') ?? 'http://127.0.0.1:8001').split(',').filter((e) => e !== '');
+  const token = clientToken(flags);
   const key = (n: number) => {
     const k = args[n];
     if (k === undefined || k === '') throw new UsageError(`${command} needs a KEY`);
@@ -216,17 +294,17 @@ async function runClient(command: string, args: string[], flags: Map<string, str
     case 'put': {
       const value = args[1];
       if (value === undefined) throw new UsageError('put needs a KEY and a VALUE');
-      r = await request(endpoints, 'PUT', `/kv/${key(0)}`, value);
+      r = await request(endpoints, 'PUT', `/kv/${key(0)}`, value, token);
       break;
     }
     case 'get':
-      r = await request(endpoints, 'GET', `/kv/${key(0)}`);
+      r = await request(endpoints, 'GET', `/kv/${key(0)}`, undefined, token);
       break;
     case 'del':
-      r = await request(endpoints, 'DELETE', `/kv/${key(0)}`);
+      r = await request(endpoints, 'DELETE', `/kv/${key(0)}`, undefined, token);
       break;
     case 'status':
-      r = await request(endpoints, 'GET', '/status');
+      r = await request(endpoints, 'GET', '/status', undefined, token);
       break;
     default:
       throw new UsageError(`unknown command '${command}'`);
@@ -248,6 +326,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (command === 'node') return runNode(flags);
+  if (command === 'token') return runTokenCreate(args, flags);
   return runClient(command, args, flags);
 }
 
