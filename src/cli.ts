@@ -187,6 +187,13 @@ async function runNode(flags: Map<string, string | true>): Promise<void> {
     await stopNode(id).catch(() => undefined);
     log('stopped', {}, 'stopped; the data stays in the data directory');
   };
+  // SIGHUP: read the token file again (tokens added or revoked); a bad file keeps the old tokens.
+  process.on('SIGHUP', () => {
+    http.reloadTokens().then(
+      () => log('tokens', { tokenFile }, `token file ${tokenFile ?? '(none)'} read again`),
+      (err: unknown) => log('warning', { message: String(err) }, `warning: ${(err as Error).message}; the tokens read before stay in force`),
+    );
+  });
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
 }

@@ -229,6 +229,26 @@ describe('http: client roles (tokens, client certificates)', function () {
       }
     });
 
+    it('reloadTokens reads the file again: a token removed is refused, one added admitted; a bad file keeps the old tokens', async function () {
+      const file = path.join(root, 'reloaded-tokens');
+      const first = createToken('write', 'first');
+      const second = createToken('write', 'second');
+      fs.writeFileSync(file, first.line + '\n');
+      const s = await serve({ node: leader, tokenFile: file });
+      const put = (token: string) => request(s.address(), 'PUT', '/kv/reload', { body: 'r', headers: bearer(token) });
+      expect((await put(first.token)).status).to.equal(204);
+      expect((await put(second.token)).status).to.equal(401);
+      fs.writeFileSync(file, second.line + '\n');
+      await s.reloadTokens();
+      expect((await put(first.token)).status).to.equal(401);
+      expect((await put(second.token)).status).to.equal(204);
+      fs.writeFileSync(file, `write third ${second.token}\n`);
+      let err: unknown;
+      await s.reloadTokens().catch((e) => (err = e));
+      expect(err).to.be.instanceOf(TokenFileError);
+      expect((await put(second.token)).status).to.equal(204);
+    });
+
     it('a CORS preflight of a listed origin needs no token and grants the Authorization header', async function () {
       const s = (await serve({ node: leader, tokenFile, allowedOrigins: ['https://app.example'] })).address();
       const r = await request(s, 'OPTIONS', '/kv/m', { headers: { Origin: 'https://app.example', 'Access-Control-Request-Method': 'PUT' } });
@@ -369,6 +389,13 @@ describe('http: client roles (tokens, client certificates)', function () {
       expect(anonymous.code).to.equal(1);
       expect(anonymous.err).to.match(/^error 401: .*UNAUTHORIZED/);
       expect((await request(`127.0.0.1:${port}`, 'GET', '/metrics')).status).to.equal(200);
+
+      // SIGHUP reads the token file again: the writer's token, removed, is refused.
+      fs.writeFileSync(file, `${readLine}\n`);
+      proc!.kill('SIGHUP');
+      await waitFor('the token file to be read again', async () => (output.some((l) => l.includes('read again')) ? true : undefined));
+      const revoked = await run(['put', 'k', 'y', ...endpoints], { ACTOR_RAFT_TOKEN: w.token });
+      expect(revoked.err).to.match(/^error 401: /);
     });
 
     it('a node serving HTTP beyond loopback without authentication logs a warning at start', async function () {

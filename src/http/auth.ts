@@ -21,6 +21,9 @@
  *   read    grafana  sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae
  *   write   ci       sha256:...
  *
+ * `Authorizer.reloadTokens` (the CLI: SIGHUP) reads the file again; a bad file keeps the old
+ * tokens.
+ *
  * A client sends `Authorization: Bearer TOKEN`. The server hashes what was sent and compares
  * the hash with every stored one with `crypto.timingSafeEqual`, so the time taken does not
  * say how much of a guess was right.
@@ -193,10 +196,19 @@ function certificateNames(req: http.IncomingMessage): string[] {
 /** Checks requests against the token file and certificate roles. */
 export class Authorizer {
   constructor(
-    private readonly tokens: StoredToken[],
+    private tokens: StoredToken[],
+    private readonly tokenFile: string | undefined,
     private readonly certRoles: Map<string, Role>,
     private readonly openMetrics: boolean,
   ) {}
+
+  /**
+   * Read the token file again (to add or revoke tokens without a restart). A file that cannot
+   * be used throws TokenFileError and changes nothing: the tokens read before stay in force.
+   */
+  async reloadTokens(): Promise<void> {
+    if (this.tokenFile !== undefined) this.tokens = await readTokenFile(this.tokenFile);
+  }
 
   /** The token whose hash is the hash of `presented`, comparing every one in constant time. */
   private tokenFor(presented: string): StoredToken | null {
@@ -260,20 +272,21 @@ export function checkAuthOptions(o: AuthOptions, certificatesRequested: boolean)
   if (!certificatesRequested) throw new TypeError('options.clientCertRoles needs HTTPS with client certificates (tls.ca and tls.requestCert)');
 }
 
+async function readTokenFile(file: string): Promise<StoredToken[]> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    throw new TokenFileError(file, `cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  return parseTokenFile(file, text);
+}
+
 /** The authorizer the options ask for (reads the token file), or null: no authentication. */
 export async function loadAuth(o: AuthOptions): Promise<Authorizer | null> {
   if (o.tokenFile === undefined && o.clientCertRoles === undefined) return null;
-  let tokens: StoredToken[] = [];
-  if (o.tokenFile !== undefined) {
-    let text: string;
-    try {
-      text = await fs.readFile(o.tokenFile, 'utf8');
-    } catch (err) {
-      throw new TokenFileError(o.tokenFile, `cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-    }
-    tokens = parseTokenFile(o.tokenFile, text);
-  }
-  return new Authorizer(tokens, new Map(Object.entries(o.clientCertRoles ?? {})), o.openMetrics ?? false);
+  const tokens = o.tokenFile === undefined ? [] : await readTokenFile(o.tokenFile);
+  return new Authorizer(tokens, o.tokenFile, new Map(Object.entries(o.clientCertRoles ?? {})), o.openMetrics ?? false);
 }
 
 /** Loopback addresses: a server there is reachable from this machine only. */

@@ -165,6 +165,8 @@ export interface HttpServer {
   address(): string;
   /** Stop listening and close every connection, idle keep-alive ones included. */
   close(): Promise<void>;
+  /** Read `tokenFile` again (see src/http/auth.ts); a bad file throws and the old tokens stay. */
+  reloadTokens(): Promise<void>;
 }
 
 const DEFAULT_MAX_BODY = 1 << 20;
@@ -344,6 +346,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       });
       return closing;
     },
+    reloadTokens: async () => state.auth?.reloadTokens(),
   };
 }
 
