@@ -238,7 +238,7 @@ function runTokenCreate(args: string[], flags: Map<string, string | true>): void
 // ---------------------------------------------------------------------------------------------
 // Client commands, over HTTP
 
-/** Redirects (307 to the leader) followed at most this many times. */
+/** Redirects (307 to the leader) followed at most this many times; the token goes along. */
 const MAX_REDIRECTS = 5;
 
 /** `fetch`, following redirects itself: fetch drops `Authorization` on a redirect to another origin (the leader's). */
@@ -246,7 +246,8 @@ async function fetchFollowing(url: URL, init: RequestInit): Promise<Response> {
   for (let hop = 0; ; hop++) {
     const res = await fetch(url, { ...init, redirect: 'manual' });
     const location = res.headers.get('location');
-    if (![301, 302, 303, 307, 308].includes(res.status) || location === null || hop === MAX_REDIRECTS) return res;
+    // 307 and 308 repeat the request as it was (the server sends 307 to the leader).
+    if ((res.status !== 307 && res.status !== 308) || location === null || hop === MAX_REDIRECTS) return res;
     await res.body?.cancel();
     url = new URL(location, url);
   }

@@ -78,8 +78,9 @@
  *   write may still be applied), 409 the client session expired while the write was in doubt
  *   (`SESSION_EXPIRED`, `"outcome":"unknown"`; it will not be applied any more), 403/415/421 and
  *   503 `OVERLOADED` as in "Web pages", 401 `UNAUTHORIZED` / 403 `FORBIDDEN` from client roles
- *   (`tokenFile`, `clientCertRoles`: src/http/auth.ts, checked before any route), 500 anything else (`{"error":"internal error"}` with the
- *   error's code: its text goes to `onInternalError`, never to the client). Unparseable
+ *   (`tokenFile`, `clientCertRoles`: src/http/auth.ts, checked before any route), 500 anything
+ *   else (`{"error":"internal error"}` with the error's code: its text goes to
+ *   `onInternalError`, never to the client). Unparseable
  *   requests get a 400 (431 for headers too large) and their connection closed; nothing a
  *   client sends stops the server.
  *
