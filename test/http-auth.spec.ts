@@ -11,6 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { op, read, setConfig } from '../src/api/index.js';
+import { NotLeaderError } from '../src/errors.js';
 import { createToken, parseTokenFile, requiredRole, ROLES, TokenFileError, type Role } from '../src/http/auth.js';
 import { startHttpServer, type HttpServer, type HttpServerOptions } from '../src/http/server.js';
 import { startPeers, stopAll, tempDir, waitFor, waitForConverged, waitForLeader } from './helpers/cluster.js';
@@ -396,6 +397,28 @@ describe('http: client roles (tokens, client certificates)', function () {
       await waitFor('the token file to be read again', async () => (output.some((l) => l.includes('read again')) ? true : undefined));
       const revoked = await run(['put', 'k', 'y', ...endpoints], { ACTOR_RAFT_TOKEN: w.token });
       expect(revoked.err).to.match(/^error 401: /);
+    });
+
+    it('a client command follows a follower\'s 307 to the leader with its token', async function () {
+      this.timeout(60_000);
+      const w = createToken('write', 'redirected');
+      const file = path.join(root, 'redirect-tokens');
+      fs.writeFileSync(file, w.line + '\n');
+      const atLeader = await serve({ node: leader, tokenFile: file });
+      // A follower whose leader is in another process: it answers writes with 307.
+      const follower = await serve({
+        node: 'f',
+        tokenFile: file,
+        peerHttp: { [leader]: `http://${atLeader.address()}` },
+        backend: {
+          op: () => Promise.reject(new NotLeaderError(leader)),
+          read: () => Promise.reject(new NotLeaderError(leader)),
+          status: () => Promise.resolve({}),
+        },
+      });
+      const put = await run(['put', 'redirected', 'yes', '--endpoints', `http://${follower.address()}`], { ACTOR_RAFT_TOKEN: w.token });
+      expect(put.code, put.err).to.equal(0);
+      expect(await read(leader, { type: 'get', key: 'redirected' })).to.equal('yes');
     });
 
     it('a node serving HTTP beyond loopback without authentication logs a warning at start', async function () {
