@@ -31,6 +31,9 @@ export const NODE_OPTIONS: OptionSpec[] = [
   { name: 'http-max-connections', type: 'string', value: 'N', help: 'most client connections open at once (default 1024)' },
   { name: 'http-max-inflight', type: 'string', value: 'N', help: 'most requests answered at once (default 256)' },
   { name: 'ready-max-lag', type: 'string', value: 'N', help: 'GET /ready fails while more than N committed entries are not applied yet (default 1000)' },
+  { name: 'token-file', type: 'string', value: 'FILE', help: 'client roles: the file of hashed tokens (lines "ROLE NAME sha256:HEX"; see token create); SIGHUP reads it again' },
+  { name: 'http-cert-roles', type: 'string', value: 'NAME=ROLE,...', help: 'client roles by client certificate CN or SAN (needs --http-tls-ca); ROLE is read, write or admin' },
+  { name: 'http-open-metrics', type: 'boolean', help: 'with client roles: leave GET /metrics, /health and /ready open' },
 ];
 
 const JSON_VALUES: OptionSpec = { name: 'json', type: 'boolean', help: 'the values are JSON (a number stays a number, an object an object)' };
@@ -81,6 +84,32 @@ export const COMMANDS: CommandSpec[] = [
       'Values starting with "-" go after "--": actor-raft cas k -- -1 -2',
     ],
     run: client(casCommand),
+  },
+  {
+    name: 'token create',
+    summary: 'Make a client token: prints the token (give it to the client) and the line that admits it (add it to the node\'s --token-file).',
+    args: [],
+    options: [
+      { name: 'role', type: 'string', value: 'ROLE', help: 'read (GET routes), write (+ kv writes) or admin (+ /admin/)', required: true },
+      { name: 'name', type: 'string', value: 'NAME', help: 'a name for the token (shown in refusals and logs, never the token)', required: true },
+    ],
+    run: async (inv) => {
+      const { createToken, isRole } = await import('../http/auth.js');
+      const role = inv.options.role as string;
+      if (!isRole(role)) throw new UsageError('--role is read, write or admin');
+      let made: { token: string; line: string };
+      try {
+        made = createToken(role, inv.options.name as string);
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+      // stdout: the token, then its line (for scripts); stderr: what each is.
+      console.error('the token (shown only now: give it to the client, e.g. in a file for --token-file):');
+      console.log(made.token);
+      console.error("the line that admits it (add it to the node's --token-file):");
+      console.log(made.line);
+      return EXIT.ok;
+    },
   },
   {
     name: 'status',

@@ -5,6 +5,7 @@
  * this module (nor the actors and LMDB it starts).
  */
 import { events, setConfig, startNode, status, stopNode } from '../api/index.js';
+import { isRole, type Role } from '../http/auth.js';
 import { startHttpServer } from '../http/server.js';
 import type { TcpTlsOptions } from '../transport/tcp.js';
 import { choiceOption, EXIT, hostPort, parseList, parsePeerMap, positiveOption, stringOption, UsageError, type Invocation } from './args.js';
@@ -34,6 +35,11 @@ export async function runNode(inv: Invocation): Promise<number> {
   const maxConnections = positiveOption(stringOption(inv, 'http-max-connections'), 'http-max-connections');
   const maxInFlight = positiveOption(stringOption(inv, 'http-max-inflight'), 'http-max-inflight');
   const readyMaxLag = positiveOption(stringOption(inv, 'ready-max-lag'), 'ready-max-lag');
+  // Client roles (src/http/auth.ts): a file of hashed tokens, certificate names, open metrics.
+  const tokenFile = stringOption(inv, 'token-file');
+  const certRoles = stringOption(inv, 'http-cert-roles');
+  const clientCertRoles = certRoles === undefined ? undefined : parseCertRoles(certRoles);
+  if (clientCertRoles && stringOption(inv, 'http-tls-ca') === undefined) throw new UsageError('--http-cert-roles needs client certificates (--http-tls-ca)');
 
   const log = (event: string, fields: Record<string, unknown>, text: string) => {
     if (json) console.log(JSON.stringify({ time: new Date().toISOString(), node: id, event, ...fields }));
@@ -68,6 +74,10 @@ export async function runNode(inv: Invocation): Promise<number> {
     ...(maxConnections ? { maxConnections } : {}),
     ...(maxInFlight ? { maxInFlightRequests: maxInFlight } : {}),
     ...(readyMaxLag ? { readyMaxLag } : {}),
+    ...(tokenFile !== undefined ? { tokenFile } : {}),
+    ...(clientCertRoles ? { clientCertRoles } : {}),
+    ...(inv.options['http-open-metrics'] === true ? { openMetrics: true } : {}),
+    onWarning: (message) => log('warning', { message }, `warning: ${message}`),
     onInternalError: (err) => log('http-error', { error: String(err) }, `http: internal error: ${String(err)}`),
   });
   log('up', { listen, http: http.address(), dataDir }, `up: peers on ${listen}, http on ${http.address()}, data in ${dataDir}`);
@@ -85,6 +95,13 @@ export async function runNode(inv: Invocation): Promise<number> {
     await stopNode(id).catch(() => undefined);
     log('stopped', {}, 'stopped; the data stays in the data directory');
   };
+  // SIGHUP: read the token file again (tokens added or revoked); a bad file keeps the old tokens.
+  process.on('SIGHUP', () => {
+    http.reloadTokens().then(
+      () => log('tokens', { tokenFile }, `token file ${tokenFile ?? '(none)'} read again`),
+      (err: unknown) => log('warning', { message: String(err) }, `warning: ${(err as Error).message}; the tokens read before stay in force`),
+    );
+  });
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   return EXIT.ok;
@@ -129,6 +146,18 @@ function reportWhileUnconfigured(id: string, log: Log): NodeJS.Timeout {
   }, WAITING_LOG_MS);
   timer.unref();
   return timer;
+}
+
+/** `name=role,...` → { name: role }. */
+function parseCertRoles(value: string): Record<string, Role> {
+  const out: Record<string, Role> = {};
+  for (const item of parseList(value)) {
+    const eq = item.lastIndexOf('=');
+    const role = item.slice(eq + 1);
+    if (eq <= 0 || !isRole(role)) throw new UsageError(`--http-cert-roles: expected NAME=read|write|admin, got '${item}'`);
+    out[item.slice(0, eq)] = role;
+  }
+  return out;
 }
 
 function peerTls(inv: Invocation): TcpTlsOptions | undefined {

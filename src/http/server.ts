@@ -79,8 +79,10 @@
  *   the op was in flight (`"outcome":"unknown"`), 504 timeout (`"outcome":"unknown"`: the
  *   write may still be applied), 409 the client session expired while the write was in doubt
  *   (`SESSION_EXPIRED`, `"outcome":"unknown"`; it will not be applied any more), 403/415/421 and
- *   503 `OVERLOADED` as in "Web pages", 500 anything else (`{"error":"internal error"}` with the
- *   error's code: its text goes to `onInternalError`, never to the client). Unparseable
+ *   503 `OVERLOADED` as in "Web pages", 401 `UNAUTHORIZED` / 403 `FORBIDDEN` from client roles
+ *   (`tokenFile`, `clientCertRoles`: src/http/auth.ts, checked before any route), 500 anything
+ *   else (`{"error":"internal error"}` with the error's code: its text goes to
+ *   `onInternalError`, never to the client). Unparseable
  *   requests get a 400 (431 for headers too large) and their connection closed; nothing a
  *   client sends stops the server.
  *
@@ -100,6 +102,7 @@ import { checkCommand } from '../messages.js';
 import { healthProbe, readyMaxLag, type HealthOptions } from './health.js';
 import { renderMetrics, type TransportCounters } from './metrics.js';
 import { positiveInt } from '../validate.js';
+import { checkAuthOptions, loadAuth, openServerWarning, type Authorizer, type AuthOptions } from './auth.js';
 
 export interface HttpTlsOptions {
   /** Path of the CA certificate(s) (PEM) client certificates are checked against. */
@@ -123,7 +126,8 @@ export interface HttpBackend {
 
 export type { TransportCounters } from './metrics.js';
 
-export interface HttpServerOptions extends HealthOptions {
+/** Client roles (`tokenFile`, `clientCertRoles`, `openMetrics`): see src/http/auth.ts. */
+export interface HttpServerOptions extends HealthOptions, AuthOptions {
   /** The local peer (started in this process with `startNode`) this server fronts. */
   node: string;
   /** `host:port` to listen on (`[::1]:8001` for IPv6); port 0 picks a free port. */
@@ -152,6 +156,8 @@ export interface HttpServerOptions extends HealthOptions {
   maxInFlightRequests?: number;
   /** Called with the error behind every 500 (whose answer says only "internal error"). */
   onInternalError?: (err: unknown) => void;
+  /** Called at start with what an operator should know (e.g. HTTP open to other machines with no authentication). */
+  onWarning?: (message: string) => void;
 }
 
 export interface HttpServer {
@@ -159,6 +165,8 @@ export interface HttpServer {
   address(): string;
   /** Stop listening and close every connection, idle keep-alive ones included. */
   close(): Promise<void>;
+  /** Read `tokenFile` again (see src/http/auth.ts); a bad file throws and the old tokens stay. */
+  reloadTokens(): Promise<void>;
 }
 
 const DEFAULT_MAX_BODY = 1 << 20;
@@ -212,6 +220,8 @@ function checkOptions(o: HttpServerOptions): void {
     }
   }
   if (o.onInternalError !== undefined && typeof o.onInternalError !== 'function') throw new TypeError('options.onInternalError must be a function');
+  if (o.onWarning !== undefined && typeof o.onWarning !== 'function') throw new TypeError('options.onWarning must be a function');
+  checkAuthOptions(o, o.tls?.requestCert === true);
   for (const [peer, url] of Object.entries(o.peerHttp ?? {})) {
     let ok = false;
     try {
@@ -248,6 +258,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     inFlight: 0,
     onInternalError: options.onInternalError ?? (() => undefined),
     readyMaxLag: readyMaxLag(options),
+    auth: await loadAuth(options),
   };
 
   let server: http.Server | https.Server;
@@ -319,6 +330,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   server.on('error', () => undefined);
   state.port = (server.address() as AddressInfo).port;
   state.allowedHosts = allowedHostSet(host, state.port, options);
+  const warning = openServerWarning(host, `${bracketed(host)}:${state.port}`, state.auth, options.tls?.requestCert === true);
+  if (warning !== null) options.onWarning?.(warning);
 
   let closing: Promise<void> | null = null;
   return {
@@ -333,6 +346,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       });
       return closing;
     },
+    reloadTokens: async () => state.auth?.reloadTokens(),
   };
 }
 
@@ -360,6 +374,8 @@ interface ServerState {
   inFlight: number;
   onInternalError: (err: unknown) => void;
   readyMaxLag: number;
+  /** Client roles; null: every client may do everything. */
+  auth: Authorizer | null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -449,7 +465,7 @@ function checkOrigin(s: ServerState, req: http.IncomingMessage, res: http.Server
     res.setHeader('Access-Control-Expose-Headers', 'Location, Retry-After, X-Raft-Value-Type');
     if (method !== 'OPTIONS' || req.headers['access-control-request-method'] === undefined) return false;
     res.setHeader('Access-Control-Allow-Methods', 'GET, HEAD, PUT, POST, DELETE');
-    res.setHeader('Access-Control-Allow-Headers', 'Content-Type');
+    res.setHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type');
     res.setHeader('Access-Control-Max-Age', '600');
     return true;
   }
@@ -626,6 +642,8 @@ async function handle(s: ServerState, req: http.IncomingMessage, res: http.Serve
       throw new HttpError(421, 'the Host header is not a name of this server (add it with --http-allowed-hosts)', { code: 'HOST_NOT_ALLOWED' });
     }
     if (checkOrigin(s, req, res)) return sendText(s, req, res, 204, '', undefined); // a granted CORS preflight
+    const denied = s.auth?.check(req); // client roles, before any route
+    if (denied) throw new HttpError(denied.status, denied.error, { code: denied.code, ...denied.extra }, denied.headers);
     if (s.inFlight >= s.maxInFlight) {
       throw new HttpError(503, `too many requests in flight (at most ${s.maxInFlight}); retry later`, { code: 'OVERLOADED' }, { 'Retry-After': '1' });
     }
