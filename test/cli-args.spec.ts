@@ -322,7 +322,7 @@ describe('actor-raft node without a configuration', function () {
       const [a, b, h] = await freePorts(3);
       node = startNodeProc(['--id', 'n1', '--listen', `127.0.0.1:${a}`, '--peers', `n1=127.0.0.1:${a},n2=127.0.0.1:${b}`, '--data', path.join(root, 'n1'), '--http', `127.0.0.1:${h}`]);
       const waiting = await waitFor('the waiting message', async () => logged(node!, 'waiting'), 30_000);
-      expect(waiting.message).to.match(/no cluster configuration yet.*--bootstrap/);
+      expect(waiting.message).to.match(/has no configuration and is waiting to be added.*--bootstrap/);
     } finally {
       await stopNodeProc(node);
       fs.rmSync(root, { recursive: true, force: true });

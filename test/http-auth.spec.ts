@@ -385,10 +385,10 @@ describe('http: client roles (tokens, client certificates)', function () {
       expect(get.out).to.equal('v');
       const refused = await run(['put', 'k', 'x', ...endpoints, '--token-file', readTokenFile]);
       expect(refused.code).to.equal(1);
-      expect(refused.err).to.match(/^error 403: .*FORBIDDEN/);
+      expect(refused.err).to.match(/^actor-raft: 403 FORBIDDEN/);
       const anonymous = await run(['get', 'k', ...endpoints], { ACTOR_RAFT_TOKEN: '' });
       expect(anonymous.code).to.equal(1);
-      expect(anonymous.err).to.match(/^error 401: .*UNAUTHORIZED/);
+      expect(anonymous.err).to.match(/^actor-raft: 401 UNAUTHORIZED/);
       expect((await request(`127.0.0.1:${port}`, 'GET', '/metrics')).status).to.equal(200);
 
       // SIGHUP reads the token file again: the writer's token, removed, is refused.
@@ -396,7 +396,7 @@ describe('http: client roles (tokens, client certificates)', function () {
       proc!.kill('SIGHUP');
       await waitFor('the token file to be read again', async () => (output.some((l) => l.includes('read again')) ? true : undefined));
       const revoked = await run(['put', 'k', 'y', ...endpoints], { ACTOR_RAFT_TOKEN: w.token });
-      expect(revoked.err).to.match(/^error 401: /);
+      expect(revoked.err).to.match(/^actor-raft: 401 /);
     });
 
     it('a client command follows a follower\'s 307 to the leader with its token', async function () {
