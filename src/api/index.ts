@@ -261,7 +261,9 @@ export async function transferLeadership(id: string, target?: string, options: O
   const first = running(id);
   if (target !== undefined) {
     validateId(target, 'target');
-    if (!knownPeer(first, target)) throw new TransferFailedError(`unknown peer '${target}'`, 'not-applied');
+    // A member added over the wire is known from the configuration, not from this node's flags.
+    const member = knownPeer(first, target) || (await first.withControl((c) => c.status())).peers.includes(target);
+    if (!member) throw new TransferFailedError(`unknown peer '${target}'`, 'not-applied');
   }
   const timeoutMs = positiveInt(options.timeoutMs, 'options.timeoutMs', DEFAULT_OP_TIMEOUT_MS);
   const deadline = Date.now() + timeoutMs;

@@ -133,7 +133,7 @@ export async function send(c: Client, method: string, path: string, body?: { byt
         url = new URL(location, url);
         continue;
       }
-      if (answer.status === 503 && method !== 'GET' && outcomeUnknown(answer)) {
+      if (answer.status === 503 && method !== 'GET' && outcomeOf(answer) === 'unknown') {
         // Leadership lost (or an actor restarted) under this write: sending it again elsewhere
         // could apply it twice.
         throw new ClusterError(`${url.origin}: ${errorText(answer)} (the outcome is unknown: the write may still be applied)`, EXIT.unavailable);
@@ -143,7 +143,11 @@ export async function send(c: Client, method: string, path: string, body?: { byt
         failures.push(`${url.origin}: ${errorText(answer)}`);
         break;
       }
-      if (answer.status === 504) throw new ClusterError(`${url.origin}: ${errorText(answer)}`, EXIT.unavailable);
+      // A 504 whose outcome is known to be "nothing changed" (a new member that did not catch
+      // up) is the cluster saying no: the caller reads it.
+      if (answer.status === 504 && outcomeOf(answer) !== 'unchanged') {
+        throw new ClusterError(`${url.origin}: ${errorText(answer)}`, EXIT.unavailable);
+      }
       return answer;
     }
   }
@@ -187,11 +191,13 @@ function requestOnce(c: Client, method: string, url: URL, body: { bytes: Buffer;
   });
 }
 
-function outcomeUnknown(a: Answer): boolean {
+/** The `outcome` of an error answer (`unknown`: the write may still be applied; `unchanged`: it was not). */
+function outcomeOf(a: Answer): string | undefined {
   try {
-    return (JSON.parse(a.body.toString('utf8')) as { outcome?: unknown }).outcome === 'unknown';
+    const outcome = (JSON.parse(a.body.toString('utf8')) as { outcome?: unknown }).outcome;
+    return typeof outcome === 'string' ? outcome : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }
 

@@ -2,8 +2,9 @@
  * Every `actor-raft` command, one entry each: its words, arguments, options and what it runs.
  * A new command (or a new flag of one) is an entry here; parsing, `-h` and the usage follow.
  */
-import { EXIT, UsageError, type CommandSpec, type Invocation, type OptionSpec } from './args.js';
-import { CLIENT_OPTIONS, ClusterError, clientFrom, expectOk, send, type Answer, type Client } from './client.js';
+import { isPeerId } from '../validate.js';
+import { EXIT, hostPort, stringOption, UsageError, type CommandSpec, type Invocation, type OptionSpec } from './args.js';
+import { CLIENT_OPTIONS, ClusterError, clientFrom, errorText, expectOk, send, type Answer, type Client } from './client.js';
 import { cell, print } from './output.js';
 
 /** `actor-raft node`'s options (read in node.ts). */
@@ -37,6 +38,14 @@ export const NODE_OPTIONS: OptionSpec[] = [
 ];
 
 const JSON_VALUES: OptionSpec = { name: 'json', type: 'boolean', help: 'the values are JSON (a number stays a number, an object an object)' };
+
+/** A membership change waits for the cluster (up to 60 s there): the client waits longer by default. */
+const ADMIN_TIMEOUT_S = 75;
+const ADMIN_OPTIONS: OptionSpec[] = CLIENT_OPTIONS.map((o) =>
+  o.name === 'timeout' ? { ...o, help: `give up after this long (default ${ADMIN_TIMEOUT_S}; the outcome is then unknown)` } : o,
+);
+const MEMBER_LIST_OPTIONS: OptionSpec[] = CLIENT_OPTIONS.map((o) => (o.name === 'output' ? { ...o, help: 'table (default), json or plain' } : o));
+const LEARNER: OptionSpec = { name: 'learner', type: 'boolean', help: 'not supported yet: a new member is a learner only while it catches up' };
 
 export const COMMANDS: CommandSpec[] = [
   {
@@ -118,6 +127,44 @@ export const COMMANDS: CommandSpec[] = [
     options: CLIENT_OPTIONS,
     run: client(statusCommand),
   },
+  // Membership and leadership of a running cluster (the /admin routes, src/http/admin.ts).
+  {
+    name: 'member list',
+    summary: 'List the members: id, peer address, HTTP address, voter or learner, match index, leader.',
+    args: [],
+    options: MEMBER_LIST_OPTIONS,
+    details: [
+      'Asked of the first endpoint that answers, then of the leader it names (match indexes are',
+      'the leader\'s knowledge: "-" when no leader could be asked).',
+    ],
+    run: client(memberListCommand),
+  },
+  {
+    name: 'member add',
+    summary: 'Add ID, reached by its peers at PEER_ADDR (HOST:PORT), as a voter once it has caught up.',
+    args: [{ name: 'ID' }, { name: 'PEER_ADDR' }],
+    options: [...ADMIN_OPTIONS, { name: 'http', type: 'string', value: 'HTTP_ADDR', help: 'its client HTTP address (HOST:PORT or URL), for redirects to it' }, LEARNER],
+    details: [
+      'Start the new node first, blank (--id --listen --http --data, no --bootstrap), then add it.',
+      'Running it again once done changes nothing; after exit 3 (outcome unknown) it may be run again.',
+    ],
+    run: client(memberAddCommand),
+  },
+  {
+    name: 'member remove',
+    summary: 'Remove ID from the cluster (the leader too: it steps down and hands over).',
+    args: [{ name: 'ID' }],
+    options: ADMIN_OPTIONS,
+    details: ['Removing a node that is not a member changes nothing; after exit 3 it may be run again.'],
+    run: client(memberRemoveCommand),
+  },
+  {
+    name: 'leader transfer',
+    summary: 'Hand leadership to voter ID (default: the most up-to-date voter); prints the new leader.',
+    args: [{ name: 'ID', optional: true }],
+    options: ADMIN_OPTIONS,
+    run: client(leaderTransferCommand),
+  },
 ];
 
 /** A client command: its options read, its result printed in the format asked for. */
@@ -197,6 +244,163 @@ async function statusCommand(c: Client): Promise<number> {
     },
   });
   return EXIT.ok;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Membership and leadership
+
+interface MemberInfo {
+  id: string;
+  peer: string | null;
+  http: string | null;
+  role: 'voter' | 'learner';
+  matchIndex: number | null;
+  leader: boolean;
+}
+
+/** `GET /admin/members`'s answer (MembersView, src/api/members.ts). */
+interface MembersView {
+  node: string;
+  leader: string | null;
+  term: number;
+  joint: boolean;
+  members: MemberInfo[];
+}
+
+/** The client of a membership command: `--timeout` defaults to ADMIN_TIMEOUT_S. */
+function adminClient(c: Client, inv: Invocation): Client {
+  return stringOption(inv, 'timeout') === undefined ? { ...c, timeoutMs: ADMIN_TIMEOUT_S * 1000 } : c;
+}
+
+function memberId(id: string): string {
+  if (!isPeerId(id)) throw new UsageError(`'${id}' is not a member id (letters, digits, '_', '.', '-')`);
+  return id;
+}
+
+/**
+ * An admin answer: 2xx as it is; otherwise the cluster's error as a clear message and the exit
+ * code docs/network.md gives it (1 the cluster said no, 2 a request it could not take, 3 the
+ * outcome unknown). `what` names the change for the messages.
+ */
+function adminOk(a: Answer, what: string): Answer {
+  if (a.status >= 200 && a.status < 300) return a;
+  const code = errorCode(a);
+  const said = errorText(a);
+  switch (code) {
+    case 'CONFIG_IN_PROGRESS':
+      throw new ClusterError(`${what}: another membership change is in progress; nothing changed, try again once it is done (${said})`, EXIT.refused);
+    case 'CATCH_UP_TIMEOUT':
+      throw new ClusterError(`${what}: the new member did not catch up in time (is it running, and reachable by the leader at the address given?); the configuration is unchanged (${said})`, EXIT.refused);
+    case 'TRANSFER_FAILED':
+      throw new ClusterError(`${what}: ${said}`, EXIT.refused);
+    case 'CONFIG_INVALID':
+      throw new ClusterError(`${what}: refused: ${said}`, EXIT.refused);
+  }
+  if (a.status === 504 || a.status === 503) throw new ClusterError(`${what}: ${said}`, EXIT.unavailable);
+  // A request the server could not take (bad id or address, unknown route or method): a usage error.
+  if (a.status === 400 || a.status === 404 || a.status === 405 || a.status === 415) {
+    throw new ClusterError(`${what}: the node refused the request: ${said}`, EXIT.usage);
+  }
+  throw new ClusterError(`${what}: ${said}`, EXIT.refused);
+}
+
+function errorCode(a: Answer): string | undefined {
+  try {
+    const code = (JSON.parse(a.body.toString('utf8')) as { code?: unknown }).code;
+    return typeof code === 'string' ? code : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function jsonBody(value: unknown): { bytes: Buffer; type: string } {
+  return { bytes: Buffer.from(JSON.stringify(value), 'utf8'), type: 'application/json' };
+}
+
+function membersOf(a: Answer): MembersView {
+  return JSON.parse(a.body.toString('utf8')) as MembersView;
+}
+
+/** The members in the format asked for (plain: one line per member, fields separated by spaces, '-' for none). */
+function printMembers(c: Client, view: MembersView): void {
+  const row = (m: MemberInfo) => [m.id, m.peer ?? '-', m.http ?? '-', m.role, m.matchIndex === null ? '-' : String(m.matchIndex), m.leader ? '*' : ''];
+  print(c.output, {
+    json: view,
+    plain: view.members.map((m) => row(m).slice(0, 5).concat(m.leader ? ['leader'] : []).join(' ')).join('\n'),
+    table: { head: ['ID', 'PEER', 'HTTP', 'ROLE', 'MATCH', 'LEADER'], rows: view.members.map(row) },
+  });
+}
+
+async function memberListCommand(c: Client, inv: Invocation): Promise<number> {
+  const client = stringOption(inv, 'output') === undefined ? { ...c, output: 'table' as const } : c;
+  let view = membersOf(adminOk(await send(client, 'GET', '/admin/members'), 'member list'));
+  // A follower knows no match indexes: ask the leader it names, when it knows where that is.
+  const leaderHttp = view.leader !== view.node ? view.members.find((m) => m.id === view.leader)?.http : undefined;
+  if (leaderHttp) {
+    try {
+      const a = await send({ ...client, endpoints: [leaderHttp] }, 'GET', '/admin/members');
+      if (a.status === 200) view = membersOf(a);
+    } catch {
+      // the follower's view stands
+    }
+  }
+  printMembers(client, view);
+  return EXIT.ok;
+}
+
+async function memberAddCommand(c: Client, inv: Invocation): Promise<number> {
+  if (inv.options.learner === true) {
+    throw new UsageError('--learner is not supported yet: a new member is a learner only while it catches up, then it votes');
+  }
+  const id = memberId(inv.args.ID!);
+  const peer = hostPort(inv.args.PEER_ADDR!, 'PEER_ADDR');
+  const httpAddress = stringOption(inv, 'http');
+  if (httpAddress !== undefined) httpUrl(httpAddress);
+  const body = jsonBody({ id, peer, ...(httpAddress === undefined ? {} : { http: httpAddress }) });
+  const client = adminClient(c, inv);
+  const view = membersOf(adminOk(await send(client, 'POST', '/admin/members', body), `member add ${id}`));
+  printChange(client, view);
+  return EXIT.ok;
+}
+
+async function memberRemoveCommand(c: Client, inv: Invocation): Promise<number> {
+  const id = memberId(inv.args.ID!);
+  const client = adminClient(c, inv);
+  const view = membersOf(adminOk(await send(client, 'DELETE', `/admin/members/${encodeURIComponent(id)}`), `member remove ${id}`));
+  printChange(client, view);
+  return EXIT.ok;
+}
+
+/** After a change: nothing in plain (as for put), the members otherwise. */
+function printChange(c: Client, view: MembersView): void {
+  if (c.output !== 'plain') printMembers(c, view);
+}
+
+async function leaderTransferCommand(c: Client, inv: Invocation): Promise<number> {
+  const target = inv.args.ID === undefined ? undefined : memberId(inv.args.ID);
+  const client = adminClient(c, inv);
+  const what = `leader transfer${target === undefined ? '' : ` ${target}`}`;
+  const a = adminOk(await send(client, 'POST', '/admin/leader', target === undefined ? undefined : jsonBody({ target })), what);
+  const leader = String((JSON.parse(a.body.toString('utf8')) as { leader: unknown }).leader);
+  print(client.output, { json: { leader }, plain: leader, table: { head: ['LEADER'], rows: [[leader]] } });
+  return EXIT.ok;
+}
+
+/** `--http`: `host:port` or an http(s) base URL, or UsageError. */
+function httpUrl(value: string): void {
+  if (!value.includes('://')) {
+    hostPort(value, '--http');
+    return;
+  }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UsageError(`--http: '${value}' is not HOST:PORT or an http(s) URL`);
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search !== '' || url.hash !== '') {
+    throw new UsageError(`--http: '${value}' is not HOST:PORT or an http(s)://HOST:PORT URL`);
+  }
 }
 
 function parseJsonArg(text: string, name: string): unknown {
