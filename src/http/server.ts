@@ -70,12 +70,14 @@
  *   (ReadIndex); if one still fails with "not the leader" it is answered the same way.
  * - No known leader (or a leader without an entry in `peerHttp`): 503 `{"error":"no leader"}`
  *   with `Retry-After: 1`.
+ * - Every error from the library carries `"outcome": "not-applied" | "unknown"` in its JSON
+ *   body: whether the request can be retried as new, or may have been applied (docs/api.md).
  * - 400 bad request (bad JSON, bad path encoding, empty or too long key, invalid command),
  *   404 missing key or unknown route, 405 wrong method (with `Allow`), 413 body larger than
  *   `maxBodyBytes` (answered at once; the body is not kept: the rest is read and discarded so
  *   the client sees the answer, and the connection is cut after 5 s or 16 MiB more; with
  *   `Expect: 100-continue` the body is refused before it is sent), 503 node stopped or not
- *   started (`NODE_STOPPED` / `UNKNOWN_NODE`), 503 leadership lost or actor restarted while
+ *   started (`NODE_STOPPED` / `UNKNOWN_NODE`; `"outcome":"unknown"` for a write in flight when it stopped), 503 leadership lost or actor restarted while
  *   the op was in flight (`"outcome":"unknown"`), 504 timeout (`"outcome":"unknown"`: the
  *   write may still be applied), 409 the client session expired while the write was in doubt
  *   (`SESSION_EXPIRED`, `"outcome":"unknown"`; it will not be applied any more), 403/415/421 and
@@ -720,27 +722,32 @@ function errorAnswer(s: ServerState, req: http.IncomingMessage, err: unknown): {
     return { status: 500, body: { error: 'internal error', code: 'INTERNAL' }, headers: {} };
   }
   const e = err as RaftError;
-  const body = { error: e.message, code: e.code };
+  // Every Raft error says what became of the request (src/errors.ts, docs/api.md).
+  const body = { error: e.message, code: e.code, outcome: e.outcome };
   switch (e.code) {
     case 'NOT_LEADER': {
       const leader = (e as NotLeaderError).leader;
       const base = leader === null ? undefined : s.peerHttp[leader];
       if (base !== undefined) {
         const location = base.replace(/\/+$/, '') + (req.url ?? '/');
-        return { status: 307, body: { error: `not the leader; the leader is ${leader}`, code: e.code, leader, location }, headers: { Location: location } };
+        return { status: 307, body: { ...body, error: `not the leader; the leader is ${leader}`, leader, location }, headers: { Location: location } };
       }
       const error = leader === null ? 'no leader' : `no leader reachable here (the leader is ${leader}, whose HTTP address is unknown)`;
-      return { status: 503, body: { error, code: e.code, leader }, headers: { 'Retry-After': '1' } };
+      return { status: 503, body: { ...body, error, leader }, headers: { 'Retry-After': '1' } };
     }
     case 'TIMEOUT':
-      return { status: 504, body: { error: `${e.message} (the outcome is unknown: the write may still be applied)`, code: e.code, outcome: 'unknown' }, headers: {} };
+      return {
+        status: 504,
+        body: { ...body, error: e.outcome === 'unknown' ? `${e.message} (the outcome is unknown: the write may still be applied)` : e.message },
+        headers: {},
+      };
     case 'LEADERSHIP_LOST':
     case 'ACTOR_RESTARTED':
-      return { status: 503, body: { ...body, outcome: 'unknown' }, headers: { 'Retry-After': '1' } };
+      return { status: 503, body, headers: { 'Retry-After': '1' } };
     case 'SESSION_EXPIRED':
     case 'STALE_REQUEST':
       // The op was in doubt and will not be applied any more: a new request is a new op.
-      return { status: 409, body: { ...body, outcome: 'unknown' }, headers: {} };
+      return { status: 409, body, headers: {} };
     case 'NODE_STOPPED':
     case 'UNKNOWN_NODE':
       return { status: 503, body, headers: { 'Retry-After': '1' } };
@@ -749,7 +756,7 @@ function errorAnswer(s: ServerState, req: http.IncomingMessage, err: unknown): {
     default:
       // Storage and state machine failures: the code says which; the text stays in the log.
       s.onInternalError(err);
-      return { status: 500, body: { error: 'internal error', code: e.code }, headers: {} };
+      return { status: 500, body: { error: 'internal error', code: e.code, outcome: e.outcome }, headers: {} };
   }
 }
 
