@@ -134,9 +134,11 @@ describe('backups: save under load, restore into a new 3-node cluster', function
     fs.writeFileSync(flipped, bad);
 
     const fresh = ['m1', 'm2', 'm3'];
-    const ports = await freePorts(fresh.length);
+    const ports = await freePorts(2 * fresh.length);
     const peerOf = Object.fromEntries(fresh.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
+    const httpOf = Object.fromEntries(fresh.map((id, i) => [id, `127.0.0.1:${ports[fresh.length + i]}`]));
     const peersFlag = fresh.map((id) => `${id}=${peerOf[id]}`).join(',');
+    const httpFlag = fresh.map((id) => `${id}=${httpOf[id]}`).join(',');
     const dirOf = (id: string) => path.join(fixture.root, 'restored', id);
 
     const cut = await cli(['snapshot', 'restore', truncated, '--data', dirOf('m1'), '--id', 'm1', '--peers', peersFlag]);
@@ -151,7 +153,7 @@ describe('backups: save under load, restore into a new 3-node cluster', function
     expect(stranger.err).to.match(/x9 is not one of the peers/);
 
     for (const id of fresh) {
-      const restored = await cli(['snapshot', 'restore', file, '--data', dirOf(id), '--id', id, '--peers', peersFlag, '-o', 'json']);
+      const restored = await cli(['snapshot', 'restore', file, '--data', dirOf(id), '--id', id, '--peers', peersFlag, '--http-peers', httpFlag, '-o', 'json']);
       expect(restored.code, restored.err).to.equal(0);
       expect((JSON.parse(restored.out) as { peers: string[] }).peers).to.deep.equal(fresh);
     }
@@ -165,7 +167,10 @@ describe('backups: save under load, restore into a new 3-node cluster', function
       await startNode(id, { stateMachine: 'kv', dataDir: dirOf(id), ...TEST_TIMING, network: { listen: peerOf[id]!, peers: contacts, clusterId: 'backup-restored' } });
     }
     const elected = await waitForLeader(fresh);
-    expect(elected.statuses.every((s) => s.peers.join(',') === fresh.join(','))).to.equal(true);
+    for (const s of elected.statuses) {
+      expect(s.peers).to.deep.equal(fresh);
+      for (const id of fresh) expect(s.addresses[id]).to.deep.equal({ peer: peerOf[id], http: `http://${httpOf[id]}` });
+    }
     for (const id of fresh) {
       for (let i = 0; i < KEYS; i++) expect(await read(id, { type: 'get', key: `key-${i}` }), `key-${i} at ${id}`).to.equal(i);
       expect(await read(id, { type: 'get', key: 'counter' }), `counter at ${id}`).to.be.at.least(ackedAtSave);

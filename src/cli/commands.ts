@@ -108,7 +108,7 @@ export const COMMANDS: CommandSpec[] = [
       { name: 'data', type: 'string', value: 'DIR', help: 'the new data directory (absent or empty)', required: true },
       { name: 'id', type: 'string', value: 'ID', help: 'this member\'s id (one of --peers)', required: true },
       { name: 'peers', type: 'string', value: 'ID=HOST:PORT,...', help: 'every member of the new cluster, with its TCP address (the same list on every member)', required: true },
-      { name: 'http-peers', type: 'string', value: 'ID=HOST:PORT,...', help: 'their HTTP addresses, for redirects to the leader' },
+      { name: 'http-peers', type: 'string', value: 'ID=URL,...', help: 'their HTTP base URLs (HOST:PORT means http://), for redirects to the leader' },
       { name: 'output', short: 'o', type: 'string', value: 'FORMAT', help: 'plain (default), json or table' },
     ],
     details: [
@@ -250,7 +250,11 @@ async function snapshotRestoreCommand(inv: Invocation): Promise<number> {
   const file = inv.args.FILE!;
   const peers = parsePeerMap(stringOption(inv, 'peers')!, '--peers');
   const httpFlag = stringOption(inv, 'http-peers');
-  const http = httpFlag === undefined ? undefined : parsePeerMap(httpFlag, '--http-peers', true);
+  // HTTP base URLs, as the configuration holds them (HOST:PORT means http://HOST:PORT).
+  const http =
+    httpFlag === undefined
+      ? undefined
+      : Object.fromEntries(Object.entries(parsePeerMap(httpFlag, '--http-peers', true)).map(([p, a]) => [p, a.includes('://') ? a : `http://${a}`]));
   let bytes: Buffer;
   try {
     bytes = await fs.readFile(file);
