@@ -40,6 +40,7 @@
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import type { AddressBook, Snapshot, SnapshotMeta } from './messages.js';
 
 export const BACKUP_MAGIC = 'ARSNAP1';
@@ -188,17 +189,25 @@ export async function restoreBackup(file: Uint8Array, target: RestoreTarget): Pr
   const meta: SnapshotMeta = { ...snapshot.meta, peers: ids, old: null, addresses };
   // Loaded here only: saving and checking a file need no LMDB.
   const [{ LmdbLogStore }, { lockDataDir }] = await Promise.all([import('./log/lmdb-store.js'), import('./log/dir-lock.js')]);
+  const existed = await fs.stat(target.dataDir).then(() => true, () => false);
   await fs.mkdir(target.dataDir, { recursive: true });
-  const lock = lockDataDir(target.dataDir, target.id);
   try {
-    const store = await LmdbLogStore.open(target.dataDir);
+    const lock = lockDataDir(target.dataDir, target.id);
     try {
-      await store.write({ snapshot: { meta, data: snapshot.data, discardLog: true }, term: meta.term, votedFor: null, truncateFrom: 0, entries: [] });
+      const store = await LmdbLogStore.open(target.dataDir);
+      try {
+        await store.write({ snapshot: { meta, data: snapshot.data, discardLog: true }, term: meta.term, votedFor: null, truncateFrom: 0, entries: [] });
+      } finally {
+        await store.close();
+      }
     } finally {
-      await store.close();
+      lock.release();
     }
-  } finally {
-    lock.release();
+  } catch (err) {
+    // Leave the directory as it was (absent or empty), never half restored.
+    if (existed) for (const name of await fs.readdir(target.dataDir)) await fs.rm(path.join(target.dataDir, name), { recursive: true, force: true });
+    else await fs.rm(target.dataDir, { recursive: true, force: true });
+    throw err;
   }
   return { ...header, peers: ids, old: null, addresses };
 }

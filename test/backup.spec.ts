@@ -72,6 +72,19 @@ describe('backups: save under load, restore into a new 3-node cluster', function
     return peerHttp;
   }
 
+  it('a node that has applied nothing has no snapshot to give (409); a bad local= is a bad request (400)', async () => {
+    await fixture.startPeers(['b1']);
+    const url = (await serve(['b1'])).b1!;
+    const blank = await fetch(`${url}/admin/snapshot?local=1`);
+    expect(blank.status).to.equal(409);
+    expect(await blank.json()).to.deep.include({ code: 'SNAPSHOT_UNAVAILABLE', error: 'b1 has applied nothing yet' });
+    expect((await fetch(`${url}/admin/snapshot?local=maybe`)).status).to.equal(400);
+    const saved = await cli(['snapshot', 'save', path.join(fixture.root, 'none.arsnap'), '--node-endpoint', url]);
+    expect(saved.code).to.equal(1);
+    expect(saved.err).to.match(/SNAPSHOT_UNAVAILABLE b1 has applied nothing yet/);
+    expect(fs.existsSync(path.join(fixture.root, 'none.arsnap'))).to.equal(false);
+  });
+
   it('every key written before the save reads back on every new member; corrupt files and a used directory are refused', async () => {
     // The old cluster compacts its log often, so the backup follows a snapshot and log entries.
     const old = ['n1', 'n2', 'n3'];
