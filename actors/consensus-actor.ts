@@ -10,7 +10,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { exposeControl, type ConsensusActorData, type ConsensusControl, type ConsensusNotice, type PeerStatus } from '../src/control.js';
+import { exposeControl, type ConsensusActorData, type ConsensusControl, type ConsensusNotice, type PeerStatus, type SnapshotNow } from '../src/control.js';
 import {
   configDecision,
   createCore,
@@ -40,6 +40,7 @@ import {
   type OpOutcome,
   type PeerMessage,
   type ReadResult,
+  type Snapshot,
   type WireError,
 } from '../src/messages.js';
 import { loadStateMachine } from '../src/state-machines/index.js';
@@ -398,6 +399,9 @@ const control: ConsensusControl = {
   query(q: unknown) {
     return replicated.query(q);
   },
+  snapshotNow() {
+    return appliedSnapshot();
+  },
   stop(): void {
     stopped = true;
     if (ticker) clearInterval(ticker);
@@ -411,6 +415,38 @@ const control: ConsensusControl = {
     logPort.close();
   },
 };
+
+/**
+ * The applied state as a snapshot (§7), built as the core builds one from a `takeSnapshot`
+ * answer (src/core/step.ts, onSnapshotTaken): the machine has applied exactly lastApplied
+ * between steps, so its bytes, the digest and the configuration and term at that index agree.
+ * The stored snapshot is reused when nothing was applied after it.
+ */
+function appliedSnapshot(): SnapshotNow {
+  const index = core.lastApplied;
+  const who = { role: core.role, leader: core.leader };
+  if (core.snapshot !== null && core.snapshot.meta.index === index) return { ok: true, snapshot: core.snapshot, ...who };
+  if (!replicated.canSnapshot) return { ok: false, reason: `${id}'s state machine cannot snapshot (it has no snapshot/restore)` };
+  const config = core.log.lastConfig(index);
+  const term = core.log.term(index);
+  if (index === 0 || config === undefined || term === undefined) return { ok: false, reason: `${id} has applied nothing yet` };
+  let data: Uint8Array;
+  try {
+    data = replicated.snapshot();
+  } catch (err) {
+    return { ok: false, reason: `${id}'s state machine failed to snapshot: ${err instanceof Error ? err.message : String(err)}` };
+  }
+  const meta: Snapshot['meta'] = {
+    index,
+    term,
+    peers: [...config.peers],
+    old: config.old === undefined ? null : [...config.old],
+    digest: replicated.appliedDigest,
+    size: data.length,
+    ...(config.addresses === undefined ? {} : { addresses: config.addresses }),
+  };
+  return { ok: true, snapshot: { meta, data }, ...who };
+}
 
 // Fault injection from the supervisor (raw, on parentPort): die as from an uncaught exception.
 parentPort?.on('message', (m: unknown) => {

@@ -15,7 +15,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { CoreOptions, Status } from './core/index.js';
 import type { FaultPlan } from './faults.js';
 import type { HistogramSnapshot } from './histogram.js';
-import type { AddressBook, WireError } from './messages.js';
+import type { AddressBook, Snapshot, WireError } from './messages.js';
 import type { SessionsStatus } from './sessions.js';
 import type { StateMachineSpec } from './state-machines/index.js';
 
@@ -89,6 +89,9 @@ export interface ConsensusMetrics {
   snapshotsInstalled: number;
 }
 
+/** What `snapshotNow()` answers. */
+export type SnapshotNow = { ok: true; snapshot: Snapshot; role: string; leader: string | null } | { ok: false; reason: string };
+
 export interface ConsensusControl {
   status(): PeerStatus;
   /**
@@ -108,6 +111,14 @@ export interface ConsensusControl {
    * Returns the answer, or a WireError when the machine has no `query` or refuses it.
    */
   query(query: unknown): { ok: true; result: unknown } | { ok: false; error: WireError };
+  /**
+   * A snapshot of this peer's applied state now (§7: what its next `takeSnapshot` would
+   * store, its meta naming the configuration and term at `lastApplied`), for a backup
+   * (src/backup.ts); the peer's log and stored snapshot are left as they are. Also says
+   * whether this peer leads, and whom it knows as leader. Refused (with why) by a state
+   * machine that cannot snapshot, or a peer that has applied nothing yet.
+   */
+  snapshotNow(): SnapshotNow;
   /** Stop ticking, close every port; the worker may then be terminated. */
   stop(): void;
 }

@@ -2,9 +2,22 @@
  * Every `actor-raft` command, one entry each: its words, arguments, options and what it runs.
  * A new command (or a new flag of one) is an entry here; parsing, `-h` and the usage follow.
  */
+import fs from 'node:fs/promises';
+import { BackupFileError, decodeBackup, restoreBackup, RestoreError, type BackupHeader } from '../backup.js';
 import { isPeerId } from '../validate.js';
-import { EXIT, hostPort, stringOption, UsageError, type CommandSpec, type Invocation, type OptionSpec } from './args.js';
-import { CLIENT_OPTIONS, ClusterError, clientFrom, errorText, expectOk, send, type Answer, type Client } from './client.js';
+import { EXIT, hostPort, parsePeerMap, stringOption, UsageError, type CommandSpec, type Invocation, type OptionSpec } from './args.js';
+import {
+  CLIENT_OPTIONS,
+  ClusterError,
+  clientFrom,
+  errorText,
+  expectOk,
+  OUTPUT_FORMATS,
+  send,
+  type Answer,
+  type Client,
+  type OutputFormat,
+} from './client.js';
 import { cell, print } from './output.js';
 
 /** `actor-raft node`'s options (read in node.ts). */
@@ -164,6 +177,33 @@ export const COMMANDS: CommandSpec[] = [
     args: [{ name: 'ID', optional: true }],
     options: ADMIN_OPTIONS,
     run: client(leaderTransferCommand),
+  },
+  // --- Backups (src/backup.ts): snapshot save / restore ---------------------------------------
+  {
+    name: 'snapshot save',
+    summary: 'Write a backup of the leader\'s applied state (a snapshot, its metadata, a checksum) to FILE.',
+    args: [{ name: 'FILE' }],
+    options: [...CLIENT_OPTIONS, { name: 'node-endpoint', type: 'string', value: 'URL', help: 'back up this node\'s own state, whatever its role, instead of the leader\'s' }],
+    details: ['The file is checked before it is written (under FILE.tmp, then renamed): a file that is there is whole.'],
+    run: client(snapshotSaveCommand),
+  },
+  {
+    name: 'snapshot restore',
+    summary: 'Make DIR the data directory of member ID of a new cluster from the backup FILE.',
+    args: [{ name: 'FILE' }],
+    options: [
+      { name: 'data', type: 'string', value: 'DIR', help: 'the new data directory (absent or empty)', required: true },
+      { name: 'id', type: 'string', value: 'ID', help: 'this member\'s id (one of --peers)', required: true },
+      { name: 'peers', type: 'string', value: 'ID=HOST:PORT,...', help: 'every member of the new cluster, with its TCP address (the same list on every member)', required: true },
+      { name: 'http-peers', type: 'string', value: 'ID=URL,...', help: 'their HTTP base URLs (HOST:PORT means http://), for redirects to the leader' },
+      { name: 'output', short: 'o', type: 'string', value: 'FORMAT', help: 'plain (default), json or table' },
+    ],
+    details: [
+      'Restore every member of the new cluster from the same FILE with the same --peers, then',
+      'start each with `actor-raft node` without --bootstrap. A corrupt or truncated FILE, or a',
+      'DIR that is not empty, is refused (exit 1). See docs/operations.md, "Backups".',
+    ],
+    run: snapshotRestoreCommand,
   },
 ];
 
@@ -426,4 +466,72 @@ async function readStdin(): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
+}
+
+// --- Backups (src/backup.ts): snapshot save / restore ----------------------------------------
+
+async function snapshotSaveCommand(c: Client, inv: Invocation): Promise<number> {
+  const file = inv.args.FILE!;
+  const node = stringOption(inv, 'node-endpoint');
+  const from = node === undefined ? c : clientFrom({ ...inv, options: { ...inv.options, endpoints: node } });
+  const a = expectOk(await send(from, 'GET', node === undefined ? '/admin/snapshot' : '/admin/snapshot?local=1'));
+  const { header } = backupFile(a.body, 'the node sent a backup that');
+  const tmp = `${file}.tmp`;
+  try {
+    await fs.writeFile(tmp, a.body, { flush: true });
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw new ClusterError(`cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, EXIT.refused);
+  }
+  printBackup(c.output, `saved ${file}`, file, a.body.length, header);
+  return EXIT.ok;
+}
+
+async function snapshotRestoreCommand(inv: Invocation): Promise<number> {
+  const output = stringOption(inv, 'output') ?? 'plain';
+  if (!(OUTPUT_FORMATS as readonly string[]).includes(output)) throw new UsageError(`--output is one of ${OUTPUT_FORMATS.join(', ')}; got '${output}'`);
+  const file = inv.args.FILE!;
+  const peers = parsePeerMap(stringOption(inv, 'peers')!, '--peers');
+  const httpFlag = stringOption(inv, 'http-peers');
+  // HTTP base URLs, as the configuration holds them (HOST:PORT means http://HOST:PORT).
+  const http =
+    httpFlag === undefined
+      ? undefined
+      : Object.fromEntries(Object.entries(parsePeerMap(httpFlag, '--http-peers', true)).map(([p, a]) => [p, a.includes('://') ? a : `http://${a}`]));
+  let bytes: Buffer;
+  try {
+    bytes = await fs.readFile(file);
+  } catch (err) {
+    throw new ClusterError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, EXIT.refused);
+  }
+  let header: BackupHeader;
+  try {
+    header = await restoreBackup(bytes, { dataDir: stringOption(inv, 'data')!, id: stringOption(inv, 'id')!, peers, ...(http ? { http } : {}) });
+  } catch (err) {
+    if (err instanceof BackupFileError) throw new ClusterError(`${file} refused: ${err.message}`, EXIT.refused);
+    if (err instanceof RestoreError) throw new ClusterError(err.message, EXIT.refused);
+    throw err;
+  }
+  printBackup(output as OutputFormat, `restored ${file} into ${stringOption(inv, 'data')!}`, file, bytes.length, header);
+  return EXIT.ok;
+}
+
+/** The backup in `bytes`, checked whole; a bad one is refused (exit 1). */
+function backupFile(bytes: Buffer, what: string): { header: BackupHeader } {
+  try {
+    return decodeBackup(bytes);
+  } catch (err) {
+    if (err instanceof BackupFileError) throw new ClusterError(`${what} is refused: ${err.message}`, EXIT.refused);
+    throw err;
+  }
+}
+
+function printBackup(output: OutputFormat, done: string, file: string, bytes: number, h: BackupHeader): void {
+  const peers = h.peers.join(',');
+  print(output, {
+    json: { file, bytes, ...h },
+    plain: `${done}: index ${h.index}, term ${h.term}, ${h.size} bytes of state from ${h.node} at ${h.created}, members ${peers}`,
+    table: { head: ['FILE', 'INDEX', 'TERM', 'NODE', 'CREATED', 'MEMBERS'], rows: [[file, h.index, h.term, h.node, h.created, peers].map(cell)] },
+  });
 }

@@ -27,7 +27,8 @@ export function usage(commands: CommandSpec[] = COMMANDS): string {
     'exit codes:',
     '  0  done (cas prints false and exits 0 when the value did not match)',
     '  1  the cluster said no: missing key (get, del), request refused (4xx), not allowed; a membership',
-    '     change refused (another one in progress, a new member that did not catch up, a failed transfer)',
+    '     change refused (another one in progress, a new member that did not catch up, a failed transfer);',
+    '     snapshot: a backup file that is corrupt or truncated, a data directory in use',
     '  2  bad command line',
     '  3  no endpoint reachable, no leader, or a timeout (a write\'s outcome is then unknown)',
   ].join('\n');

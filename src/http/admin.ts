@@ -9,8 +9,9 @@
  * | `POST /admin/members`               | JSON `{"id","peer","http"?}` → 200 `MembersView` once added |
  * | `DELETE /admin/members/:id`         | 200 `MembersView` once removed                              |
  * | `POST /admin/leader`                | JSON `{"target"?}` or no body → 200 `{"leader": id}`        |
+ * | `GET /admin/snapshot[?local=1]`     | 200 a backup file (src/backup.ts) of the leader's applied state, or with `local=1` this node's; 409 `SNAPSHOT_UNAVAILABLE` when it has none |
  *
- * Writes go to the leader: a follower whose leader runs in another process answers
+ * Writes, and snapshots without `local=1`, go to the leader: a follower whose leader runs in another process answers
  * `307 Temporary Redirect` to the leader's HTTP address (from the configuration's addresses,
  * else the server's `peerHttp`), as the kv routes do; 503 with `Retry-After` when no leader
  * is known. A JSON body needs `Content-Type: application/json` (415 otherwise). Errors are
@@ -27,6 +28,9 @@
  */
 import type http from 'node:http';
 import * as api from '../api/index.js';
+import { running } from '../api/registry.js';
+import { encodeBackup } from '../backup.js';
+import type { SnapshotNow } from '../control.js';
 import { isRaftError, NotLeaderError, type RaftError } from '../errors.js';
 
 /** What the server hands the admin routes for one request. */
@@ -39,6 +43,8 @@ export interface AdminRequestContext {
   body(): Promise<Buffer>;
   /** Answer with JSON. */
   send(status: number, body: unknown, headers?: Record<string, string>): void;
+  /** Answer with bytes of this content type. */
+  sendBytes(status: number, body: Buffer, contentType: string, headers?: Record<string, string>): void;
 }
 
 /** Whether the request is for the admin routes. */
@@ -57,7 +63,7 @@ class AdminError extends Error {
   }
 }
 
-type AdminRoute = { kind: 'members' } | { kind: 'member'; id: string } | { kind: 'leader' };
+type AdminRoute = { kind: 'members' } | { kind: 'member'; id: string } | { kind: 'leader' } | { kind: 'snapshot' };
 
 function adminRoute(url: string): AdminRoute {
   const pathname = url.split(/[?#]/, 1)[0]!;
@@ -70,10 +76,11 @@ function adminRoute(url: string): AdminRoute {
   if (parts.length === 1 && parts[0] === 'members') return { kind: 'members' };
   if (parts.length === 2 && parts[0] === 'members' && parts[1] !== '') return { kind: 'member', id: parts[1]! };
   if (parts.length === 1 && parts[0] === 'leader') return { kind: 'leader' };
+  if (parts.length === 1 && parts[0] === 'snapshot') return { kind: 'snapshot' };
   throw new AdminError(404, 'NO_ROUTE', 'no such route');
 }
 
-const ALLOWED: Record<AdminRoute['kind'], string[]> = { members: ['GET', 'HEAD', 'POST'], member: ['DELETE'], leader: ['POST'] };
+const ALLOWED: Record<AdminRoute['kind'], string[]> = { members: ['GET', 'HEAD', 'POST'], member: ['DELETE'], leader: ['POST'], snapshot: ['GET', 'HEAD'] };
 
 /**
  * Answer one admin request. Errors of the API and of the request are answered here; anything
@@ -105,12 +112,33 @@ export async function handleAdmin(ctx: AdminRequestContext, req: http.IncomingMe
         const leader = await api.transferLeadership(ctx.node, (b.target as string | null | undefined) ?? undefined);
         return ctx.send(200, { leader });
       }
+      case 'snapshot':
+        return await sendSnapshot(ctx, req);
     }
   } catch (err) {
     const answer = await errorAnswer(ctx, req, err);
     if (answer === null) throw err;
     ctx.send(answer.status, answer.body, answer.headers);
   }
+}
+
+/**
+ * A backup file of the applied state (src/backup.ts): the leader's, so that it holds every
+ * write acknowledged before the request (the leader answers a write once it has applied it),
+ * or with `?local=1` this node's own, whatever its role.
+ */
+async function sendSnapshot(ctx: AdminRequestContext, req: http.IncomingMessage): Promise<void> {
+  const local = new URL(req.url ?? '/', 'http://admin').searchParams.get('local');
+  if (local !== null && local !== '1' && local !== 'true') throw new AdminError(400, 'BAD_REQUEST', 'local is 1 or true');
+  const taken = await running(ctx.node).withControl<SnapshotNow>((c) => c.snapshotNow());
+  if (!taken.ok) throw new AdminError(409, 'SNAPSHOT_UNAVAILABLE', taken.reason);
+  if (local === null && taken.role !== 'leader') throw new NotLeaderError(taken.leader);
+  const meta = taken.snapshot.meta;
+  ctx.sendBytes(200, encodeBackup(taken.snapshot, ctx.node), 'application/octet-stream', {
+    'Content-Disposition': `attachment; filename="${ctx.node.replace(/[^\w.-]/g, '_')}-${meta.index}.arsnap"`,
+    'X-Raft-Snapshot-Index': String(meta.index),
+    'X-Raft-Snapshot-Term': String(meta.term),
+  });
 }
 
 /** The JSON object a request carries (`{}` for an empty body when not `required`). */

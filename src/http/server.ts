@@ -653,7 +653,8 @@ async function handle(s: ServerState, req: http.IncomingMessage, res: http.Serve
     res.once('close', () => s.inFlight--);
     if (isAdminPath(req.url)) {
       const send_ = (status: number, body: unknown, headers?: Record<string, string>) => send(s, req, res, status, body, headers);
-      return await handleAdmin({ node: s.node, peerHttp: s.peerHttp, body: () => readBody(req, s.maxBody), send: send_ }, req);
+      const sendBytes = (status: number, body: Buffer, type: string, headers?: Record<string, string>) => sendText(s, req, res, status, body, type, headers);
+      return await handleAdmin({ node: s.node, peerHttp: s.peerHttp, body: () => readBody(req, s.maxBody), send: send_, sendBytes }, req);
     }
     const probe = await healthProbe(req, s.node, (id) => s.backend.status(id), s.readyMaxLag);
     if (probe) return send(s, req, res, probe.status, probe.body, probe.headers);
