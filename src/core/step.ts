@@ -84,6 +84,7 @@ import {
   takeUnconfirmedReads,
 } from './reads.js';
 import { nextRandom } from '../rng.js';
+import { assertNever } from '../validate.js';
 import type { ClientErrorCode, CoreOptions, CoreState, Effect, FetchReason, Input, Progress, Role, Status, StepResult } from './types.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -316,16 +317,12 @@ export function step(state: CoreState, input: Input): StepResult {
       onTransferLeadership(state, ctx, input.id, input.target);
       break;
     default:
-      assertNever(input);
+      assertNever(input, 'input');
   }
   // A leader learned of: the reads we hold for one are asked of it at once.
   if (state.leader !== ctx.leaderBefore) forwardHeldReads(state, ctx);
   finish(state, ctx);
   return { state, effects: ctx.effects };
-}
-
-function assertNever(x: never): never {
-  throw new Error(`unhandled input ${JSON.stringify(x)}`);
 }
 
 /** Turn the step's gathered writes into one persist effect, and release what may go now. */

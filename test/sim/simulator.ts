@@ -47,6 +47,7 @@ import {
 } from '../../src/messages.js';
 import { KvStateMachine } from '../../src/state-machines/kv.js';
 import { ReplicatedStateMachine } from '../../src/state-machines/replicated.js';
+import { assertNever } from '../../src/validate.js';
 import { fingerprint, InvariantViolation, SafetyChecker, type Disk, type PeerView } from './checker.js';
 import { Rng } from './rng.js';
 
@@ -476,7 +477,7 @@ export class Simulator {
         return;
       }
       default:
-        assertNever(e);
+        assertNever(e, 'effect');
     }
   }
 
@@ -951,8 +952,5 @@ function describeEvent(e: SimEvent): string {
   }
 }
 
-function assertNever(x: never): never {
-  throw new Error(`unhandled effect ${JSON.stringify(x)}`);
-}
 
 export { InvariantViolation };
