@@ -952,5 +952,4 @@ function describeEvent(e: SimEvent): string {
   }
 }
 
-
 export { InvariantViolation };
