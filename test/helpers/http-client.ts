@@ -16,6 +16,8 @@ export interface Reply {
 export interface RequestOptions {
   body?: string | Buffer;
   headers?: Record<string, string | number>;
+  /** The connection's agent (default: a connection of its own). */
+  agent?: http.Agent | false;
   /** Send the body in chunks without a Content-Length (chunked encoding). */
   chunked?: boolean;
   tls?: Pick<https.RequestOptions, 'ca' | 'cert' | 'key'>;
@@ -26,14 +28,15 @@ export function splitAddr(addr: string): [string, number] {
   return [addr.slice(0, i), Number(addr.slice(i + 1))];
 }
 
-/** One request to `addr` (host:port), on a connection of its own. */
+/** One request to `addr` (host:port); the path is sent as given. */
 export function request(addr: string, method: string, target: string, o: RequestOptions = {}): Promise<Reply> {
   const [host, port] = splitAddr(addr);
   return new Promise((resolve, reject) => {
     const headers: Record<string, string | number> = { ...o.headers };
     if (o.body !== undefined && !o.chunked) headers['Content-Length'] = Buffer.byteLength(o.body);
+    // Node frames a body of GET, HEAD, DELETE, OPTIONS as chunked only when told to.
     if (o.body !== undefined && o.chunked) headers['Transfer-Encoding'] = 'chunked';
-    const options = { host, port, method, path: target, headers, agent: false as const };
+    const options = { host, port, method, path: target, headers, agent: o.agent ?? false };
     const req = o.tls ? https.request({ ...options, ...o.tls }) : http.request(options);
     req.on('error', reject);
     req.on('response', (res) => {
