@@ -423,7 +423,7 @@ describe('http: kv interface over an in-process cluster', function () {
     }
   });
 
-  describe('web pages and bounds (issue 14)', function () {
+  describe('web pages and bounds: Host, Origin, content types, limits', function () {
     const EVIL = 'http://evil.example';
     const nested = (depth: number) => '['.repeat(depth) + '1' + ']'.repeat(depth);
 
@@ -580,7 +580,7 @@ describe('http: kv interface over an in-process cluster', function () {
       next = new StorageError('MDB_PANIC in /srv/raft/data.mdb');
       const storage = await request(s.address(), 'DELETE', '/kv/x');
       expect(storage.status).to.equal(500);
-      expect(storage.json()).to.deep.equal({ error: 'internal error', code: 'STORAGE_ERROR' });
+      expect(storage.json()).to.deep.equal({ error: 'internal error', code: 'STORAGE_ERROR', outcome: 'unknown' });
       expect(seen.map((e) => (e as Error).message)).to.deep.equal(['secret detail in /srv/raft/internal.js', 'MDB_PANIC in /srv/raft/data.mdb']);
     });
 
