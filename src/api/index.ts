@@ -17,6 +17,7 @@
  */
 import type { ConsensusControl, ConsensusMetrics, PeerStatus } from '../control.js';
 import { Histogram, secondsSince, type HistogramSnapshot } from '../histogram.js';
+import fs from 'node:fs';
 import { ClientSession } from '../client-session.js';
 import { ConfigError, fromWire, isRaftError, NodeExistsError, SessionExpiredError, TransferFailedError, withOutcome } from '../errors.js';
 import { checkCommand, codec, encodeCommand, encodeLogCommand, type AddressBook, type SessionCommand, type WireError } from '../messages.js';
@@ -103,6 +104,7 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
 
   const spec = peerSpec(id, options, currentFaults);
   const handle = new NodeHandle(id, new ClientSession(sessionTimeoutMs(options)), forgetFailed);
+  const newDir = !fs.existsSync(spec.dataDir);
   handle.dataDirLock = lockDataDir(spec.dataDir, id); // before LMDB opens it; refused: nothing changed
   nodes.set(id, handle);
   try {
@@ -119,10 +121,21 @@ export async function startNode(id: string, options: NodeOptions): Promise<void>
     handle.state = 'stopped';
     await handle.transport?.close();
     handle.dataDirLock.release();
+    // A start refused before LMDB wrote anything (e.g. insecure peers) leaves no directory behind.
+    if (newDir) removeIfEmpty(spec.dataDir);
     throw err;
   }
   handle.state = 'running';
   opLatency.set(id, new Histogram());
+}
+
+/** Remove `dir` if nothing is in it (a directory that holds anything stays as it is). */
+function removeIfEmpty(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    // not empty, or already gone
+  }
 }
 
 /**
