@@ -15,12 +15,14 @@ import {
   ENTRY_EXT,
   entryBytes,
   encodeCommand,
+  encodeLogCommand,
+  postEncoded,
+} from '../src/codec.js';
+import {
   isClientRequest,
   isEntry,
   isLogCommand,
-  encodeLogCommand,
   isPeerMessage,
-  postEncoded,
   type AnyMessage,
   type AppendEntries,
   type AppendEntriesReply,

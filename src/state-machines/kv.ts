@@ -29,7 +29,7 @@
  * order the keys were written in, and a restored kv snapshots to the same bytes.
  */
 import { InvalidCommandError } from '../errors.js';
-import { codec } from '../messages.js';
+import { codec } from '../codec.js';
 import type { StateMachine } from './types.js';
 
 export interface KvSet {

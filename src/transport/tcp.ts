@@ -55,7 +55,8 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { InsecurePeersError } from '../errors.js';
-import { codec, isPeerMessage, type AddressBook, type Bundle } from '../messages.js';
+import { codec } from '../codec.js';
+import { isPeerMessage, type AddressBook, type Bundle } from '../messages.js';
 import { isPeerId, positiveInt } from '../validate.js';
 import type { ConnectPeer, Switchboard } from './switchboard.js';
 

@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { codec } from '../../src/messages.js';
+import { codec } from '../../src/codec.js';
 import { Rng } from '../../src/rng.js';
 import { handshakeProof } from '../../src/transport/tcp.js';
 
