@@ -1,6 +1,6 @@
 /**
- * src/messages.ts: the one codec (round trips, owned buffers, wire format of the shared
- * records, decode errors) and the shape guards for bytes that arrive from ports.
+ * src/codec.ts, the one codec (round trips, owned buffers, wire format of the shared records,
+ * decode errors), and src/messages.ts, the shape guards for bytes that arrive from ports.
  */
 import { expect } from 'chai';
 import { Rng } from '../src/rng.js';

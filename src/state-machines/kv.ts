@@ -10,7 +10,7 @@
  * | `{ type: 'delete', key }`             | `true` if the key existed, else `false`  |
  * | `{ type: 'cas', key, expected, value }` | `true` if swapped, else `false`        |
  *
- * Keys are strings. Values are anything msgpack carries (the codec in `src/messages.ts`):
+ * Keys are strings. Values are anything msgpack carries (the codec in `src/codec.ts`):
  * null, booleans, numbers, bigints, strings, arrays, plain objects, Map, Date, Uint8Array.
  * `undefined` is not a value (msgpack has none, and `get` answers `null` for "missing"), so a
  * `value` or `expected` field that is absent or `undefined` is a malformed command.
