@@ -69,7 +69,7 @@ export class FrameReader {
   }
 }
 
-export class FrameError extends Error {}
+class FrameError extends Error {}
 
 /** The messages of an encoded bundle, each encoded alone; null if `payload` is not a bundle. */
 export function splitBundle(payload: Uint8Array): Uint8Array[] | null {
