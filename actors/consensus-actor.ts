@@ -26,13 +26,11 @@ import {
 import { toWire } from '../src/errors.js';
 import { FaultyLinks, type FaultPlan } from '../src/faults.js';
 import { Histogram, secondsSince } from '../src/histogram.js';
+import { decodeAll, decodeCommand, postEncoded } from '../src/codec.js';
 import {
-  decodeAll,
-  decodeCommand,
   isClientRequest,
   isLogReply,
   isPeerMessage,
-  postEncoded,
   type AddressBook,
   type Entry,
   type LogReady,

@@ -28,7 +28,8 @@
  */
 import { isMainThread, parentPort as maybeParentPort, workerData, MessagePort } from 'node:worker_threads';
 import type { LogActorControl, LogActorData, LogActorNotice } from '../src/control.js';
-import { decodeAll, isLogRequest, postEncoded, type PersistRequest, type ReadRequest } from '../src/messages.js';
+import { decodeAll, postEncoded } from '../src/codec.js';
+import { isLogRequest, type PersistRequest, type ReadRequest } from '../src/messages.js';
 import { Batcher } from '../src/transport/batcher.js';
 import { LmdbLogStore } from '../src/log/lmdb-store.js';
 import { StorageError } from '../src/errors.js';

@@ -8,7 +8,7 @@
  * and apply an old command again. When it expires, the next op opens a new one.
  */
 import { randomBytes } from 'node:crypto';
-import { encodeLogCommand } from './messages.js';
+import { encodeLogCommand } from './codec.js';
 
 /** An op's place in a session: the session's id and the op's sequence number. */
 export interface Ticket {

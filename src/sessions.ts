@@ -27,7 +27,8 @@
  */
 import { toWire } from './errors.js';
 import { FNV_OFFSET, fnvBytes, fnvNumber, fnvString } from './hash.js';
-import { codec, isLogCommand, type WireError } from './messages.js';
+import { codec } from './codec.js';
+import { isLogCommand, type WireError } from './messages.js';
 
 /** What a command came to, for the client waiting on it. */
 export type Outcome = { ok: true; result: unknown } | { ok: false; error: WireError };

@@ -10,7 +10,7 @@ import {
   NodeStoppedError,
   UnknownNodeError,
 } from '../src/errors.js';
-import { codec } from '../src/messages.js';
+import { codec } from '../src/codec.js';
 import { realCluster, stopAll, TEST_TIMING, waitFor, waitForApplied, waitForLeader } from './helpers/cluster.js';
 
 describe('a cluster of real peers', function () {

@@ -1,6 +1,6 @@
 /**
- * src/messages.ts: the one codec (round trips, owned buffers, wire format of the shared
- * records, decode errors) and the shape guards for bytes that arrive from ports.
+ * src/codec.ts, the one codec (round trips, owned buffers, wire format of the shared records,
+ * decode errors), and src/messages.ts, the shape guards for bytes that arrive from ports.
  */
 import { expect } from 'chai';
 import { Rng } from '../src/rng.js';
@@ -15,12 +15,14 @@ import {
   ENTRY_EXT,
   entryBytes,
   encodeCommand,
+  encodeLogCommand,
+  postEncoded,
+} from '../src/codec.js';
+import {
   isClientRequest,
   isEntry,
   isLogCommand,
-  encodeLogCommand,
   isPeerMessage,
-  postEncoded,
   type AnyMessage,
   type AppendEntries,
   type AppendEntriesReply,

@@ -40,7 +40,8 @@ import {
   withOutcome,
   type RaftErrorCode,
 } from '../src/errors.js';
-import { codec, decodeAll, isClientRequest, type WireError } from '../src/messages.js';
+import { codec, decodeAll } from '../src/codec.js';
+import { isClientRequest, type WireError } from '../src/messages.js';
 import { realCluster, sleep, waitFor, waitForConverged, waitForLeader } from './helpers/cluster.js';
 
 interface Case {

@@ -5,7 +5,7 @@
 import { expect } from 'chai';
 import { fileURLToPath } from 'node:url';
 import { InvalidCommandError, isRaftError } from '../src/errors.js';
-import { decodeCommand, encodeCommand } from '../src/messages.js';
+import { decodeCommand, encodeCommand } from '../src/codec.js';
 import { loadStateMachine } from '../src/state-machines/index.js';
 import {
   createStateMachine,

@@ -12,8 +12,10 @@ import {
   codec,
   decodeAll,
   decodeEntryBytes,
-  isLogReply,
   postEncoded,
+} from '../src/codec.js';
+import {
+  isLogReply,
   type Entry,
   type LogReady,
   type LogReply,

@@ -27,7 +27,8 @@ import { createCore, RaftLog, status as coreStatus } from '../src/core/index.js'
 import { ConfigError } from '../src/errors.js';
 import { startHttpServer, type HttpServer } from '../src/http/server.js';
 import { LmdbLogStore } from '../src/log/lmdb-store.js';
-import { codec, isEntry, isSnapshotMeta, type Entry, type SnapshotMeta } from '../src/messages.js';
+import { codec } from '../src/codec.js';
+import { isEntry, isSnapshotMeta, type Entry, type SnapshotMeta } from '../src/messages.js';
 import type { ConnectPeer } from '../src/transport/switchboard.js';
 import { TcpSwitchboard } from '../src/transport/tcp.js';
 import { checkLoad, realCluster, startLoad, tempDir, TEST_TIMING, waitFor, waitForAcks, waitForConfig, waitForLeader } from './helpers/cluster.js';

@@ -1,5 +1,5 @@
 /**
- * Peers prove who they are (src/transport/tcp.ts, docs/peer-security.md): the cluster
+ * Peers prove who they are (src/transport/handshake.ts, docs/peer-security.md): the cluster
  * secret's challenge and response both ways, a wrong or missing secret, a replayed handshake,
  * frames before the handshake is done, certificates bound to peer ids (both directions, an
  * allow-list), the refusal of an unauthenticated port beyond loopback (library and CLI), and
@@ -15,9 +15,11 @@ import { fileURLToPath } from 'node:url';
 import type { MessagePort } from 'node:worker_threads';
 import { op, read, setConfig, startNode, status, transportStats, type NetworkOptions } from '../src/api/index.js';
 import { InsecurePeersError } from '../src/errors.js';
-import { codec, type PeerMessage } from '../src/messages.js';
+import { codec } from '../src/codec.js';
+import { type PeerMessage } from '../src/messages.js';
 import type { ConnectPeer } from '../src/transport/switchboard.js';
-import { certificateNames, handshakeProof, TcpSwitchboard, type TcpSwitchboardOptions } from '../src/transport/tcp.js';
+import { certificateNames, handshakeProof } from '../src/transport/handshake.js';
+import { TcpSwitchboard, type TcpSwitchboardOptions } from '../src/transport/tcp.js';
 import { realCluster, tempDir, waitFor, waitForLeader } from './helpers/cluster.js';
 import {
   closed,

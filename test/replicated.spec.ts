@@ -6,7 +6,8 @@
 import { expect } from 'chai';
 import { Rng } from '../src/rng.js';
 import { FNV_OFFSET } from '../src/hash.js';
-import { codec, encodeLogCommand, type Entry, type LogCommand, type Snapshot } from '../src/messages.js';
+import { codec, encodeLogCommand } from '../src/codec.js';
+import { type Entry, type LogCommand, type Snapshot } from '../src/messages.js';
 import { SessionTable } from '../src/sessions.js';
 import { KvStateMachine } from '../src/state-machines/kv.js';
 import { digestEntry, packSnapshot, ReplicatedStateMachine, type Outcome } from '../src/state-machines/replicated.js';

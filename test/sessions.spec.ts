@@ -16,7 +16,8 @@ import { expect } from 'chai';
 import { ClientSession, type Register, type Ticket } from '../src/client-session.js';
 import { Rng } from '../src/rng.js';
 import { InvalidCommandError } from '../src/errors.js';
-import { codec, encodeCommand, encodeLogCommand, type WireError } from '../src/messages.js';
+import { codec, encodeCommand, encodeLogCommand } from '../src/codec.js';
+import { type WireError } from '../src/messages.js';
 import { SessionTable, type Outcome } from '../src/sessions.js';
 import { packSnapshot, unpackSnapshot } from '../src/state-machines/replicated.js';
 

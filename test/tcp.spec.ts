@@ -23,7 +23,8 @@ import {
   type NodeOptions,
 } from '../src/api/index.js';
 import { ConfigError } from '../src/errors.js';
-import { codec, type PeerMessage } from '../src/messages.js';
+import { codec } from '../src/codec.js';
+import { type PeerMessage } from '../src/messages.js';
 import type { ConnectPeer } from '../src/transport/switchboard.js';
 import { TcpSwitchboard, type TcpStats } from '../src/transport/tcp.js';
 import { realCluster, TEST_TIMING, waitFor, waitForApplied, waitForLeader } from './helpers/cluster.js';

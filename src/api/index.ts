@@ -20,7 +20,8 @@ import { Histogram, secondsSince, type HistogramSnapshot } from '../histogram.js
 import fs from 'node:fs';
 import { ClientSession } from '../client-session.js';
 import { ConfigError, fromWire, isRaftError, NodeExistsError, SessionExpiredError, TransferFailedError, withOutcome } from '../errors.js';
-import { checkCommand, codec, encodeCommand, encodeLogCommand, type AddressBook, type SessionCommand, type WireError } from '../messages.js';
+import { checkCommand, codec, encodeCommand, encodeLogCommand } from '../codec.js';
+import { type AddressBook, type SessionCommand, type WireError } from '../messages.js';
 import { lockDataDir } from '../log/dir-lock.js';
 import { checkMemberAddress, waitingMessage } from './members.js';
 import { TcpSwitchboard, type TcpStats } from '../transport/tcp.js';

@@ -10,10 +10,9 @@ import type { PeerHooks, PeerSupervisor } from '../../supervisors/peer-superviso
 import type { ClientSession } from '../client-session.js';
 import type { ConsensusNotice, ControlProxy } from '../control.js';
 import { ActorRestartedError, fromWire, NodeStoppedError, TimeoutError, withOutcome } from '../errors.js';
+import { decodeAll, postEncoded } from '../codec.js';
 import {
-  decodeAll,
   isClientReply,
-  postEncoded,
   type AddressBook,
   type ClientChangeConfig,
   type ClientReply,

@@ -100,7 +100,7 @@ import net, { type AddressInfo } from 'node:net';
 import * as api from '../api/index.js';
 import { handleAdmin, isAdminPath } from './admin.js';
 import { isRaftError, NotLeaderError, type RaftError } from '../errors.js';
-import { checkCommand } from '../messages.js';
+import { checkCommand } from '../codec.js';
 import { healthProbe, readyMaxLag, type HealthOptions } from './health.js';
 import { renderMetrics, type TransportCounters } from './metrics.js';
 import { positiveInt } from '../validate.js';

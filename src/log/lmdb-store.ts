@@ -64,7 +64,8 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { codec, decodeEntryBytes, entryBytes, isEntry, isSnapshotMeta, type Entry, type Snapshot } from '../messages.js';
+import { codec, decodeEntryBytes, entryBytes } from '../codec.js';
+import { isEntry, isSnapshotMeta, type Entry, type Snapshot } from '../messages.js';
 import { StorageError } from '../errors.js';
 import type { HardState, LogStore, LogWrite } from './store.js';
 import {

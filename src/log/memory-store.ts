@@ -12,7 +12,8 @@
  * With the default `autoFlush: true` each write becomes durable one microtask after it is
  * issued, which is enough for tests that just need a working store.
  */
-import { canonicalEntry, type Entry } from '../messages.js';
+import { canonicalEntry } from '../codec.js';
+import { type Entry } from '../messages.js';
 import { StorageError } from '../errors.js';
 import type { LogStore, LogWrite } from './store.js';
 import { checkWrite, DurableTipQueries, EMPTY_TIP, pendingTerm, type LogTip } from './write-check.js';

@@ -10,7 +10,7 @@
  * | `{ type: 'delete', key }`             | `true` if the key existed, else `false`  |
  * | `{ type: 'cas', key, expected, value }` | `true` if swapped, else `false`        |
  *
- * Keys are strings. Values are anything msgpack carries (the codec in `src/messages.ts`):
+ * Keys are strings. Values are anything msgpack carries (the codec in `src/codec.ts`):
  * null, booleans, numbers, bigints, strings, arrays, plain objects, Map, Date, Uint8Array.
  * `undefined` is not a value (msgpack has none, and `get` answers `null` for "missing"), so a
  * `value` or `expected` field that is absent or `undefined` is a malformed command.
@@ -29,7 +29,7 @@
  * order the keys were written in, and a restored kv snapshots to the same bytes.
  */
 import { InvalidCommandError } from '../errors.js';
-import { codec } from '../messages.js';
+import { codec } from '../codec.js';
 import type { StateMachine } from './types.js';
 
 export interface KvSet {

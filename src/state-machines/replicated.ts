@@ -11,7 +11,8 @@
  */
 import { InvalidCommandError, toWire } from '../errors.js';
 import { FNV_OFFSET, fnvBytes, fnvNumber } from '../hash.js';
-import { codec, type Entry, type Snapshot } from '../messages.js';
+import { codec } from '../codec.js';
+import { type Entry, type Snapshot } from '../messages.js';
 import { SessionTable, type Outcome, type SessionsStatus } from '../sessions.js';
 import type { StateMachine } from './types.js';
 

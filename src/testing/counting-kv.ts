@@ -10,7 +10,7 @@
  * still knows them.
  */
 import { fileURLToPath } from 'node:url';
-import { codec } from '../messages.js';
+import { codec } from '../codec.js';
 import { KvStateMachine } from '../state-machines/kv.js';
 import type { StateMachine } from '../state-machines/types.js';
 

@@ -4,7 +4,8 @@
  * transport only; the receiver handles a bundle's messages one by one, in order.
  */
 import type { MessagePort } from 'node:worker_threads';
-import { postEncoded, type AnyMessage } from '../messages.js';
+import { postEncoded } from '../codec.js';
+import { type AnyMessage } from '../messages.js';
 
 export class Batcher {
   private readonly queues = new Map<MessagePort, AnyMessage[]>();

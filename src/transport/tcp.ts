@@ -4,24 +4,12 @@
  * the other end of each port stays on the main thread and is bridged to one TCP (or mutual
  * TLS) connection per peer pair.
  *
- * Wire format: frames of a 4-byte big-endian length followed by that many bytes of msgpack
- * (src/messages.ts `codec`), exactly the bytes the actor posted (one message or a bundle).
- *
- * Handshake (docs/peer-security.md), four frames before anything else:
- *   1. dialer → acceptor  hello     `{ hs, clusterId, from, to, nonce }`
- *   2. acceptor → dialer  challenge `{ hs, clusterId, from, to, nonce, proof }`
- *   3. dialer → acceptor  proof     `{ hs, proof }`
- *   4. acceptor → dialer  welcome   `{ hs }`
- * Each side checks the cluster id and the ids (`from` a configured peer, `to` itself). With a
- * cluster secret, each proof is an HMAC-SHA256 under the secret over both ids, the cluster id
- * and both fresh nonces (`handshakeProof`): each side proves it knows the secret without
- * sending it, and a recorded handshake replayed on a new connection fails (the other side's
- * nonce is new). Without a secret the proofs are empty. With TLS, the acceptor checks that the
- * dialer's client certificate is bound to the id its hello claims, and the dialer that the
- * server's certificate is bound to the peer it dialed (`certificateNames`). Until the
- * handshake is done, any other frame closes the connection (`badFrames`); it must be done
- * within `handshakeTimeoutMs`, in frames of at most 4 KiB. After it the connection carries
- * peer messages both ways.
+ * Frames (length-prefixed msgpack) are `frames.ts`'s; the handshake that opens every
+ * connection (cluster id, ids, HMAC proofs under the cluster secret, certificate names under
+ * TLS) is `handshake.ts`'s: this file is the switchboard that runs them. Until the handshake is
+ * done, any other frame closes the connection (`badFrames`); it must be done within
+ * `handshakeTimeoutMs`, in frames of at most MAX_HANDSHAKE_BYTES. After it the connection
+ * carries peer messages both ways.
  *
  * A node without a configuration also accepts a handshake from a peer it does not know yet
  * (the leader adding it; at most MAX_STRANGERS at once): it learns the others' addresses from
@@ -49,14 +37,28 @@
  * - Safe defaults: a node that would listen beyond loopback with neither TLS nor a cluster
  *   secret does not start (InsecurePeersError), unless `insecurePeers` says so.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { InsecurePeersError } from '../errors.js';
-import { codec, isPeerMessage, type AddressBook, type Bundle } from '../messages.js';
+import { codec } from '../codec.js';
+import type { AddressBook } from '../messages.js';
 import { isPeerId, positiveInt } from '../validate.js';
+import { frame, FrameReader, splitBundle, validPeerFrame } from './frames.js';
+import {
+  certificateBoundTo,
+  freshNonce,
+  handshakeProof,
+  isHandshake,
+  MAX_HANDSHAKE_BYTES,
+  proofMatches,
+  readClusterSecret,
+  type Challenge,
+  type Handshake,
+  type Hello,
+  type Proof,
+} from './handshake.js';
 import type { ConnectPeer, Switchboard } from './switchboard.js';
 
 export interface TcpTlsOptions {
@@ -137,38 +139,8 @@ interface TlsFiles {
 
 type Counter = Exclude<keyof TcpStats, 'connectedPeers'>;
 
-/** The handshake's frames, in order (see the top of this file). */
-interface Hello {
-  hs: 'hello';
-  clusterId: string;
-  from: string;
-  to: string;
-  nonce: Uint8Array;
-}
-interface Challenge {
-  hs: 'challenge';
-  clusterId: string;
-  from: string;
-  to: string;
-  nonce: Uint8Array;
-  proof: Uint8Array;
-}
-interface Proof {
-  hs: 'proof';
-  proof: Uint8Array;
-}
-interface Welcome {
-  hs: 'welcome';
-}
-type Handshake = Hello | Challenge | Proof | Welcome;
-
-const HEADER_BYTES = 4;
 const DEFAULT_MAX_FRAME_BYTES = 64 << 20;
 const DEFAULT_MAX_QUEUED_BYTES = 64 << 20;
-/** Largest handshake frame. */
-const MAX_HANDSHAKE_BYTES = 4096;
-const NONCE_BYTES = 32;
-export const MIN_CLUSTER_SECRET_BYTES = 16;
 const BACKOFF_MIN_MS = 50;
 const BACKOFF_MAX_MS = 2_000;
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
@@ -193,183 +165,11 @@ function formatHostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-/** Whether `v` is a well-formed handshake frame of kind `hs`. */
-function isHandshake<K extends Handshake['hs']>(v: unknown, hs: K): v is Extract<Handshake, { hs: K }> {
-  if (typeof v !== 'object' || v === null) return false;
-  const h = v as Record<string, unknown>;
-  if (h.hs !== hs) return false;
-  const ids = typeof h.clusterId === 'string' && typeof h.from === 'string' && typeof h.to === 'string';
-  const nonce = h.nonce instanceof Uint8Array && h.nonce.length === NONCE_BYTES;
-  const proof = h.proof instanceof Uint8Array;
-  switch (hs) {
-    case 'hello':
-      return ids && nonce;
-    case 'challenge':
-      return ids && nonce && proof;
-    case 'proof':
-      return proof;
-    default:
-      return true;
-  }
-}
-
-/**
- * One side's proof in the handshake: HMAC-SHA256 under the cluster secret over the role (so
- * one side's proof never serves as the other's), the cluster id, both ids and both nonces,
- * each field length-prefixed.
- */
-export function handshakeProof(
-  secret: Uint8Array,
-  role: 'dialer' | 'acceptor',
-  clusterId: string,
-  dialer: string,
-  acceptor: string,
-  dialerNonce: Uint8Array,
-  acceptorNonce: Uint8Array,
-): Buffer {
-  const hmac = crypto.createHmac('sha256', secret);
-  const fields = [`actor-raft peer handshake v1 ${role}`, clusterId, dialer, acceptor, dialerNonce, acceptorNonce];
-  for (const f of fields) {
-    const bytes = typeof f === 'string' ? Buffer.from(f, 'utf8') : f;
-    const length = Buffer.allocUnsafe(4);
-    length.writeUInt32BE(bytes.length, 0);
-    hmac.update(length).update(bytes);
-  }
-  return hmac.digest();
-}
-
-/** Constant-time comparison of a received proof with the expected one. */
-function proofMatches(expected: Uint8Array, received: Uint8Array): boolean {
-  return expected.length === received.length && crypto.timingSafeEqual(expected, received);
-}
-
-/**
- * Read a cluster secret file: at least MIN_CLUSTER_SECRET_BYTES bytes once trailing whitespace
- * (a final newline) is cut, and not readable or writable by every user.
- */
-export function readClusterSecret(file: string): Buffer {
-  const mode = fs.statSync(file).mode;
-  if (process.platform !== 'win32' && (mode & 0o006) !== 0) {
-    throw new InsecurePeersError(
-      `the cluster secret file ${file} can be read or written by every user (mode ${(mode & 0o777).toString(8)}): make it private, e.g. chmod 600 ${file}`,
-    );
-  }
-  const raw = fs.readFileSync(file);
-  let end = raw.length;
-  while (end > 0 && [0x20, 0x09, 0x0a, 0x0d].includes(raw[end - 1]!)) end--;
-  if (end < MIN_CLUSTER_SECRET_BYTES) {
-    throw new InsecurePeersError(
-      `the cluster secret in ${file} has ${end} bytes; it needs at least ${MIN_CLUSTER_SECRET_BYTES} (e.g. openssl rand -hex 32 > ${file})`,
-    );
-  }
-  return raw.subarray(0, end);
-}
-
 /** Whether `host` (as in a listen address) is a loopback address. */
 export function isLoopbackHost(host: string): boolean {
   const h = host.toLowerCase();
   return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || /^::ffff:127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
-
-/**
- * The names a certificate carries that can bind it to a peer id: its DNS and URI subject
- * alternative names and its subject's CN(s). Node writes the alternative names as
- * `DNS:a, URI:b, IP Address:c`, with a value holding special characters as a JSON string.
- */
-export function certificateNames(cert: tls.PeerCertificate): string[] {
-  const names: string[] = [];
-  const cn = cert.subject?.CN as string | string[] | undefined;
-  if (typeof cn === 'string') names.push(cn);
-  else if (Array.isArray(cn)) names.push(...cn.filter((n) => typeof n === 'string'));
-  const san = cert.subjectaltname ?? '';
-  let i = 0;
-  while (i < san.length) {
-    const colon = san.indexOf(':', i);
-    if (colon < 0) break;
-    const type = san.slice(i, colon);
-    let value: string;
-    let end: number;
-    if (san[colon + 1] === '"') {
-      let j = colon + 2;
-      while (j < san.length && san[j] !== '"') j += san[j] === '\\' ? 2 : 1;
-      end = j + 1;
-      try {
-        value = JSON.parse(san.slice(colon + 1, end)) as string;
-      } catch {
-        break;
-      }
-    } else {
-      const comma = san.indexOf(', ', colon);
-      end = comma < 0 ? san.length : comma;
-      value = san.slice(colon + 1, end);
-    }
-    if (type === 'DNS' || type === 'URI') names.push(value);
-    i = end + 2;
-  }
-  return names;
-}
-
-function frame(payload: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
-  out.writeUInt32BE(payload.length, 0);
-  out.set(payload, HEADER_BYTES);
-  return out;
-}
-
-/**
- * Reassembles frames from socket chunks. `push` returns complete payloads (each owning its
- * ArrayBuffer, so it can be transferred), or throws FrameError on an oversized header.
- */
-class FrameReader {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
-  constructor(public maxFrameBytes: number) {}
-
-  get pending(): number {
-    return this.buffered;
-  }
-
-  push(chunk: Buffer): Uint8Array[] {
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    const out: Uint8Array[] = [];
-    for (;;) {
-      if (this.buffered < HEADER_BYTES) return out;
-      const length = this.peekLength();
-      if (length > this.maxFrameBytes) throw new FrameError(`frame of ${length} bytes exceeds the maximum of ${this.maxFrameBytes}`);
-      if (length === 0) throw new FrameError('empty frame');
-      if (this.buffered < HEADER_BYTES + length) return out;
-      this.take(HEADER_BYTES);
-      out.push(this.take(length));
-    }
-  }
-
-  private peekLength(): number {
-    const first = this.chunks[0]!;
-    if (first.length >= HEADER_BYTES) return first.readUInt32BE(0);
-    const head = Buffer.concat(this.chunks, HEADER_BYTES);
-    this.chunks = [Buffer.concat(this.chunks)];
-    return head.readUInt32BE(0);
-  }
-
-  /** Remove `n` buffered bytes into a fresh Uint8Array of its own. */
-  private take(n: number): Uint8Array {
-    const out = new Uint8Array(n);
-    let filled = 0;
-    while (filled < n) {
-      const c = this.chunks[0]!;
-      const use = Math.min(c.length, n - filled);
-      out.set(use === c.length ? c : c.subarray(0, use), filled);
-      filled += use;
-      if (use === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(use);
-    }
-    this.buffered -= n;
-    return out;
-  }
-}
-
-class FrameError extends Error {}
 
 /** One socket to one peer (dialed or accepted), with its handshake state. */
 interface Conn {
@@ -730,7 +530,7 @@ export class TcpSwitchboard implements Switchboard {
     // With TLS, the server must hold a certificate bound to the peer we mean to reach (in
     // place of a check of the host name: the peer id is what the cluster trusts).
     const checkServerIdentity = (_host: string, cert: tls.PeerCertificate): Error | undefined => {
-      if (this.certificateBoundTo(cert, link.peer)) return undefined;
+      if (certificateBoundTo(cert, link.peer, this.options.tls?.peerNames)) return undefined;
       this.counters.refused++;
       this.counters.authFailures++;
       return new Error(`the certificate of ${host}:${link.port} is not bound to peer '${link.peer}'`);
@@ -745,12 +545,6 @@ export class TcpSwitchboard implements Switchboard {
       if (conn.closing) return;
       this.writeHandshake(conn, { hs: 'hello', clusterId: this.options.clusterId, from: this.options.id, to: link.peer, nonce: conn.nonce });
     });
-  }
-
-  /** Whether a peer certificate carries a name that stands for `peer` (see TcpTlsOptions.peerNames). */
-  private certificateBoundTo(cert: tls.PeerCertificate, peer: string): boolean {
-    const allowed = this.options.tls?.peerNames?.[peer] ?? [peer];
-    return certificateNames(cert).some((name) => allowed.includes(name));
   }
 
   /** This side's proof for a handshake (empty without a cluster secret). */
@@ -773,7 +567,7 @@ export class TcpSwitchboard implements Switchboard {
       dialer,
       peer,
       expect: peer === null ? 'hello' : 'challenge',
-      nonce: crypto.randomBytes(NONCE_BYTES),
+      nonce: freshNonce(),
       theirNonce: null,
       claimed: null,
       open: false,
@@ -848,7 +642,7 @@ export class TcpSwitchboard implements Switchboard {
     const me = this.options.id;
     const known = this.links.has(hello.from) || this.mayAcceptStranger(hello.from);
     if (hello.clusterId !== this.options.clusterId || hello.to !== me || !known) return this.refuse(conn, false);
-    if (this.tlsContext && !this.certificateBoundTo((conn.socket as tls.TLSSocket).getPeerCertificate(), hello.from)) {
+    if (this.tlsContext && !certificateBoundTo((conn.socket as tls.TLSSocket).getPeerCertificate(), hello.from, this.options.tls?.peerNames)) {
       return this.refuse(conn, true);
     }
     conn.claimed = hello.from;
@@ -1016,35 +810,6 @@ function validAddress(address: string | undefined): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** The messages of an encoded bundle, each encoded alone; null if `payload` is not a bundle. */
-function splitBundle(payload: Uint8Array): Uint8Array[] | null {
-  let decoded: unknown;
-  try {
-    decoded = codec.decode(payload);
-  } catch {
-    return null;
-  }
-  if (typeof decoded !== 'object' || decoded === null || (decoded as Bundle).type !== 'bundle') return null;
-  const messages = (decoded as Bundle).messages;
-  return Array.isArray(messages) ? messages.map((m) => codec.encode(m)) : null;
-}
-
-/** Whether `payload` decodes as peer messages (one, or a bundle) from `from` to `to`. */
-function validPeerFrame(payload: Uint8Array, from: string, to: string): boolean {
-  let decoded: unknown;
-  try {
-    decoded = codec.decode(payload);
-  } catch {
-    return false;
-  }
-  const ok = (m: unknown) => isPeerMessage(m) && m.from === from && m.to === to;
-  if (typeof decoded === 'object' && decoded !== null && (decoded as Bundle).type === 'bundle') {
-    const messages = (decoded as Bundle).messages;
-    return Array.isArray(messages) && messages.every(ok);
-  }
-  return ok(decoded);
 }
 
 /** Check a network configuration; throws TypeError/RangeError naming the bad field. */

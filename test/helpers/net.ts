@@ -7,9 +7,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { codec } from '../../src/messages.js';
+import { codec } from '../../src/codec.js';
 import { Rng } from '../../src/rng.js';
-import { handshakeProof } from '../../src/transport/tcp.js';
+import { handshakeProof } from '../../src/transport/handshake.js';
 
 /**
  * `n` distinct free ports on 127.0.0.1: each bound on port 0, read, and released. (A port can
@@ -104,7 +104,7 @@ export interface RawHandshake {
 }
 
 /**
- * Play a dialing peer's side of the handshake over a raw socket (src/transport/tcp.ts): hello,
+ * Play a dialing peer's side of the handshake over a raw socket (src/transport/handshake.ts): hello,
  * then, given a challenge, a proof under `secret` (empty without one), then wait for the
  * welcome. `replay` sends those frames instead, byte for byte, without looking at the
  * challenge (a recorded handshake played back). Resolves once welcomed or closed.

@@ -36,8 +36,8 @@
  * `isolate`, `partition`, `heal`, `ignore(type)`, `crash`, `restart`, `propose`.
  */
 import { createCore, step, type CoreOptions, type CoreState, type Effect, type FetchReason, type Input } from '../../src/core/index.js';
+import { encodeLogCommand } from '../../src/codec.js';
 import {
-  encodeLogCommand,
   type Entry,
   type LogCommand,
   type OpRequest,
