@@ -739,7 +739,7 @@ function errorAnswer(s: ServerState, req: http.IncomingMessage, err: unknown): {
     case 'TIMEOUT':
       return {
         status: 504,
-        body: { ...body, error: e.outcome === 'unknown' ? `${e.message} (the outcome is unknown: the write may still be applied)` : e.message },
+        body: { ...body, error: e.outcome === 'unknown' && !isRead(req) ? `${e.message} (the outcome is unknown: the write may still be applied)` : e.message },
         headers: {},
       };
     case 'LEADERSHIP_LOST':
@@ -759,6 +759,11 @@ function errorAnswer(s: ServerState, req: http.IncomingMessage, err: unknown): {
       s.onInternalError(err);
       return { status: 500, body: { error: 'internal error', code: e.code, outcome: e.outcome }, headers: {} };
   }
+}
+
+/** A request that changes nothing (a read has no outcome to be unsure of). */
+function isRead(req: http.IncomingMessage): boolean {
+  return req.method === 'GET' || req.method === 'HEAD';
 }
 
 function httpCode(status: number): string {
