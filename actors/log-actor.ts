@@ -30,7 +30,8 @@ import { isMainThread, parentPort as maybeParentPort, workerData, MessagePort } 
 import type { LogActorControl, LogActorData, LogActorNotice } from '../src/control.js';
 import { decodeAll, isLogRequest, postEncoded, type PersistRequest, type ReadRequest } from '../src/messages.js';
 import { Batcher } from '../src/transport/batcher.js';
-import { LmdbLogStore } from '../src/log/lmdb-store.js';
+import { statfs } from 'node:fs/promises';
+import { LmdbLogStore, spaceFailureKind } from '../src/log/lmdb-store.js';
 import { StorageError } from '../src/errors.js';
 import { Histogram, secondsSince } from '../src/histogram.js';
 import { assertNever } from '../src/validate.js';
@@ -59,7 +60,7 @@ if (isMainThread || maybeParentPort === null) throw new Error('log actor: must r
 const parentPort = maybeParentPort;
 const data = parseWorkerData(workerData);
 
-const store = await LmdbLogStore.open(data.dataDir);
+let store = await LmdbLogStore.open(data.dataDir);
 
 /** The consensus actor currently attached. */
 let consensus: MessagePort = data.port;
@@ -106,9 +107,20 @@ function persist(request: PersistRequest, replyTo: MessagePort): void {
     failNextWrite = false;
     return fail(new StorageError('injected disk fault: write failed'), replyTo);
   }
+  const held: Held = { request, replyTo };
+  unacknowledged.push(held);
+  // Out of space: held, in order, until a retry issues it (see "Disk full" below).
+  if (stall !== null && !stall.retrying) return;
+  issue(held);
+}
+
+/** Hand a persist to the store; acknowledged once durable, in seq order. */
+function issue(held: Held): void {
+  const { request, replyTo } = held;
   // Issued now, in this turn, so every persist of the turn joins one LMDB transaction.
   // The store settles writes in issue order, so the replies leave in seq order.
   const issued = performance.now();
+  const writtenBy = store;
   const written = store.write({
     snapshot: request.snapshot ?? null,
     term: request.term,
@@ -122,12 +134,102 @@ function persist(request: PersistRequest, replyTo: MessagePort): void {
   );
   written.then(
     () => {
+      if (unacknowledged[0] === held) unacknowledged.shift();
       persistSeconds.observe(secondsSince(issued));
       scheduleStats();
       replies.send(replyTo, { type: 'persisted', seq: request.seq });
+      if (stall?.retrying && stall.lastHeld === held) clearStall();
     },
-    (e: unknown) => fail(e, replyTo),
+    (e: unknown) => {
+      if (writtenBy === store) writeFailed(e, replyTo);
+    },
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Disk full (etcd's NOSPACE alarm). A write that fails for lack of space is not a crash: the
+// actor tells the consensus actor (LogFailure, which raises its alarm), holds that write and
+// every later persist unacknowledged (so nothing unsynced is ever acknowledged, §5.1 Figure 2
+// "stable storage before responding"), and every RETRY_MS, once the file system has room again,
+// reopens the store from what is durable and issues the held writes again, in order. The
+// first acknowledgement after that (a `persisted`) tells the consensus actor writes are
+// durable again. Any other write failure crashes the actor as before.
+
+/** Free bytes under which a failed commit reporting EIO counts as "disk full", and above which a retry is worth trying. */
+const NO_SPACE_FREE_BYTES = 1024 * 1024;
+const RETRY_MS = 1000;
+
+interface Held {
+  request: PersistRequest;
+  replyTo: MessagePort;
+}
+/** Persists received and not yet acknowledged, oldest first. */
+const unacknowledged: Held[] = [];
+/** Set while writes are held for lack of space. */
+let stall: { retrying: boolean; lastHeld: Held | null; resume: () => void; timer: NodeJS.Timeout | null } | null = null;
+
+async function freeBytes(): Promise<number> {
+  const s = await statfs(data.dataDir);
+  return Number(s.bavail) * Number(s.bsize);
+}
+
+function noSpaceMessage(free: number): string {
+  return `disk full at ${data.dataDir}: ${free} bytes free`;
+}
+
+function writeFailed(e: unknown, replyTo: MessagePort): void {
+  if (failed || closing) return;
+  if (stall !== null) {
+    // A retry failed (or a write of the failed batch reports too): wait for the next try.
+    if (stall.retrying) {
+      stall.retrying = false;
+      scheduleRetry();
+    }
+    return;
+  }
+  const kind = spaceFailureKind(e);
+  if (kind === 'other') return fail(e, replyTo);
+  let resume!: () => void;
+  writesSettled = new Promise<void>((resolve) => (resume = resolve)); // reads wait for the held writes
+  stall = { retrying: false, lastHeld: null, resume, timer: null };
+  replies.flush(); // acknowledgements of earlier writes first
+  void freeBytes().then(
+    (free) => {
+      // EIO with room to spare is a real I/O error, not a full disk.
+      if (kind === 'maybe' && free >= NO_SPACE_FREE_BYTES) return fail(e, replyTo);
+      postEncoded(replyTo, { type: 'logFailure', message: noSpaceMessage(free) });
+      parentPort.postMessage({ type: 'alarm', message: noSpaceMessage(free) } satisfies LogActorNotice);
+      scheduleRetry();
+    },
+    () => fail(e, replyTo),
+  );
+}
+
+function scheduleRetry(): void {
+  if (stall === null || closing || failed) return;
+  stall.timer = setTimeout(() => void retry().catch((e: unknown) => fail(e, consensus)), RETRY_MS);
+}
+
+/** Reopen the store from what is durable and issue every held write again, in order. */
+async function retry(): Promise<void> {
+  if (stall === null || closing || failed) return;
+  stall.timer = null;
+  if ((await freeBytes()) < NO_SPACE_FREE_BYTES) return scheduleRetry();
+  await store.close().catch(() => undefined); // a failed store closes once its writes have settled
+  store = await LmdbLogStore.open(data.dataDir);
+  if (stall === null || closing || failed) return;
+  stall.retrying = true;
+  stall.lastHeld = unacknowledged[unacknowledged.length - 1] ?? null;
+  if (stall.lastHeld === null) return clearStall();
+  for (const held of unacknowledged) issue(held);
+}
+
+function clearStall(): void {
+  if (stall === null) return;
+  const { resume } = stall;
+  stall = null;
+  resume();
+  parentPort.postMessage({ type: 'alarm', message: null } satisfies LogActorNotice);
 }
 
 function read(request: ReadRequest, replyTo: MessagePort): void {
@@ -192,6 +294,8 @@ async function close(): Promise<void> {
   if (closing) return;
   closing = true;
   if (statsTimer !== null) clearTimeout(statsTimer);
+  if (stall?.timer) clearTimeout(stall.timer);
+  stall?.resume(); // held writes stay unacknowledged: the next start recovers from the disk
   consensus.removeAllListeners();
   // Pending writes finish and their replies are posted before the port closes.
   await store.close();
