@@ -7,9 +7,9 @@ import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { op, read, setConfig, status } from '../src/api/index.js';
+import { op, query, read, setConfig, status, transferLeadership } from '../src/api/index.js';
 import { isRaftError, NoSpaceError } from '../src/errors.js';
-import { startPeer, stopAll, tempDir, waitFor, waitForLeader } from './helpers/cluster.js';
+import { startPeer, startPeers, stopAll, tempDir, waitFor, waitForLeader } from './helpers/cluster.js';
 
 const VALUE = 'x'.repeat(4096);
 
@@ -128,5 +128,41 @@ describe('disk full: the nospace alarm', function () {
     // A write held while the disk was full is either applied whole or not at all.
     for (const key of unknown) expect([null, VALUE]).to.include(await read('n1', { type: 'get', key }));
     expect((await status('n1')).restarts).to.deep.equal({ log: 0, consensus: 0 });
+  });
+
+  it('one of three full: the other two keep committing, and the full one catches up once its disk grows', async () => {
+    const disk = smallDisk('n3-disk', '6m');
+    await startPeers(['n1', 'n2'], root!);
+    await startPeer('n3', disk);
+    await setConfig('n1', ['n1', 'n2', 'n3']);
+    let { leader } = await waitForLeader(['n1', 'n2', 'n3']);
+    if (leader === 'n3') leader = await transferLeadership('n3', 'n1');
+
+    // Write until n3's disk is full: its alarm rises while the leader goes on committing with n2.
+    const acked: string[] = [];
+    for (let i = 0; (await status('n3')).alarm === null; i++) {
+      if (i >= 20_000) throw new Error('the disk of n3 never filled');
+      const key = `a${i}`;
+      await op(leader, { type: 'set', key, value: VALUE });
+      acked.push(key);
+    }
+    expect((await status('n3')).alarm?.message).to.match(/^disk full at .*n3: \d+ bytes free$/);
+    for (let i = 0; i < 50; i++) {
+      await op(leader, { type: 'set', key: `b${i}`, value: i });
+      acked.push(`b${i}`);
+    }
+    expect(await read(leader, { type: 'get', key: 'b49' })).to.equal(49);
+    const n3 = await status('n3');
+    expect(n3.alarm?.kind).to.equal('nospace');
+    expect(n3.restarts).to.deep.equal({ log: 0, consensus: 0 });
+
+    grow(disk, '64m');
+    await waitFor('n3 to clear its alarm', async () => ((await status('n3')).alarm === null ? true : undefined), 30_000);
+    const target = (await status(leader)).commitIndex;
+    await waitFor('n3 to catch up', async () => ((await status('n3')).lastApplied >= target ? true : undefined), 30_000);
+    for (const key of acked) {
+      expect(await query('n3', { type: 'get', key }), key).to.equal(key.startsWith('b') ? Number(key.slice(1)) : VALUE);
+    }
+    expect((await status('n3')).restarts).to.deep.equal({ log: 0, consensus: 0 });
   });
 });
