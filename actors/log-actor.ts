@@ -11,9 +11,11 @@
  * `read` → `ReadResult`, answered after every write received before it, with the entries of
  * the range that are stored (none below the snapshot: those were compacted). `LogReady`
  * carries the durable snapshot, if any (the field is absent when there is none), which
- * recovery starts from. Anything else is dropped and counted; a failed write sends
- * `LogFailure` and crashes the actor, so the supervisor restarts it and the consensus actor
- * recovers from what is on disk. The crash is an exception thrown from a microtask, never from
+ * recovery starts from. Anything else is dropped and counted. A write that fails for lack of
+ * space sends `LogFailure` (the consensus actor's nospace alarm) and is held with every later
+ * persist, unacknowledged, and issued again once the disk has room (see "Disk full" below);
+ * any other failed write sends `LogFailure` and crashes the actor, so the supervisor restarts
+ * it and the consensus actor recovers from what is on disk. The crash is an exception thrown from a microtask, never from
  * inside an LMDB batch, so the dying thread leaves no LMDB transaction open (see "Group
  * commit" in src/log/lmdb-store.ts).
  *
@@ -22,6 +24,8 @@
  *    the current one; once the old actor's writes have settled, it gets a fresh `LogReady`.
  *  - `{ type: 'close' }`: finish pending writes, close LMDB and the ports, post
  *    `{ type: 'closed', dropped }`, and let the thread end.
+ * While writes are held for lack of space it posts `{ type: 'alarm', message }`, and
+ * `{ type: 'alarm', message: null }` once they are durable again.
  * After writes it posts `{ type: 'stats', persistSeconds }` (the time from issuing each write
  * to its being durable: LMDB commit and fsync, group commit included), at most every
  * STATS_INTERVAL_MS, never on the write path itself.
