@@ -9,6 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { op, query, read, setConfig, status, transferLeadership } from '../src/api/index.js';
 import { isRaftError, NoSpaceError } from '../src/errors.js';
+import { startHttpServer, type HttpServer } from '../src/http/server.js';
+import { request } from './helpers/http-client.js';
 import { startPeer, startPeers, stopAll, tempDir, waitFor, waitForLeader } from './helpers/cluster.js';
 
 const VALUE = 'x'.repeat(4096);
@@ -61,6 +63,7 @@ async function fillDisk(via: string, prefix: string): Promise<{ acked: string[];
 describe('disk full: the nospace alarm', function () {
   let root: string | null = null;
   let mounted: string[] = [];
+  let server: HttpServer | null = null;
 
   before(function () {
     const probe = tempDir('actor-raft-disk-probe-');
@@ -79,6 +82,8 @@ describe('disk full: the nospace alarm', function () {
   });
 
   afterEach(async () => {
+    await server?.close();
+    server = null;
     await stopAll();
     for (const dir of mounted) unmount(dir);
     if (root !== null) fs.rmSync(root, { recursive: true, force: true });
@@ -118,6 +123,18 @@ describe('disk full: the nospace alarm', function () {
     expect((refusedNow as NoSpaceError).outcome).to.equal('not-applied');
     // Reads are still served from what was applied.
     expect(await read('n1', { type: 'get', key: acked[0] })).to.equal(VALUE);
+    // Over HTTP: 507 for a write, the alarm in /status, /ready and the metrics, reads served.
+    server = await startHttpServer({ node: 'n1', listen: '127.0.0.1:0' });
+    const at = server.address();
+    const put = await request(at, 'PUT', '/kv/over-http', { body: '1' });
+    expect(put.status).to.equal(507);
+    expect(put.json()).to.include({ code: 'NO_SPACE', outcome: 'not-applied' });
+    expect((await request(at, 'GET', `/kv/${acked[0]}`)).status).to.equal(200);
+    expect((await request(at, 'GET', '/status')).json().alarm).to.include({ kind: 'nospace' });
+    const ready = await request(at, 'GET', '/ready');
+    expect(ready.status).to.equal(503);
+    expect(ready.json().failing).to.deep.equal(['space']);
+    expect((await request(at, 'GET', '/metrics')).text).to.include('raft_alarm{node="n1",kind="nospace"} 1');
     expect(await read('n1', { type: 'get', key: acked[acked.length - 1] })).to.equal(VALUE);
 
     grow(disk, '64m');
@@ -125,6 +142,8 @@ describe('disk full: the nospace alarm', function () {
     await op('n1', { type: 'set', key: 'after', value: 'grown' });
     expect(await read('n1', { type: 'get', key: 'after' })).to.equal('grown');
     for (const key of acked) expect(await read('n1', { type: 'get', key }), key).to.equal(VALUE);
+    expect((await request(at, 'GET', '/ready')).status).to.equal(200);
+    expect((await request(at, 'GET', '/metrics')).text).to.include('raft_alarm{node="n1",kind="nospace"} 0');
     // A write held while the disk was full is either applied whole or not at all.
     for (const key of unknown) expect([null, VALUE]).to.include(await read('n1', { type: 'get', key }));
     expect((await status('n1')).restarts).to.deep.equal({ log: 0, consensus: 0 });
