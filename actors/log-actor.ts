@@ -219,13 +219,37 @@ async function retry(): Promise<void> {
   if (stall === null || closing || failed) return;
   stall.timer = null;
   if ((await freeBytes()) < NO_SPACE_FREE_BYTES) return scheduleRetry();
-  await store.close().catch(() => undefined); // a failed store closes once its writes have settled
-  store = await LmdbLogStore.open(data.dataDir);
+  await reopenStore();
   if (stall === null || closing || failed) return;
   stall.retrying = true;
   stall.lastHeld = unacknowledged[unacknowledged.length - 1] ?? null;
   if (stall.lastHeld === null) return clearStall();
   for (const held of unacknowledged) issue(held);
+}
+
+/** Serializes reopening, so a retry and an attach never open the store twice. */
+let reopening: Promise<void> = Promise.resolve();
+
+/** Close the store (a failed one closes once its writes have settled) and open it again from what is durable. */
+function reopenStore(): Promise<void> {
+  reopening = reopening.then(async () => {
+    await store.close().catch(() => undefined);
+    store = await LmdbLogStore.open(data.dataDir);
+  });
+  return reopening;
+}
+
+/**
+ * A new consensus actor attaches while writes are held: they were never acknowledged, and it
+ * recovers from what is durable, so they are dropped (as a crash would lose them) rather than
+ * issued later behind its back. Its own writes raise the alarm again if the disk is still full.
+ */
+async function dropHeldWrites(): Promise<void> {
+  if (stall === null) return;
+  if (stall.timer) clearTimeout(stall.timer);
+  unacknowledged.length = 0;
+  clearStall();
+  await reopenStore();
 }
 
 function clearStall(): void {
@@ -287,6 +311,7 @@ async function attach(port: MessagePort): Promise<void> {
   previous.removeAllListeners();
   previous.close();
   consensus = port;
+  await dropHeldWrites();
   // LogReady describes durable state, including the writes the previous actor left in flight.
   await writesSettled;
   if (attachment !== attachments || closing || failed) return; // superseded; its port is closed
