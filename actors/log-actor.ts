@@ -15,9 +15,9 @@
  * space sends `LogFailure` (the consensus actor's nospace alarm) and is held with every later
  * persist, unacknowledged, and issued again once the disk has room (see "Disk full" below);
  * any other failed write sends `LogFailure` and crashes the actor, so the supervisor restarts
- * it and the consensus actor recovers from what is on disk. The crash is an exception thrown from a microtask, never from
- * inside an LMDB batch, so the dying thread leaves no LMDB transaction open (see "Group
- * commit" in src/log/lmdb-store.ts).
+ * it and the consensus actor recovers from what is on disk. The crash is an exception thrown
+ * from a microtask, never from inside an LMDB batch, so the dying thread leaves no LMDB
+ * transaction open (see "Group commit" in src/log/lmdb-store.ts).
  *
  * Control, on parentPort (raw structured-clone messages, from the supervisor):
  *  - `{ type: 'attach', port }` (port transferred): a restarted consensus actor replaces
@@ -132,10 +132,14 @@ function issue(held: Held): void {
     truncateFrom: request.truncateFrom,
     entries: request.entries,
   });
-  writesSettled = written.then(
-    () => undefined,
-    () => undefined,
-  );
+  // While writes are held, reads wait for the stall to end (see writeFailed), not for a retry
+  // that may fail again.
+  if (stall === null) {
+    writesSettled = written.then(
+      () => undefined,
+      () => undefined,
+    );
+  }
   written.then(
     () => {
       if (unacknowledged[0] === held) unacknowledged.shift();
