@@ -10,7 +10,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { exposeControl, type ConsensusActorData, type ConsensusControl, type ConsensusNotice, type PeerStatus, type SnapshotNow } from '../src/control.js';
+import { exposeControl, type Alarm, type ConsensusActorData, type ConsensusControl, type ConsensusNotice, type PeerStatus, type SnapshotNow } from '../src/control.js';
 import {
   configDecision,
   createCore,
@@ -71,6 +71,8 @@ let lastKnownLeader: string | null = null;
 let leaderChanges = 0;
 let snapshotsTaken = 0;
 let snapshotsInstalled = 0;
+/** Raised while the log actor cannot make writes durable for lack of space: a leader refuses new writes. */
+let alarm: Alarm | null = null;
 
 // ---------------------------------------------------------------------------------------------
 // Log actor port: recovery reads first, then persist acknowledgements.
@@ -99,9 +101,15 @@ function onLogReply(m: LogReply): void {
       pendingReads.delete(m.id);
       return;
     case 'persisted':
+      // A write is durable again: the disk has room (see "Disk full" in actors/log-actor.ts).
+      if (alarm !== null) alarm = null;
       return run({ type: 'persisted', seq: m.seq });
     case 'logFailure':
-      // The log actor crashes itself after this; the supervisor restarts both of us.
+      // Either the log actor holds writes for lack of space and retries them (the alarm,
+      // cleared by the next `persisted`), or it crashes itself after this and the supervisor
+      // restarts both of us. The core hears nothing: it gets no `persisted` for what is held,
+      // so it neither acknowledges nor counts those entries (§5.1, Figure 2).
+      alarm = { kind: 'nospace', message: m.message, since: alarm?.since ?? Date.now() };
       return;
   }
 }
@@ -342,6 +350,10 @@ function onClientMessage(bytes: unknown): void {
   droppedMessages += dropped;
   for (const m of messages) {
     if (m.type === 'ops') {
+      if (alarm !== null && core.role === 'leader') {
+        refuseForNoSpace(m.ops.map((op) => op.id));
+        continue;
+      }
       // The leader stamps the entries with its clock: the log's time, by which sessions expire.
       run({ type: 'propose', requests: m.ops, now: Date.now() });
       continue;
@@ -362,6 +374,16 @@ function onClientMessage(bytes: unknown): void {
   }
 }
 
+/** etcd's NOSPACE alarm: new writes are refused (never appended) until the disk has room again. */
+function refuseForNoSpace(ids: number[]): void {
+  const error: WireError = { code: 'NO_SPACE', message: `${id} refuses new writes: ${alarm?.message ?? 'disk full'}`, leader: null };
+  for (const opId of ids) {
+    proposalsRefused.NO_SPACE = (proposalsRefused.NO_SPACE ?? 0) + 1;
+    outcomes.push({ id: opId, ok: false, result: null, error });
+  }
+  batcher.schedule();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Control
 
@@ -373,6 +395,7 @@ const control: ConsensusControl = {
       appliedDigest: replicated.appliedDigest,
       sessions: replicated.sessionsStatus(),
       droppedMessages,
+      alarm: alarm === null ? null : { ...alarm },
       wiredPeers: [...peers.keys()],
       // §5.2: a follower that heard its leader less than an election timeout ago still has one.
       leaderRecentlyHeard: core.role === 'leader' || (core.leader !== null && core.voteGuard > 0),

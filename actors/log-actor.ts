@@ -11,17 +11,21 @@
  * `read` → `ReadResult`, answered after every write received before it, with the entries of
  * the range that are stored (none below the snapshot: those were compacted). `LogReady`
  * carries the durable snapshot, if any (the field is absent when there is none), which
- * recovery starts from. Anything else is dropped and counted; a failed write sends
- * `LogFailure` and crashes the actor, so the supervisor restarts it and the consensus actor
- * recovers from what is on disk. The crash is an exception thrown from a microtask, never from
- * inside an LMDB batch, so the dying thread leaves no LMDB transaction open (see "Group
- * commit" in src/log/lmdb-store.ts).
+ * recovery starts from. Anything else is dropped and counted. A write that fails for lack of
+ * space sends `LogFailure` (the consensus actor's nospace alarm) and is held with every later
+ * persist, unacknowledged, and issued again once the disk has room (see "Disk full" below);
+ * any other failed write sends `LogFailure` and crashes the actor, so the supervisor restarts
+ * it and the consensus actor recovers from what is on disk. The crash is an exception thrown
+ * from a microtask, never from inside an LMDB batch, so the dying thread leaves no LMDB
+ * transaction open (see "Group commit" in src/log/lmdb-store.ts).
  *
  * Control, on parentPort (raw structured-clone messages, from the supervisor):
  *  - `{ type: 'attach', port }` (port transferred): a restarted consensus actor replaces
  *    the current one; once the old actor's writes have settled, it gets a fresh `LogReady`.
  *  - `{ type: 'close' }`: finish pending writes, close LMDB and the ports, post
  *    `{ type: 'closed', dropped }`, and let the thread end.
+ * While writes are held for lack of space it posts `{ type: 'alarm', message }`, and
+ * `{ type: 'alarm', message: null }` once they are durable again.
  * After writes it posts `{ type: 'stats', persistSeconds }` (the time from issuing each write
  * to its being durable: LMDB commit and fsync, group commit included), at most every
  * STATS_INTERVAL_MS, never on the write path itself.
@@ -31,7 +35,8 @@ import type { LogActorControl, LogActorData, LogActorNotice } from '../src/contr
 import { decodeAll, postEncoded } from '../src/codec.js';
 import { isLogRequest, type PersistRequest, type ReadRequest } from '../src/messages.js';
 import { Batcher } from '../src/transport/batcher.js';
-import { LmdbLogStore } from '../src/log/lmdb-store.js';
+import { statfs } from 'node:fs/promises';
+import { LmdbLogStore, spaceFailureKind } from '../src/log/lmdb-store.js';
 import { StorageError } from '../src/errors.js';
 import { Histogram, secondsSince } from '../src/histogram.js';
 import { assertNever } from '../src/validate.js';
@@ -60,7 +65,7 @@ if (isMainThread || maybeParentPort === null) throw new Error('log actor: must r
 const parentPort = maybeParentPort;
 const data = parseWorkerData(workerData);
 
-const store = await LmdbLogStore.open(data.dataDir);
+let store = await LmdbLogStore.open(data.dataDir);
 
 /** The consensus actor currently attached. */
 let consensus: MessagePort = data.port;
@@ -107,9 +112,20 @@ function persist(request: PersistRequest, replyTo: MessagePort): void {
     failNextWrite = false;
     return fail(new StorageError('injected disk fault: write failed'), replyTo);
   }
+  const held: Held = { request, replyTo };
+  unacknowledged.push(held);
+  // Out of space: held, in order, until a retry issues it (see "Disk full" below).
+  if (stall !== null && !stall.retrying) return;
+  issue(held);
+}
+
+/** Hand a persist to the store; acknowledged once durable, in seq order. */
+function issue(held: Held): void {
+  const { request, replyTo } = held;
   // Issued now, in this turn, so every persist of the turn joins one LMDB transaction.
   // The store settles writes in issue order, so the replies leave in seq order.
   const issued = performance.now();
+  const writtenBy = store;
   const written = store.write({
     snapshot: request.snapshot ?? null,
     term: request.term,
@@ -117,18 +133,136 @@ function persist(request: PersistRequest, replyTo: MessagePort): void {
     truncateFrom: request.truncateFrom,
     entries: request.entries,
   });
-  writesSettled = written.then(
-    () => undefined,
-    () => undefined,
-  );
+  // While writes are held, reads wait for the stall to end (see writeFailed), not for a retry
+  // that may fail again.
+  if (stall === null) {
+    writesSettled = written.then(
+      () => undefined,
+      () => undefined,
+    );
+  }
   written.then(
     () => {
+      if (unacknowledged[0] === held) unacknowledged.shift();
       persistSeconds.observe(secondsSince(issued));
       scheduleStats();
       replies.send(replyTo, { type: 'persisted', seq: request.seq });
+      if (stall?.retrying && stall.lastHeld === held) clearStall();
     },
-    (e: unknown) => fail(e, replyTo),
+    (e: unknown) => {
+      if (writtenBy === store) writeFailed(e, replyTo);
+    },
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Disk full (etcd's NOSPACE alarm). A write that fails for lack of space is not a crash: the
+// actor tells the consensus actor (LogFailure, which raises its alarm), holds that write and
+// every later persist unacknowledged (so nothing unsynced is ever acknowledged, §5.1 Figure 2
+// "stable storage before responding"), and every RETRY_MS, once the file system has room again,
+// reopens the store from what is durable and issues the held writes again, in order. The
+// first acknowledgement after that (a `persisted`) tells the consensus actor writes are
+// durable again. Any other write failure crashes the actor as before.
+
+/** Free bytes under which a failed commit reporting EIO counts as "disk full", and above which a retry is worth trying. */
+const NO_SPACE_FREE_BYTES = 1024 * 1024;
+const RETRY_MS = 1000;
+
+interface Held {
+  request: PersistRequest;
+  replyTo: MessagePort;
+}
+/** Persists received and not yet acknowledged, oldest first. */
+const unacknowledged: Held[] = [];
+/** Set while writes are held for lack of space. */
+let stall: { retrying: boolean; lastHeld: Held | null; resume: () => void; timer: NodeJS.Timeout | null } | null = null;
+
+async function freeBytes(): Promise<number> {
+  const s = await statfs(data.dataDir);
+  return Number(s.bavail) * Number(s.bsize);
+}
+
+function noSpaceMessage(free: number): string {
+  return `disk full at ${data.dataDir}: ${free} bytes free`;
+}
+
+function writeFailed(e: unknown, replyTo: MessagePort): void {
+  if (failed || closing) return;
+  if (stall !== null) {
+    // A retry failed (or a write of the failed batch reports too): wait for the next try.
+    if (stall.retrying) {
+      stall.retrying = false;
+      scheduleRetry();
+    }
+    return;
+  }
+  const kind = spaceFailureKind(e);
+  if (kind === 'other') return fail(e, replyTo);
+  let resume!: () => void;
+  writesSettled = new Promise<void>((resolve) => (resume = resolve)); // reads wait for the held writes
+  stall = { retrying: false, lastHeld: null, resume, timer: null };
+  replies.flush(); // acknowledgements of earlier writes first
+  void freeBytes().then(
+    (free) => {
+      // EIO with room to spare is a real I/O error, not a full disk.
+      if (kind === 'maybe' && free >= NO_SPACE_FREE_BYTES) return fail(e, replyTo);
+      postEncoded(replyTo, { type: 'logFailure', message: noSpaceMessage(free) });
+      parentPort.postMessage({ type: 'alarm', message: noSpaceMessage(free) } satisfies LogActorNotice);
+      scheduleRetry();
+    },
+    () => fail(e, replyTo),
+  );
+}
+
+function scheduleRetry(): void {
+  if (stall === null || closing || failed) return;
+  stall.timer = setTimeout(() => void retry().catch((e: unknown) => fail(e, consensus)), RETRY_MS);
+}
+
+/** Reopen the store from what is durable and issue every held write again, in order. */
+async function retry(): Promise<void> {
+  if (stall === null || closing || failed) return;
+  stall.timer = null;
+  if ((await freeBytes()) < NO_SPACE_FREE_BYTES) return scheduleRetry();
+  await reopenStore();
+  if (stall === null || closing || failed) return;
+  stall.retrying = true;
+  stall.lastHeld = unacknowledged[unacknowledged.length - 1] ?? null;
+  if (stall.lastHeld === null) return clearStall();
+  for (const held of unacknowledged) issue(held);
+}
+
+/** Serializes reopening, so a retry and an attach never open the store twice. */
+let reopening: Promise<void> = Promise.resolve();
+
+/** Close the store (a failed one closes once its writes have settled) and open it again from what is durable. */
+function reopenStore(): Promise<void> {
+  reopening = reopening.then(async () => {
+    await store.close().catch(() => undefined);
+    store = await LmdbLogStore.open(data.dataDir);
+  });
+  return reopening;
+}
+
+/**
+ * A new consensus actor attaches while writes are held: they were never acknowledged, and it
+ * recovers from what is durable, so they are dropped (as a crash would lose them) rather than
+ * issued later behind its back. Its own writes raise the alarm again if the disk is still full.
+ */
+async function dropHeldWrites(): Promise<void> {
+  if (stall === null) return;
+  if (stall.timer) clearTimeout(stall.timer);
+  unacknowledged.length = 0;
+  clearStall();
+  await reopenStore();
+}
+
+function clearStall(): void {
+  if (stall === null) return;
+  const { resume } = stall;
+  stall = null;
+  resume();
+  parentPort.postMessage({ type: 'alarm', message: null } satisfies LogActorNotice);
 }
 
 function read(request: ReadRequest, replyTo: MessagePort): void {
@@ -182,6 +316,7 @@ async function attach(port: MessagePort): Promise<void> {
   previous.removeAllListeners();
   previous.close();
   consensus = port;
+  await dropHeldWrites();
   // LogReady describes durable state, including the writes the previous actor left in flight.
   await writesSettled;
   if (attachment !== attachments || closing || failed) return; // superseded; its port is closed
@@ -193,6 +328,8 @@ async function close(): Promise<void> {
   if (closing) return;
   closing = true;
   if (statsTimer !== null) clearTimeout(statsTimer);
+  if (stall?.timer) clearTimeout(stall.timer);
+  stall?.resume(); // held writes stay unacknowledged: the next start recovers from the disk
   consensus.removeAllListeners();
   // Pending writes finish and their replies are posted before the port closes.
   await store.close();

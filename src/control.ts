@@ -46,6 +46,13 @@ export type ConsensusNotice =
    */
   | { type: 'members'; configured: boolean; members: string[]; addresses: AddressBook };
 
+/** An alarm a peer raised (etcd's alarms): what, why in plain words, and since when (ms since the epoch). */
+export interface Alarm {
+  kind: 'nospace';
+  message: string;
+  since: number;
+}
+
 /** What `status()` reports for a peer. */
 export interface PeerStatus extends Status {
   /** Index of the last entry in this peer's log. */
@@ -59,6 +66,12 @@ export interface PeerStatus extends Status {
   sessions: SessionsStatus;
   /** Peer messages that were garbage or of the wrong shape, dropped since the actor started. */
   droppedMessages: number;
+  /**
+   * Null, or the alarm this peer is in: 'nospace' while its log cannot make writes durable for
+   * lack of space (it refuses new writes as leader, acknowledges nothing it could not sync,
+   * and clears the alarm by itself once a held write is durable again).
+   */
+  alarm: Alarm | null;
   /**
    * Peers this actor has a message port to ("wired"). For a peer in this process the port is
    * the link itself; for a networked node every peer the TCP switchboard routes for is wired,
@@ -194,4 +207,6 @@ export type LogActorNotice =
   | { type: 'ready' }
   | { type: 'closed'; dropped: number }
   | { type: 'dropped'; total: number }
-  | { type: 'stats'; persistSeconds: HistogramSnapshot };
+  | { type: 'stats'; persistSeconds: HistogramSnapshot }
+  /** Writes are held for lack of space (the message says where and how much is free), or, with null, durable again. */
+  | { type: 'alarm'; message: string | null };

@@ -42,7 +42,8 @@ export type RaftErrorCode =
   | 'SESSION_EXPIRED'
   | 'STALE_REQUEST'
   | 'DATA_DIR_LOCKED'
-  | 'INSECURE_PEERS';
+  | 'INSECURE_PEERS'
+  | 'NO_SPACE';
 
 /**
  * The usual outcome of each error, where the code that raises it says nothing else. Those marked
@@ -67,6 +68,7 @@ export const OUTCOME_OF: Readonly<Record<RaftErrorCode, ErrorOutcome>> = {
   STALE_REQUEST: 'unknown',
   DATA_DIR_LOCKED: 'not-applied',
   INSECURE_PEERS: 'not-applied',
+  NO_SPACE: 'not-applied',
 };
 
 export class RaftError extends Error {
@@ -246,6 +248,18 @@ export class StorageError extends RaftError {
 }
 
 /**
+ * The peer refused a new write because its disk is full (or over its quota): it is in the
+ * no-space alarm (etcd's NOSPACE), raised when a log write could not be made durable for lack
+ * of space, and cleared on its own once a write succeeds again. The write was refused before
+ * it reached a log, so retrying it (later, or on another cluster) cannot apply it twice.
+ */
+export class NoSpaceError extends RaftError {
+  constructor(message = 'the disk is full: new writes are refused until space returns') {
+    super('NO_SPACE', message);
+  }
+}
+
+/**
  * The op's client session expired (thesis §6.3: idle for longer than its timeout, in the
  * log's time) before the op was applied, and the op had been sent before, so it may or may
  * not have been applied then: the outcome is unknown, and the op will not be applied now.
@@ -339,6 +353,8 @@ export function fromWire(w: WireError): RaftError {
       return new TransferFailedError(w.message);
     case 'STORAGE_ERROR':
       return new StorageError(w.message);
+    case 'NO_SPACE':
+      return new NoSpaceError(w.message);
     case 'SESSION_EXPIRED':
       return new SessionExpiredError(w.message);
     case 'STALE_REQUEST':

@@ -21,6 +21,7 @@ import {
   DataDirLockedError,
   fromWire,
   InsecurePeersError,
+  NoSpaceError,
   InvalidCommandError,
   isRaftError,
   LeadershipLostError,
@@ -75,6 +76,7 @@ const CASES: Record<RaftErrorCode, Case> = {
   STALE_REQUEST: { cls: StaleRequestError, make: () => new StaleRequestError() },
   DATA_DIR_LOCKED: { cls: DataDirLockedError, make: () => new DataDirLockedError('/var/lib/raft/n1', 4242) },
   INSECURE_PEERS: { cls: InsecurePeersError, make: () => new InsecurePeersError('add a cluster secret') },
+  NO_SPACE: { cls: NoSpaceError, make: () => new NoSpaceError('disk full at /var/lib/raft/n1: 0 bytes free') },
 };
 const ALL = Object.entries(CASES) as [RaftErrorCode, Case][];
 

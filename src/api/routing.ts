@@ -6,7 +6,7 @@
  * until some try of it is in doubt, and `'unknown'` from then on. A client placed beside one
  * peer (`via`) is routed only to the peers it can reach through the nemesis's partition.
  */
-import { ActorRestartedError, isRaftError, LeadershipLostError, NodeStoppedError, NotLeaderError, TimeoutError } from '../errors.js';
+import { ActorRestartedError, isRaftError, LeadershipLostError, NoSpaceError, NodeStoppedError, NotLeaderError, TimeoutError, withOutcome } from '../errors.js';
 import { FaultyLinks } from '../faults.js';
 import { currentFaults } from './nemesis.js';
 import type { NodeHandle, Request } from './node-handle.js';
@@ -114,6 +114,9 @@ export async function submitWithRetry(first: NodeHandle, request: Request, timeo
         target = next;
         continue;
       }
+      // A peer whose disk is full refuses the request, but an earlier try in doubt may still be
+      // in its log, held until the disk has room again: the outcome is unknown then.
+      if (err instanceof NoSpaceError && inDoubt) throw withOutcome(err, 'unknown');
       if (!(err instanceof NotLeaderError)) throw err;
       notLeader = err;
       // A peer that knows no leader (one removed from the cluster hears from none) is passed

@@ -11,6 +11,7 @@ import type { TcpTlsOptions } from '../transport/tcp.js';
 import { choiceOption, EXIT, hostPort, parseList, parsePeerMap, positiveOption, stringOption, UsageError, type Invocation } from './args.js';
 
 /** How often a node without a configuration says so. */
+const ALARM_POLL_MS = 1000;
 const WAITING_LOG_MS = 5_000;
 
 export async function runNode(inv: Invocation): Promise<number> {
@@ -84,12 +85,14 @@ export async function runNode(inv: Invocation): Promise<number> {
 
   if (inv.options.bootstrap === true) await bootstrap(id, allPeers, peerHttp, log);
   const waiting = reportWhileUnconfigured(id, log);
+  const alarms = reportAlarms(id, log);
 
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     clearInterval(waiting);
+    clearInterval(alarms);
     log('stop', { signal }, `stopping (${signal})`);
     await http.close();
     await stopNode(id).catch(() => undefined);
@@ -144,6 +147,28 @@ function reportWhileUnconfigured(id: string, log: Log): NodeJS.Timeout {
       () => undefined,
     );
   }, WAITING_LOG_MS);
+  timer.unref();
+  return timer;
+}
+
+/**
+ * Say when this node raises or clears an alarm (a full disk: `alarm: disk full at DIR: N bytes
+ * free; new writes are refused`, then `alarm cleared`), checking its status every second.
+ */
+function reportAlarms(id: string, log: Log): NodeJS.Timeout {
+  let current: string | null = null;
+  const timer = setInterval(() => {
+    status(id).then(
+      (s) => {
+        const message = s.alarm?.message ?? null;
+        if (message === current) return;
+        if (message !== null) log('alarm', { kind: s.alarm!.kind, message }, `alarm: ${message}; new writes are refused until space returns`);
+        else log('alarm-cleared', { kind: 'nospace' }, 'alarm cleared: writes are durable again');
+        current = message;
+      },
+      () => undefined,
+    );
+  }, ALARM_POLL_MS);
   timer.unref();
   return timer;
 }

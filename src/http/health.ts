@@ -7,8 +7,8 @@
  *   when the node was stopped, its supervisor gave up, or its actor does not answer.
  * - `/ready` — readiness to serve: 200 only when the peer (1) is a voter of the configuration
  *   in force, (2) knows a live leader (it leads, or heard its leader less than an election
- *   timeout ago), and (3) has applied its log to within `readyMaxLag` entries of its commit
- *   index. Otherwise 503, with `failing` naming the conditions that fail and `checks` the
+ *   timeout ago), (3) has applied its log to within `readyMaxLag` entries of its commit
+ *   index, and (4) is in no alarm (`space`: its disk is full). Otherwise 503, with `failing` naming the conditions that fail and `checks` the
  *   numbers behind each.
  *
  * Both answer GET and HEAD (405 otherwise) and are never cached.
@@ -36,9 +36,11 @@ export interface StatusLike {
   peers?: string[];
   commitIndex?: number;
   lastApplied?: number;
+  /** The alarm the peer is in, if any (see `PeerStatus.alarm`). */
+  alarm?: { kind: string; message: string; since: number } | null;
 }
 
-export type ReadinessCheck = 'member' | 'leader' | 'applied';
+export type ReadinessCheck = 'member' | 'leader' | 'applied' | 'space';
 
 export interface Readiness {
   ready: boolean;
@@ -48,6 +50,7 @@ export interface Readiness {
     member: { ok: boolean; voters: string[] };
     leader: { ok: boolean; leader: string | null };
     applied: { ok: boolean; commitIndex: number | null; lastApplied: number | null; lag: number | null; maxLag: number };
+    space: { ok: boolean; alarm: string | null };
   };
 }
 
@@ -75,6 +78,8 @@ export function readiness(st: StatusLike, maxLag: number): Readiness {
   if (!member) failing.push('member');
   if (!leaderOk) failing.push('leader');
   if (!appliedOk) failing.push('applied');
+  const alarm = st.alarm ?? null;
+  if (alarm !== null) failing.push('space');
   return {
     ready: failing.length === 0,
     failing,
@@ -82,6 +87,7 @@ export function readiness(st: StatusLike, maxLag: number): Readiness {
       member: { ok: member, voters },
       leader: { ok: leaderOk, leader },
       applied: { ok: appliedOk, commitIndex, lastApplied, lag, maxLag },
+      space: { ok: alarm === null, alarm: alarm === null ? null : alarm.message },
     },
   };
 }
@@ -90,6 +96,7 @@ const REASONS: Record<ReadinessCheck, string> = {
   member: 'not a voter of a configuration (blank, being added, or removed)',
   leader: 'no live leader known (an election is under way, or this peer is cut off)',
   applied: 'the applied index trails the commit index by more than readyMaxLag',
+  space: 'the disk is full (the nospace alarm): new writes are refused',
 };
 
 export interface ProbeAnswer {

@@ -130,6 +130,9 @@ function raftMetrics(x: Exposition, st: NodeStatusLike, readyMaxLag: number): vo
   x.family('raft_role', 'gauge', "The peer's role: 1 for the current one.", ROLES.map((role) => [x.labels(`role="${role}"`), st.role === role ? 1 : 0]));
   x.single('raft_is_leader', 'gauge', 'Whether the peer leads (1) or not (0).', st.role === 'leader' ? 1 : 0);
   x.single('raft_has_leader', 'gauge', 'Whether the peer knows a leader (1) or not (0).', typeof st.leader === 'string' ? 1 : 0);
+  x.family('raft_alarm', 'gauge', 'Alarms raised by this peer: 1 while it is in the alarm (nospace: its disk is full, new writes are refused).', [
+    [x.labels('kind="nospace"'), st.alarm?.kind === 'nospace' ? 1 : 0],
+  ]);
   x.single('raft_ready', 'gauge', 'Whether GET /ready answers 200 (1) or 503 (0).', readiness(st, readyMaxLag).ready ? 1 : 0);
   if (Array.isArray(st.wiredPeers)) x.single('raft_wired_peers', 'gauge', 'Peers the consensus actor has a message port to (for a networked node: every peer the switchboard routes for).', st.wiredPeers.length);
   if (Array.isArray(st.livePeers)) x.single('raft_live_peers', 'gauge', 'Peers with a live link now (a wired port in this process, or an established TCP connection).', st.livePeers.length);

@@ -752,6 +752,9 @@ function errorAnswer(s: ServerState, req: http.IncomingMessage, err: unknown): {
     case 'NODE_STOPPED':
     case 'UNKNOWN_NODE':
       return { status: 503, body, headers: { 'Retry-After': '1' } };
+    // The node's disk is full (its no-space alarm): 507 Insufficient Storage, reads still served.
+    case 'NO_SPACE':
+      return { status: 507, body, headers: {} };
     case 'INVALID_COMMAND':
       return { status: 400, body, headers: {} };
     default:

@@ -105,6 +105,52 @@ function asStorageError(e: unknown, what: string): StorageError {
   return err;
 }
 
+/** errno values (and lmdb's MDB_MAP_FULL) that mean a write found no room. */
+const NO_ROOM_CODES = new Set<unknown>([28, 'ENOSPC', 122, 'EDQUOT', -30792, 'MDB_MAP_FULL']);
+/**
+ * errno values a full disk may also surface as: with LMDB's writes to a full tmpfs the commit
+ * fails with EIO ("Input/output error", code 5), not ENOSPC (tried here). They mean "no room"
+ * only when the file system confirms it is (nearly) full, which the caller checks.
+ */
+const MAYBE_NO_ROOM_CODES = new Set<unknown>([5, 'EIO']);
+
+/**
+ * How a failed write looks for lack of space: 'no-room' (ENOSPC, EDQUOT, MDB_MAP_FULL
+ * anywhere on its cause chain), 'maybe' (EIO or lmdb-js's "Commit failed" with nothing more
+ * precise: a full disk, if statfs says the disk is full), or 'other' (a real failure).
+ */
+export function spaceFailureKind(e: unknown): 'no-room' | 'maybe' | 'other' {
+  let kind: 'maybe' | 'other' = 'other';
+  for (let cur: unknown = e, depth = 0; cur !== undefined && cur !== null && depth < 8; depth++) {
+    const err = cur as { code?: unknown; errno?: unknown; message?: unknown; cause?: unknown };
+    if (NO_ROOM_CODES.has(err.code) || NO_ROOM_CODES.has(err.errno)) return 'no-room';
+    if (MAYBE_NO_ROOM_CODES.has(err.code) || MAYBE_NO_ROOM_CODES.has(err.errno)) kind = 'maybe';
+    if (typeof err.message === 'string' && /Commit failed|MDB_MAP_FULL|No space left/.test(err.message)) {
+      if (/MDB_MAP_FULL|No space left/.test(err.message)) return 'no-room';
+      kind = 'maybe';
+    }
+    cur = err.cause;
+  }
+  return kind;
+}
+
+/**
+ * lmdb-js rejects a failed commit with "Commit failed (see commitError for details)" and the
+ * errno in a second promise, `commitError`, which would be an unhandled rejection unless
+ * observed. Wait for it and keep it as the error's cause, so the errno can be classified.
+ */
+async function withCommitCause(e: unknown): Promise<never> {
+  const pending = (e as { commitError?: unknown } | null)?.commitError;
+  if (pending instanceof Promise && (e as { cause?: unknown }).cause === undefined) {
+    const cause = await pending.then(
+      () => undefined,
+      (c: unknown) => c,
+    );
+    if (cause !== undefined) (e as { cause?: unknown }).cause = cause;
+  }
+  throw e;
+}
+
 function decodeHardState(bytes: Uint8Array): HardState {
   const v = codec.decode(bytes) as Partial<HardState> | null;
   if (
@@ -342,7 +388,9 @@ export class LmdbLogStore extends DurableTipQueries implements LogStore {
         const batch = this.turnOps;
         this.turnOps = [];
         this.turnCommitted = null;
-        this.issue(batch).then(resolve, reject);
+        // After a failed commit the disk no longer matches the tip: issue nothing more.
+        if (this.failure) return reject(this.failure);
+        this.issue(batch).catch(withCommitCause).then(resolve, reject);
       });
     });
     return this.turnCommitted;
