@@ -1,7 +1,7 @@
 /**
  * The consensus actor: a worker thread that runs one peer's pure core and carries out its
  * effects. It owns the timer, the port to its log actor, one port per other peer and the
- * client port; every message on those ports is msgpack (src/messages.ts). Committed entries go
+ * client port; every message on those ports is msgpack (the protocols in src/messages.ts, the codec in src/codec.ts). Committed entries go
  * through the peer's replicated state machine (src/state-machines/replicated.ts: the user's
  * machine, the session table, the applied digest and snapshots).
  * Control calls (status, setConfig, connectPeer, stop) arrive over comlink.

@@ -5,7 +5,7 @@
  * peer's consensus actor. The actor opens the store, sends `LogReady` on that port, then
  * posts `{ type: 'ready' }` on parentPort. Failing to open throws: a start failure.
  *
- * Consensus port (msgpack bytes, src/messages.ts): `persist` → `Persisted{seq}` once the
+ * Consensus port (msgpack bytes, src/messages.ts and src/codec.ts): `persist` → `Persisted{seq}` once the
  * write is durable, in seq order (the persists of one event turn share one LMDB transaction;
  * a persist's snapshot is stored and its log compacted in that same transaction);
  * `read` → `ReadResult`, answered after every write received before it, with the entries of

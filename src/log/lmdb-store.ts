@@ -21,7 +21,7 @@
  * appends and snapshots the data file stops growing (test/log-store.spec.ts measures it). The
  * latest durable snapshot is also kept in memory (`snapshot()`), read once at open.
  *
- * Entries are packed with `codec` from src/messages.ts and stored as 'binary' rather than
+ * Entries are packed with `codec` from src/codec.ts and stored as 'binary' rather than
  * with lmdb-js's own msgpack encoding. The codec knows the three entry shapes as records agreed
  * in advance, so an entry packs as a record id plus values (55 bytes for a 40-byte command);
  * lmdb's msgpack keeps its own record structures, which it stores in the database and checks
@@ -30,7 +30,7 @@
  * packs straight into its write buffer, ours pays one exact-size copy), and the codec's log
  * took 25% fewer pages, i.e. less to write and sync per commit. So the codec is the cheaper.
  * An entry's stored value is exactly the payload it travels in inside messages (ENTRY_EXT in
- * src/messages.ts): a write stores the bytes the entry arrived in, and a read hands back the
+ * src/codec.ts): a write stores the bytes the entry arrived in, and a read hands back the
  * stored bytes with the entry, so no entry is packed again on its way to or from the disk.
  *
  * Durability. lmdb-js defaults to `overlappingSync: true` on Linux, where a put's promise
