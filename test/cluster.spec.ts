@@ -11,7 +11,7 @@ import {
   UnknownNodeError,
 } from '../src/errors.js';
 import { codec } from '../src/codec.js';
-import { realCluster, stopAll, TEST_TIMING, waitFor, waitForApplied, waitForLeader } from './helpers/cluster.js';
+import { realCluster, setConfigWhenIdle, stopAll, TEST_TIMING, waitFor, waitForApplied, waitForLeader } from './helpers/cluster.js';
 
 describe('a cluster of real peers', function () {
   this.timeout(120_000);
@@ -250,7 +250,7 @@ describe('a cluster of real peers', function () {
       for (const id of ids) expect((await status(id)).peers).to.deep.equal([]);
       await setConfig('a', ids);
       await waitForLeader(ids);
-      await setConfig('b', ['c', 'b', 'a']); // the same configuration again: a no-op
+      await setConfigWhenIdle('b', ['c', 'b', 'a']); // the same configuration again: a no-op
     });
 
     it('a kv command of the wrong shape is refused alike on every peer and the cluster keeps going', async () => {

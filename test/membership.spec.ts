@@ -12,6 +12,7 @@ import {
   TransferFailedError,
 } from '../src/errors.js';
 import {
+  setConfigWhenIdle,
   checkLoad,
   realCluster,
   sleep,
@@ -256,7 +257,7 @@ describe('membership changes on real peers', function () {
       await fixture.startCluster(ids);
       await stopNode('e');
       // e is not running in this process, but the configuration knows it: a dead voter kept.
-      await setConfig('a', ['a', 'b', 'c', 'e']);
+      await setConfigWhenIdle('a', ['a', 'b', 'c', 'e']);
       await waitForConfig(['a', 'b', 'c'], ['a', 'b', 'c', 'e']);
       // A new member must be running (it has to catch up); a dead one the configuration knows need not.
       const refused = await setConfig('a', ['a', 'b', 'c', 'e', 'zz']).catch((err: unknown) => err);
@@ -264,10 +265,10 @@ describe('membership changes on real peers', function () {
       expect((refused as ConfigError).message).to.contain('zz').and.not.contain("'e'");
       expect((refused as ConfigError).outcome).to.equal('not-applied');
       await fixture.startPeers(['f']);
-      await setConfig('b', ['a', 'b', 'c', 'e', 'f']);
+      await setConfigWhenIdle('b', ['a', 'b', 'c', 'e', 'f']);
       await waitForConfig(['a', 'b', 'c', 'f'], ['a', 'b', 'c', 'e', 'f']);
       // And the dead voter is removed while it is still dead.
-      await setConfig('c', ['a', 'b', 'c', 'f']);
+      await setConfigWhenIdle('c', ['a', 'b', 'c', 'f']);
       await waitForConfig(['a', 'b', 'c', 'f'], ['a', 'b', 'c', 'f']);
       expect(await op('f', { type: 'set', key: 'k', value: 'f' })).to.equal(null);
     });

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { nemesis, op, read, runningNodes, setConfig, startNode, status, stopNode, type NodeOptions, type NodeStatus } from '../../src/api/index.js';
-import { isRaftError } from '../../src/errors.js';
+import { ConfigInProgressError, isRaftError } from '../../src/errors.js';
 
 /** Timing for tests: fast elections, still tolerant of a loaded 2-core machine. */
 export const TEST_TIMING = { heartbeatMs: 25, electionTimeoutMs: 250 } as const;
@@ -136,6 +136,24 @@ export function sleep(ms: number): Promise<void> {
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
+}
+
+/**
+ * setConfig, sent again while the leader still finishes the previous change: a follower can
+ * show the new configuration before the leader has committed it and ended its change, and a
+ * change asked for in between is refused with ConfigInProgressError (outcome 'not-applied',
+ * so sending it again is safe).
+ */
+export async function setConfigWhenIdle(id: string, peers: string[], timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await setConfig(id, peers);
+    } catch (err) {
+      if (!(err instanceof ConfigInProgressError) || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
 }
 
 /** Wait until every peer in `ids` has the stable configuration of exactly `voters` in force. */
