@@ -7,7 +7,6 @@
  */
 import { expect } from 'chai';
 import path from 'node:path';
-import type { MessagePort } from 'node:worker_threads';
 import {
   addMember,
   listMembers,
@@ -29,10 +28,9 @@ import { startHttpServer, type HttpServer } from '../src/http/server.js';
 import { LmdbLogStore } from '../src/log/lmdb-store.js';
 import { codec } from '../src/codec.js';
 import { isEntry, isSnapshotMeta, type Entry, type SnapshotMeta } from '../src/messages.js';
-import type { ConnectPeer } from '../src/transport/switchboard.js';
 import { TcpSwitchboard } from '../src/transport/tcp.js';
 import { checkLoad, realCluster, startLoad, tempDir, TEST_TIMING, waitFor, waitForAcks, waitForConfig, waitForLeader } from './helpers/cluster.js';
-import { freePorts } from './helpers/net.js';
+import { fakeActor, freePorts, vote } from './helpers/net.js';
 
 /** A JSON request; redirects (307 to the leader) are followed. */
 async function call(method: string, url: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; body: any }> {
@@ -89,20 +87,6 @@ describe('members: old data and the codec', function () {
     expect(new RaftLog([], newMeta).lastConfig()!.addresses).to.deep.equal({ b: { peer: '127.0.0.1:7002' } });
   });
 });
-
-/** A stand-in for a consensus actor: the ports it is given, and what arrives on them. */
-function fakeActor() {
-  const ports = new Map<string, MessagePort>();
-  const received: { peer: string; message: unknown }[] = [];
-  const connect: ConnectPeer = async (peer, port) => {
-    ports.get(peer)?.close();
-    ports.set(peer, port);
-    port.on('message', (bytes: Uint8Array) => received.push({ peer, message: codec.decode(bytes) }));
-  };
-  return { connect, ports, received, close: () => ports.forEach((p) => p.close()) };
-}
-
-const vote = (from: string, to: string) => ({ type: 'requestVote', term: 1, from, to, lastLogIndex: 0, lastLogTerm: 0 });
 
 describe('members: the switchboard follows the configuration', function () {
   this.timeout(30_000);

@@ -12,16 +12,15 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { MessagePort } from 'node:worker_threads';
 import { op, read, setConfig, startNode, status, transportStats, type NetworkOptions } from '../src/api/index.js';
 import { InsecurePeersError } from '../src/errors.js';
 import { codec } from '../src/codec.js';
-import { type PeerMessage } from '../src/messages.js';
-import type { ConnectPeer } from '../src/transport/switchboard.js';
 import { certificateNames, handshakeProof } from '../src/transport/handshake.js';
 import { TcpSwitchboard, type TcpSwitchboardOptions } from '../src/transport/tcp.js';
 import { realCluster, tempDir, waitFor, waitForLeader } from './helpers/cluster.js';
 import {
+  fakeActor,
+  vote,
   closed,
   frameReader,
   freePorts,
@@ -40,31 +39,6 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.join(HERE, '..', 'src', 'cli.js');
 const PEER_SECURITY_DOC = path.join(HERE, '..', '..', 'docs', 'peer-security.md');
 const never = new Promise<void>(() => undefined);
-
-/** A stand-in for a consensus actor: records what reaches it, sends through its ports. */
-function fakeActor() {
-  const ports = new Map<string, MessagePort>();
-  const received: { peer: string; message: unknown }[] = [];
-  const connect: ConnectPeer = async (peer, port) => {
-    ports.get(peer)?.close();
-    ports.set(peer, port);
-    port.on('message', (bytes: Uint8Array) => received.push({ peer, message: codec.decode(bytes) }));
-  };
-  return {
-    connect,
-    received,
-    send(peer: string, message: unknown) {
-      ports.get(peer)!.postMessage(codec.encode(message));
-    },
-    close() {
-      for (const p of ports.values()) p.close();
-    },
-  };
-}
-
-function vote(from: string, to: string, term = 1): PeerMessage {
-  return { type: 'requestVote', term, from, to, lastLogIndex: 0, lastLogTerm: 0 };
-}
 
 describe('peer authentication: switchboards', function () {
   this.timeout(60_000);

@@ -8,7 +8,6 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
-import type { MessagePort } from 'node:worker_threads';
 import {
   nemesis,
   op,
@@ -25,36 +24,9 @@ import {
 import { ConfigError } from '../src/errors.js';
 import { codec } from '../src/codec.js';
 import { type PeerMessage } from '../src/messages.js';
-import type { ConnectPeer } from '../src/transport/switchboard.js';
 import { TcpSwitchboard, type TcpStats } from '../src/transport/tcp.js';
 import { realCluster, TEST_TIMING, waitFor, waitForApplied, waitForLeader } from './helpers/cluster.js';
-import { closed, freePorts, fuzzPeerPorts, haveOpenssl, makePki, rawConnect, rawFrame, rawHandshake } from './helpers/net.js';
-
-/** A stand-in for a consensus actor: records the port it is given for each peer. */
-function fakeActor() {
-  const ports = new Map<string, MessagePort>();
-  const received: { peer: string; message: unknown }[] = [];
-  const connect: ConnectPeer = async (peer, port) => {
-    ports.get(peer)?.close();
-    ports.set(peer, port);
-    port.on('message', (bytes: Uint8Array) => received.push({ peer, message: codec.decode(bytes) }));
-  };
-  return {
-    connect,
-    ports,
-    received,
-    send(peer: string, message: unknown) {
-      ports.get(peer)!.postMessage(codec.encode(message));
-    },
-    close() {
-      for (const p of ports.values()) p.close();
-    },
-  };
-}
-
-function vote(from: string, to: string, term = 1): PeerMessage {
-  return { type: 'requestVote', term, from, to, lastLogIndex: 0, lastLogTerm: 0 };
-}
+import { closed, fakeActor, freePorts, fuzzPeerPorts, haveOpenssl, makePki, rawConnect, rawFrame, rawHandshake, vote } from './helpers/net.js';
 
 const never = new Promise<void>(() => undefined);
 
@@ -471,7 +443,6 @@ describe('TCP transport: mutual TLS', function () {
     await setConfig('t1', ids);
     await waitForLeader(ids);
   });
-
 
   /** Try a TLS connection to t1 and a hello; resolves with whether a challenge came back. */
   async function tryTls(options: tls.ConnectionOptions, from = 't2'): Promise<boolean> {

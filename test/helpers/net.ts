@@ -7,9 +7,12 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import type { MessagePort } from 'node:worker_threads';
 import { codec } from '../../src/codec.js';
+import type { PeerMessage } from '../../src/messages.js';
 import { Rng } from '../../src/rng.js';
 import { handshakeProof } from '../../src/transport/handshake.js';
+import type { ConnectPeer } from '../../src/transport/switchboard.js';
 
 /**
  * `n` distinct free ports on 127.0.0.1: each bound on port 0, read, and released. (A port can
@@ -248,4 +251,31 @@ export function makePeerCert(pki: TestPki, file: string, { cn = file, dns = [fil
 
 function openssl(cwd: string, args: string[]): void {
   execFileSync('openssl', args, { cwd, stdio: 'pipe' });
+}
+
+/** A stand-in for a consensus actor: the ports it is given per peer, and what arrives on them. */
+export function fakeActor() {
+  const ports = new Map<string, MessagePort>();
+  const received: { peer: string; message: unknown }[] = [];
+  const connect: ConnectPeer = async (peer, port) => {
+    ports.get(peer)?.close();
+    ports.set(peer, port);
+    port.on('message', (bytes: Uint8Array) => received.push({ peer, message: codec.decode(bytes) }));
+  };
+  return {
+    connect,
+    ports,
+    received,
+    send(peer: string, message: unknown) {
+      ports.get(peer)!.postMessage(codec.encode(message));
+    },
+    close() {
+      for (const p of ports.values()) p.close();
+    },
+  };
+}
+
+/** A RequestVote, the simplest peer message. */
+export function vote(from: string, to: string, term = 1): PeerMessage {
+  return { type: 'requestVote', term, from, to, lastLogIndex: 0, lastLogTerm: 0 };
 }
